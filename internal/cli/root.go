@@ -1,0 +1,54 @@
+// Package cli provides the ferry command-line tool. It talks to the API server only and never
+// links Kopia: all data work happens in the server, the node-agents and the mover pods.
+package cli
+
+import (
+	"io"
+
+	"github.com/spf13/cobra"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ferry-backup/ferry/internal/scheme"
+)
+
+// Options are the settings every command shares.
+type Options struct {
+	// Kubeconfig is a kubeconfig file; empty means the usual kubectl rules.
+	Kubeconfig string
+	// Namespace is the namespace Ferry is installed in.
+	Namespace string
+	Out       io.Writer
+}
+
+// NewCommand returns the root command writing to out.
+func NewCommand(out io.Writer) *cobra.Command {
+	o := &Options{Namespace: "velero", Out: out}
+	root := &cobra.Command{
+		Use:           "ferry",
+		Short:         "Back up and restore Kubernetes volumes into Kopia repositories",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(out)
+	root.PersistentFlags().StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+	root.PersistentFlags().StringVarP(&o.Namespace, "namespace", "n", o.Namespace, "namespace Ferry is installed in")
+	root.AddCommand(newVersionCommand(o), newInstallCommand(o))
+	return root
+}
+
+// client connects to the API server with Ferry's scheme.
+func (o *Options) client() (client.Client, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = o.Kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	s := scheme.New()
+	if err := apiextensionsv1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return client.New(cfg, client.Options{Scheme: s})
+}

@@ -1,0 +1,139 @@
+// Package testenv provides a real kube-apiserver and etcd with Ferry's CRDs installed, for tests
+// that need an API server. One server is started per test binary (call Run from TestMain).
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/ferry-backup/ferry/config/crd"
+	"github.com/ferry-backup/ferry/internal/scheme"
+)
+
+// Env is a running API server with Ferry's CRDs.
+type Env struct {
+	// Config connects to the API server as an administrator.
+	Config *rest.Config
+	// Client uses Ferry's scheme (core types, velero.io v1 and v2alpha1, apiextensions).
+	Client client.Client
+	// Kubeconfig is a kubeconfig file for the API server, for processes and kubectl.
+	Kubeconfig string
+}
+
+var current *Env
+
+// Run starts the API server, runs the tests and stops it; use it as TestMain's body:
+//
+//	func TestMain(m *testing.M) { testenv.Run(m) }
+func Run(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	assets, err := assetsDir()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+		return 1
+	}
+	crds, err := crd.All()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testenv: load CRDs:", err)
+		return 1
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory:    assets,
+		CRDInstallOptions:        envtest.CRDInstallOptions{CRDs: crds, ErrorIfPathMissing: true},
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  time.Minute,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testenv: start API server:", err)
+		return 1
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "testenv: stop API server:", err)
+		}
+	}()
+	current, err = newEnv(env, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+		return 1
+	}
+	defer os.Remove(current.Kubeconfig)
+	return m.Run()
+}
+
+func newEnv(env *envtest.Environment, cfg *rest.Config) (*Env, error) {
+	s := scheme.New()
+	if err := apiextensionsv1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: s})
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	user, err := env.ControlPlane.AddUser(envtest.User{Name: "ferry-test-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("add admin user: %w", err)
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	f, err := os.CreateTemp("", "ferry-testenv-*.kubeconfig")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.Write(kubeconfig); err != nil {
+		return nil, err
+	}
+	return &Env{Config: cfg, Client: c, Kubeconfig: f.Name()}, nil
+}
+
+// Get returns the running environment; the test binary must call Run from TestMain.
+func Get(t testing.TB) *Env {
+	t.Helper()
+	if current == nil {
+		t.Fatal("testenv: no API server; call testenv.Run(m) from TestMain")
+	}
+	return current
+}
+
+// Context returns a context that ends with the test or after a minute, whichever is first.
+func Context(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// assetsDir finds kube-apiserver and etcd: $KUBEBUILDER_ASSETS when set, else the project's
+// installer builds (once per machine) and reports them.
+func assetsDir() (string, error) {
+	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
+		return dir, nil
+	}
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "..", "..", "hack", "install-control-plane.sh")
+	cmd := exec.Command(script)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", script, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
