@@ -15,8 +15,8 @@ type PodVolumeBackupSpec struct {
 	Node string `json:"node"`
 
 	// Pod references the pod whose volume is backed up (namespace, name and uid).
-	// +kubebuilder:validation:XValidation:rule="has(self.name) && self.name != ''",message="pod.name is required"
-	// +kubebuilder:validation:XValidation:rule="has(self.__namespace__) && self.__namespace__ != ''",message="pod.namespace is required"
+	// +kubebuilder:validation:XValidation:rule="has(self.name) && size(self.name) > 0",message="pod.name is required"
+	// +kubebuilder:validation:XValidation:rule="has(self.__namespace__) && size(self.__namespace__) > 0",message="pod.namespace is required"
 	Pod corev1.ObjectReference `json:"pod"`
 
 	// Volume is the name of the volume in the pod spec.

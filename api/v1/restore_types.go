@@ -6,7 +6,7 @@ import (
 )
 
 // RestoreSpec says which backup to restore and into where.
-// +kubebuilder:validation:XValidation:rule="(has(self.backupName) && self.backupName != '') || (has(self.scheduleName) && self.scheduleName != '')",message="backupName (or scheduleName) is required"
+// +kubebuilder:validation:XValidation:rule="(has(self.backupName) && size(self.backupName) > 0) || (has(self.scheduleName) && size(self.scheduleName) > 0)",message="backupName (or scheduleName) is required"
 // +kubebuilder:validation:XValidation:rule="!(has(self.labelSelector) && has(self.orLabelSelectors))",message="labelSelector and orLabelSelectors cannot be used together"
 type RestoreSpec struct {
 	// BackupName is the Backup to restore from.

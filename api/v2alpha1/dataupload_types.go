@@ -15,7 +15,7 @@ const SnapshotTypeCSI SnapshotType = "CSI"
 
 // DataUploadSpec asks a data mover to copy the data of a CSI snapshot of a PVC into the
 // repository of a storage location.
-// +kubebuilder:validation:XValidation:rule="self.snapshotType != 'CSI' || (has(self.csiSnapshot) && has(self.csiSnapshot.volumeSnapshot) && self.csiSnapshot.volumeSnapshot != '')",message="csiSnapshot.volumeSnapshot is required when snapshotType is CSI"
+// +kubebuilder:validation:XValidation:rule="self.snapshotType != 'CSI' || (has(self.csiSnapshot) && has(self.csiSnapshot.volumeSnapshot) && size(self.csiSnapshot.volumeSnapshot) > 0)",message="csiSnapshot.volumeSnapshot is required when snapshotType is CSI"
 type DataUploadSpec struct {
 	// SnapshotType is the kind of snapshot to move; CSI is the only one.
 	SnapshotType SnapshotType `json:"snapshotType"`
