@@ -1,0 +1,171 @@
+package uploader
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/kopia/kopia/fs/localfs"
+	"github.com/kopia/kopia/repo"
+	"github.com/kopia/kopia/repo/manifest"
+	"github.com/kopia/kopia/snapshot"
+	"github.com/kopia/kopia/snapshot/policy"
+	"github.com/kopia/kopia/snapshot/upload"
+)
+
+// BackupOptions tune one backup.
+type BackupOptions struct {
+	// Source names what is backed up, e.g. "/<namespace>/<pvc>". Snapshots of the same source
+	// (and repository identity) are each other's parents. Default: the directory's path.
+	Source string
+	// Parent is the snapshot to compare against; default: the latest of the same source.
+	Parent string
+	// Parallel is the number of files read and uploaded at once (parallelFilesUpload); default:
+	// the number of CPUs.
+	Parallel int
+	// Tags are stored on the snapshot (backup name, namespace, PVC, pod volume, location).
+	Tags map[string]string
+	// Progress is called at most every ProgressInterval and once at the end.
+	Progress         func(Progress)
+	ProgressInterval time.Duration
+	// CheckpointInterval is how often a checkpoint is saved, from which an interrupted backup
+	// resumes without re-reading what it already uploaded (default 5m, at most 45m).
+	CheckpointInterval time.Duration
+}
+
+// Stats describe a finished backup.
+type Stats struct {
+	Files, Dirs int64
+	// Bytes is the size of all files in the snapshot.
+	Bytes int64
+	// HashedBytes were read and hashed; CachedBytes were unchanged since the parent and not read.
+	HashedBytes, CachedBytes int64
+	// UploadedBytes were written to the repository's storage (after dedup, compression, encryption).
+	UploadedBytes int64
+	// Errors counts entries that could not be read; ErrorMessages holds the first few.
+	Errors        int
+	ErrorMessages []string
+	Duration      time.Duration
+}
+
+// BackupResult is the outcome of a backup.
+type BackupResult struct {
+	SnapshotID string
+	// ParentID is the snapshot the backup was incremental against, if any.
+	ParentID string
+	Stats    Stats
+}
+
+// ErrCanceled is returned (wrapped with the context's error) when a backup or restore stopped
+// because its context ended. A backup saves a checkpoint first, so the next one resumes.
+var ErrCanceled = errors.New("canceled")
+
+// DefaultCheckpointInterval is how often a running backup saves a checkpoint.
+const DefaultCheckpointInterval = 5 * time.Minute
+
+// Backup snapshots dir into the repository.
+func Backup(ctx context.Context, rep repo.Repository, dir string, opts BackupOptions) (BackupResult, error) {
+	start := time.Now()
+	root, err := localfs.Directory(dir)
+	if err != nil {
+		return BackupResult{}, fmt.Errorf("back up %s: %w", dir, err)
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return BackupResult{}, fmt.Errorf("back up %s: not a readable directory", dir)
+	}
+	source := snapshot.SourceInfo{Host: rep.ClientOptions().Hostname, UserName: rep.ClientOptions().Username, Path: opts.Source}
+	if source.Path == "" {
+		source.Path = dir
+	}
+	previous, err := previousManifests(ctx, rep, source, opts.Parent)
+	if err != nil {
+		return BackupResult{}, err
+	}
+	policyTree, err := policy.TreeForSource(ctx, rep, source)
+	if err != nil {
+		return BackupResult{}, fmt.Errorf("read policy: %w", err)
+	}
+
+	rpt := newReporter(opts.Progress, opts.ProgressInterval)
+	prog := &uploadProgress{r: rpt}
+	var man *snapshot.Manifest
+	var id manifest.ID
+	// The write session must outlive ctx: when ctx ends, the upload is canceled and what was
+	// uploaded so far is saved as a checkpoint and flushed.
+	wctx := context.WithoutCancel(ctx)
+	err = repo.WriteSession(wctx, rep, repo.WriteSessionOptions{Purpose: "ferry: backup", FlushOnFailure: true, OnUpload: prog.uploaded},
+		func(wctx context.Context, w repo.RepositoryWriter) error {
+			u := newUploader(w, opts, prog)
+			stop := context.AfterFunc(ctx, u.Cancel)
+			defer stop()
+			man, err = u.Upload(wctx, root, policyTree, source, previous...)
+			if err != nil {
+				return fmt.Errorf("upload %s: %w", dir, err)
+			}
+			man.Tags = opts.Tags
+			if id, err = snapshot.SaveSnapshot(wctx, w, man); err != nil {
+				return fmt.Errorf("save snapshot: %w", err)
+			}
+			return nil
+		})
+	final := rpt.finish()
+	if err != nil {
+		return BackupResult{}, err
+	}
+	if man.IncompleteReason != "" {
+		return BackupResult{}, fmt.Errorf("back up %s: %w (%s; checkpoint %s saved): %w", dir, ErrCanceled, man.IncompleteReason, id, context.Cause(ctx))
+	}
+	res := BackupResult{SnapshotID: string(id), Stats: statsOf(man, prog, final, time.Since(start))}
+	for _, p := range previous {
+		if p.IncompleteReason == "" {
+			res.ParentID = string(p.ID)
+		}
+	}
+	return res, nil
+}
+
+func newUploader(w repo.RepositoryWriter, opts BackupOptions, prog upload.Progress) *upload.Uploader {
+	u := upload.NewUploader(w)
+	u.Progress = prog
+	u.ParallelUploads = opts.Parallel
+	if u.ParallelUploads <= 0 {
+		u.ParallelUploads = runtime.NumCPU()
+	}
+	u.CheckpointInterval = opts.CheckpointInterval
+	if u.CheckpointInterval <= 0 {
+		u.CheckpointInterval = DefaultCheckpointInterval
+	}
+	u.CheckpointInterval = min(u.CheckpointInterval, upload.DefaultCheckpointInterval)
+	u.CheckpointLabels = opts.Tags
+	return u
+}
+
+// previousManifests returns the snapshots to compare against: the requested parent, or the
+// latest complete snapshot of the source plus any newer checkpoint (to resume from).
+func previousManifests(ctx context.Context, rep repo.Repository, source snapshot.SourceInfo, parent string) ([]*snapshot.Manifest, error) {
+	if parent != "" {
+		m, err := snapshot.LoadSnapshot(ctx, rep, manifest.ID(parent))
+		if err != nil {
+			return nil, fmt.Errorf("load parent snapshot %s: %w", parent, err)
+		}
+		return []*snapshot.Manifest{m}, nil
+	}
+	prev, err := snapshot.FindPreviousManifests(ctx, rep, source, nil)
+	if err != nil {
+		return nil, fmt.Errorf("find previous snapshots of %s: %w", source, err)
+	}
+	return prev, nil
+}
+
+func statsOf(man *snapshot.Manifest, prog *uploadProgress, final Progress, d time.Duration) Stats {
+	errCount, errs := prog.errorSummary()
+	return Stats{
+		Files: int64(man.Stats.TotalFileCount), Dirs: int64(man.Stats.TotalDirectoryCount),
+		Bytes: man.Stats.TotalFileSize, HashedBytes: prog.hashed.Load(), CachedBytes: prog.cached.Load(),
+		UploadedBytes: final.BytesUploaded, Errors: max(errCount, int(man.Stats.ErrorCount)), ErrorMessages: errs,
+		Duration: d,
+	}
+}
