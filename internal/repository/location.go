@@ -174,7 +174,11 @@ func (l Location) String() string {
 	case ProviderFilesystem:
 		return "filesystem:" + l.dir()
 	default:
-		return fmt.Sprintf("s3://%s/%s", l.Bucket, l.repoPrefix())
+		s := fmt.Sprintf("s3://%s/%s", l.Bucket, l.repoPrefix())
+		if endpoint := l.Config["s3Url"]; endpoint != "" {
+			s += " at " + endpoint
+		}
+		return s
 	}
 }
 

@@ -77,15 +77,7 @@ func (l *exclusiveLock) lockedError(rec *lockRecord, waited time.Duration) error
 }
 
 // waitFree returns once no other process holds the lock, or ErrLocked after timeout.
-func (l *exclusiveLock) waitFree(ctx context.Context, timeout time.Duration) error {
-	st, err := l.location.storage(ctx, false)
-	if err != nil {
-		if errors.Is(err, blob.ErrBlobNotFound) {
-			return nil
-		}
-		return nil //nolint:nilerr // an unreachable store is reported by the connection that follows
-	}
-	defer st.Close(ctx) //nolint:errcheck // read-only use
+func (l *exclusiveLock) waitFree(ctx context.Context, st blob.Storage, timeout time.Duration) error {
 	start := l.clock()
 	poll := min(max(timeout/20, 50*time.Millisecond), 2*time.Second)
 	for {

@@ -127,13 +127,22 @@ func Open(ctx context.Context, opts Options) (*Repository, error) {
 	if err := opts.applyDefaults(); err != nil {
 		return nil, err
 	}
-	lock := &exclusiveLock{location: opts.Location}
-	if err := lock.waitFree(ctx, opts.LockCheckTimeout); err != nil {
-		return nil, err
-	}
-	cctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
+	// One deadline covers reaching the storage, waiting for the lock and connecting.
+	cctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout+opts.LockCheckTimeout)
 	defer cancel()
-	created, err := connect(cctx, opts)
+	st, err := opts.Location.storage(cctx, !opts.ReadOnly)
+	if errors.Is(err, os.ErrNotExist) && opts.ReadOnly {
+		return nil, fmt.Errorf("%s: %w", opts.Location, ErrNotInitialized)
+	}
+	if err != nil {
+		return nil, timeoutError(cctx, opts, err)
+	}
+	defer st.Close(ctx) //nolint:errcheck // used for reads; Connect keeps its own copy
+	lock := &exclusiveLock{location: opts.Location}
+	if err := lock.waitFree(cctx, st, opts.LockCheckTimeout); err != nil {
+		return nil, timeoutError(cctx, opts, err)
+	}
+	created, err := connect(cctx, st, opts)
 	if err != nil {
 		return nil, timeoutError(cctx, opts, err)
 	}
@@ -151,12 +160,7 @@ func Open(ctx context.Context, opts Options) (*Repository, error) {
 }
 
 // connect writes Kopia's connection file for the location, creating the repository if needed.
-func connect(ctx context.Context, opts Options) (bool, error) {
-	st, err := opts.Location.storage(ctx, !opts.ReadOnly)
-	if err != nil {
-		return false, err
-	}
-	defer st.Close(ctx) //nolint:errcheck // read-only use; Connect made its own copy
+func connect(ctx context.Context, st blob.Storage, opts Options) (bool, error) {
 	if err := os.MkdirAll(connectionDir(opts), 0o700); err != nil {
 		return false, fmt.Errorf("create work directory: %w", err)
 	}
@@ -173,7 +177,7 @@ func connect(ctx context.Context, opts Options) (bool, error) {
 			ContentCacheSizeBytes: opts.ContentCacheMB << 20, MetadataCacheSizeBytes: opts.MetadataCacheMB << 20,
 		},
 	}
-	err = repo.Connect(ctx, configFile(opts), st, opts.Password, connectOpts)
+	err := repo.Connect(ctx, configFile(opts), st, opts.Password, connectOpts)
 	if !errors.Is(err, repo.ErrRepositoryNotInitialized) {
 		if err != nil {
 			return false, fmt.Errorf("connect to repository at %s: %w", opts.Location, passwordError(err))
@@ -265,8 +269,8 @@ func passwordError(err error) error {
 
 // timeoutError explains a connection that ran out of time.
 func timeoutError(ctx context.Context, opts Options, err error) error {
-	if ctx.Err() != nil && !errors.Is(err, ErrWrongPassword) {
-		return fmt.Errorf("%s not reachable within %s: %w", opts.Location, opts.ConnectTimeout, err)
+	if ctx.Err() != nil && !errors.Is(err, ErrWrongPassword) && !errors.Is(err, ErrLocked) {
+		return fmt.Errorf("%s not reachable within %s: %w", opts.Location, opts.ConnectTimeout+opts.LockCheckTimeout, err)
 	}
 	return err
 }

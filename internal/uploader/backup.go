@@ -38,6 +38,7 @@ type BackupOptions struct {
 
 // Stats describe a finished backup.
 type Stats struct {
+	// Files counts files and symlinks.
 	Files, Dirs int64
 	// Bytes is the size of all files in the snapshot.
 	Bytes int64
@@ -163,7 +164,7 @@ func previousManifests(ctx context.Context, rep repo.Repository, source snapshot
 func statsOf(man *snapshot.Manifest, prog *uploadProgress, final Progress, d time.Duration) Stats {
 	errCount, errs := prog.errorSummary()
 	return Stats{
-		Files: int64(man.Stats.TotalFileCount), Dirs: int64(man.Stats.TotalDirectoryCount),
+		Files: final.FilesDone, Dirs: int64(man.Stats.TotalDirectoryCount),
 		Bytes: man.Stats.TotalFileSize, HashedBytes: prog.hashed.Load(), CachedBytes: prog.cached.Load(),
 		UploadedBytes: final.BytesUploaded, Errors: max(errCount, int(man.Stats.ErrorCount)), ErrorMessages: errs,
 		Duration: d,

@@ -2,6 +2,7 @@ package uploader
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -9,9 +10,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/kopia/kopia/fs"
 	"github.com/kopia/kopia/repo"
 	"github.com/kopia/kopia/repo/manifest"
+	"github.com/kopia/kopia/repo/object"
 	"github.com/kopia/kopia/snapshot"
 	"github.com/kopia/kopia/snapshot/restore"
 	"github.com/kopia/kopia/snapshot/snapshotfs"
@@ -96,7 +97,7 @@ func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, o
 		err = fmt.Errorf("%w: %w", ErrCanceled, context.Cause(ctx))
 	}
 	if err == nil {
-		err = fixDirectoryTimes(ctx, root, target)
+		err = fixDirectoryTimes(ctx, rep, man, target)
 	}
 	rpt.finish()
 	if err != nil {
@@ -127,29 +128,48 @@ func prepareTarget(dir string) (string, error) {
 	return target, nil
 }
 
-// fixDirectoryTimes sets every restored directory's modification time from the snapshot:
-// writing files into a directory after it was finished changes its time, and with parallel
-// writers that happens (KOPIA-NOTES pitfall 2).
-func fixDirectoryTimes(ctx context.Context, root fs.Entry, target string) error {
-	dir, ok := root.(fs.Directory)
-	if !ok {
+// fixDirectoryTimes sets every restored directory's modification time to the one stored in
+// the snapshot. Kopia's restore leaves a directory with the newest time of its subtree: when it
+// loads a listing it replaces each subdirectory's time with that summary value, and writing
+// files after a directory was finished moves its time too (KOPIA-NOTES pitfall 2). The true
+// values are in the stored listings, read here directly.
+func fixDirectoryTimes(ctx context.Context, rep repo.Repository, man *snapshot.Manifest, target string) error {
+	if man.RootEntry == nil || man.RootEntry.Type != snapshot.EntryTypeDirectory {
 		return nil
 	}
-	var walk func(d fs.Directory, path string) error
-	walk = func(d fs.Directory, path string) error {
-		err := fs.IterateEntries(ctx, d, func(ctx context.Context, e fs.Entry) error {
-			if sub, ok := e.(fs.Directory); ok {
-				return walk(sub, filepath.Join(path, e.Name()))
-			}
-			return nil
-		})
+	var walk func(oid object.ID, path string, mtime time.Time) error
+	walk = func(oid object.ID, path string, mtime time.Time) error {
+		entries, err := storedListing(ctx, rep, oid)
 		if err != nil {
 			return err
+		}
+		for _, e := range entries {
+			if e.Type != snapshot.EntryTypeDirectory {
+				continue
+			}
+			child := filepath.Join(path, filepath.FromSlash(e.Name))
+			if err := walk(e.ObjectID, child, e.ModTime.ToTime()); err != nil {
+				return err
+			}
 		}
 		if st, err := os.Lstat(path); err != nil || !st.IsDir() {
 			return errors.Join(err, fmt.Errorf("%s is not the restored directory", path))
 		}
-		return os.Chtimes(path, d.ModTime(), d.ModTime())
+		return os.Chtimes(path, mtime, mtime)
 	}
-	return walk(dir, target)
+	return walk(man.RootEntry.ObjectID, target, man.RootEntry.ModTime.ToTime())
+}
+
+// storedListing reads a directory object as stored, without Kopia's in-memory adjustments.
+func storedListing(ctx context.Context, rep repo.Repository, oid object.ID) ([]*snapshot.DirEntry, error) {
+	r, err := rep.OpenObject(ctx, oid)
+	if err != nil {
+		return nil, fmt.Errorf("open directory %s: %w", oid, err)
+	}
+	defer r.Close()
+	var dir snapshot.DirManifest
+	if err := json.NewDecoder(r).Decode(&dir); err != nil {
+		return nil, fmt.Errorf("read directory %s: %w", oid, err)
+	}
+	return dir.Entries, nil
 }

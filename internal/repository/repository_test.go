@@ -1,0 +1,163 @@
+package repository_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kopia/kopia/repo/maintenance"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/repository"
+	"github.com/ferry-backup/ferry/internal/repository/repotest"
+)
+
+func open(t *testing.T, loc repository.Location, password string, mutate ...func(*repository.Options)) (*repository.Repository, error) {
+	t.Helper()
+	opts := repository.Options{Location: loc, Password: password, WorkDir: t.TempDir(), ConnectTimeout: 20 * time.Second}
+	for _, m := range mutate {
+		m(&opts)
+	}
+	r, err := repository.Open(t.Context(), opts)
+	if err == nil {
+		t.Cleanup(func() { _ = r.Close(context.Background()) })
+	}
+	return r, err
+}
+
+func TestOpenCreatesOnceThenConnects(t *testing.T) {
+	for _, b := range repotest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			loc := b.New(t)
+			first, err := open(t, loc, "pw")
+			if err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			if !first.Created() {
+				t.Error("first open did not report creating the repository")
+			}
+			if got := first.ContentReader().ContentFormat().GetHashFunction(); got != repository.HashBLAKE3 {
+				t.Errorf("hash = %s, want %s", got, repository.HashBLAKE3)
+			}
+			if got := first.ContentReader().ContentFormat().GetEncryptionAlgorithm(); got != repository.Encryption {
+				t.Errorf("encryption = %s, want %s", got, repository.Encryption)
+			}
+			params, err := maintenance.GetParams(t.Context(), first)
+			if err != nil || params.Owner != repository.MaintenanceOwner {
+				t.Errorf("maintenance owner = %v (%v), want %s", params, err, repository.MaintenanceOwner)
+			}
+			second, err := open(t, loc, "pw")
+			if err != nil {
+				t.Fatalf("connect: %v", err)
+			}
+			if second.Created() {
+				t.Error("second open created the repository again")
+			}
+		})
+	}
+}
+
+func TestHashIsChosenAtCreation(t *testing.T) {
+	r, err := open(t, repotest.Filesystem(t), "pw", func(o *repository.Options) { o.Hash = repository.HashHMACSHA256 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.ContentReader().ContentFormat().GetHashFunction(); got != repository.HashHMACSHA256 {
+		t.Errorf("hash = %s, want %s", got, repository.HashHMACSHA256)
+	}
+	if _, err := open(t, repotest.Filesystem(t), "pw", func(o *repository.Options) { o.Hash = "MD5" }); err == nil || !strings.Contains(err.Error(), "MD5") {
+		t.Errorf("unknown hash: err = %v, want one naming MD5", err)
+	}
+}
+
+func TestWrongPasswordIsReported(t *testing.T) {
+	for _, b := range repotest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			loc := b.New(t)
+			if _, err := open(t, loc, "right"); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			_, err := open(t, loc, "wrong")
+			if !errors.Is(err, repository.ErrWrongPassword) {
+				t.Fatalf("err = %v, want ErrWrongPassword", err)
+			}
+			if d := time.Since(start); d > 15*time.Second {
+				t.Errorf("took %s to report a wrong password", d)
+			}
+		})
+	}
+}
+
+func TestReadOnlyDoesNotCreate(t *testing.T) {
+	_, err := open(t, repotest.Filesystem(t), "pw", func(o *repository.Options) { o.ReadOnly = true })
+	if !errors.Is(err, repository.ErrNotInitialized) {
+		t.Fatalf("err = %v, want ErrNotInitialized", err)
+	}
+}
+
+func TestUnreachableS3FailsWithinTheTimeout(t *testing.T) {
+	start := time.Now()
+	_, err := open(t, repotest.UnreachableS3(t), "pw", func(o *repository.Options) { o.ConnectTimeout = 3 * time.Second })
+	if err == nil {
+		t.Fatal("opened a repository on a closed port")
+	}
+	if !strings.Contains(err.Error(), "127.0.0.1") {
+		t.Errorf("error %q does not name the endpoint", err)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("took %s, want about the 3s connect timeout", d)
+	}
+}
+
+func TestMissingBucketIsReported(t *testing.T) {
+	loc := repotest.S3(t)
+	loc.Bucket = "no-such-bucket"
+	_, err := open(t, loc, "pw")
+	if err == nil || !strings.Contains(err.Error(), "no-such-bucket") {
+		t.Fatalf("err = %v, want one naming the bucket", err)
+	}
+}
+
+func TestLocationFor(t *testing.T) {
+	bsl := &velerov1.BackupStorageLocation{Spec: velerov1.BackupStorageLocationSpec{
+		Provider:    "velero.io/aws",
+		Config:      map[string]string{"region": "eu-west-1", "s3Url": "http://minio.velero:9000"},
+		StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "b", Prefix: "/cluster-a/"}},
+	}}
+	creds := []byte("[default]\naws_access_key_id = AKIA1\naws_secret_access_key = s3cr3t\n[other]\naws_access_key_id=AKIA2\naws_secret_access_key=x\n")
+	loc, err := repository.LocationFor(bsl, creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loc.Provider != repository.ProviderAWS || loc.Credentials.AccessKeyID != "AKIA1" || loc.Credentials.SecretAccessKey != "s3cr3t" {
+		t.Errorf("location = %+v", loc)
+	}
+	if got := loc.ForNamespace("app").String(); got != "s3://b/cluster-a/kopia/app/ at http://minio.velero:9000" {
+		t.Errorf("per-namespace location = %s", got)
+	}
+	if strings.Contains(loc.Credentials.String(), "s3cr3t") {
+		t.Error("credentials print their secret")
+	}
+
+	bsl.Spec.Provider = "gcp"
+	if _, err := repository.LocationFor(bsl, nil); !errors.Is(err, repository.ErrUnsupportedProvider) || !strings.Contains(err.Error(), "gcp") {
+		t.Errorf("gcp: err = %v, want ErrUnsupportedProvider naming it", err)
+	}
+	bsl.Spec.Provider = "aws"
+	bsl.Spec.Config = map[string]string{"s3Url": "minio:9000"}
+	if _, err := repository.LocationFor(bsl, nil); err == nil || !strings.Contains(err.Error(), "config.s3Url") {
+		t.Errorf("bad s3Url: err = %v, want one naming config.s3Url", err)
+	}
+	bsl.Spec.Provider = "filesystem"
+	bsl.Spec.Config = map[string]string{"path": "/backups"}
+	bsl.Spec.ObjectStorage.Bucket = "../../etc"
+	if _, err := repository.LocationFor(bsl, nil); err == nil {
+		t.Error("a bucket that climbs out of config.path was accepted")
+	}
+	if _, err := repository.ParseCredentials([]byte("[default]\naws_access_key_id=A\n"), ""); err == nil {
+		t.Error("credentials without a secret key were accepted")
+	}
+}
