@@ -47,6 +47,12 @@ lint: ## gofmt and go vet.
 test: verify-generated lint ## Everything: generated-code check, lint, layering, all test tiers.
 	KUBEBUILDER_ASSETS=$$(hack/install-control-plane.sh) go test $(GO_TEST_FLAGS) ./...
 
+##@ Benchmark
+BENCH_SCALE ?= full
+.PHONY: bench
+bench: ## Ferry vs the kopia CLI and restic on one generated dataset (BENCH_SCALE=small|full).
+	go run ./test/bench -scale $(BENCH_SCALE)
+
 ##@ Run
 .PHONY: demo
 demo: ## Ferry's main job on a local control plane (not available yet: see README).

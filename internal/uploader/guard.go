@@ -23,7 +23,7 @@ type guardedOutput struct {
 }
 
 func (o *guardedOutput) BeginDirectory(ctx context.Context, rel string, e fs.Directory) error {
-	if err := o.check(rel, o.OverwriteDirectories); err != nil {
+	if err := o.check(rel, o.OverwriteFiles); err != nil {
 		return err
 	}
 	return o.FilesystemOutput.BeginDirectory(ctx, rel, e)

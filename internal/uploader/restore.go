@@ -22,8 +22,8 @@ import (
 type RestoreOptions struct {
 	// Parallel is the number of files written at once; default 2 (more was slower on 2 CPUs).
 	Parallel int
-	// KeepExisting refuses to replace files, directories and symlinks already in the target
-	// instead of overwriting them (the default).
+	// KeepExisting refuses to replace files and symlinks already in the target instead of
+	// overwriting them (the default). Existing directories are merged into either way.
 	KeepExisting bool
 	// WriteSparseFiles writes runs of zeros as holes.
 	WriteSparseFiles bool
@@ -64,7 +64,7 @@ func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, o
 	}
 	out := &guardedOutput{FilesystemOutput: &restore.FilesystemOutput{
 		TargetPath:           target,
-		OverwriteDirectories: !opts.KeepExisting,
+		OverwriteDirectories: true, // merge into existing directories; files decide below
 		OverwriteFiles:       !opts.KeepExisting,
 		OverwriteSymlinks:    !opts.KeepExisting,
 		SkipOwners:           os.Geteuid() != 0,
@@ -93,7 +93,7 @@ func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, o
 		},
 	})
 	stop()
-	if err == nil && ctx.Err() != nil {
+	if ctx.Err() != nil {
 		err = fmt.Errorf("%w: %w", ErrCanceled, context.Cause(ctx))
 	}
 	if err == nil {

@@ -89,6 +89,11 @@ type server struct {
 	dir      string
 }
 
+// Endpoint returns host:port of an S3 location's endpoint.
+func Endpoint(loc repository.Location) string {
+	return strings.TrimPrefix(loc.Config["s3Url"], "http://")
+}
+
 func (s *server) location(bucket string) repository.Location {
 	return repository.Location{
 		Provider:    repository.ProviderAWS,
@@ -127,7 +132,7 @@ func Run(m *testing.M) {
 }
 
 func start() (*server, error) {
-	bin, err := installVersitygw()
+	bin, err := installTool("versitygw")
 	if err != nil {
 		return nil, err
 	}
@@ -183,15 +188,25 @@ func (s *server) waitReady() error {
 	}
 }
 
-// installVersitygw builds (once per machine) and returns the versitygw binary.
-func installVersitygw() (string, error) {
+// Tool returns a pinned third-party binary (versitygw, kopia), building it once per machine
+// with hack/install-tool.sh.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	bin, err := installTool(name)
+	if err != nil {
+		t.Fatalf("repotest: %v", err)
+	}
+	return bin
+}
+
+func installTool(name string) (string, error) {
 	_, file, _, _ := runtime.Caller(0)
 	script := filepath.Join(filepath.Dir(file), "..", "..", "..", "hack", "install-tool.sh")
-	cmd := exec.Command(script, "versitygw")
+	cmd := exec.Command(script, name)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("%s versitygw: %w", script, err)
+		return "", fmt.Errorf("%s %s: %w", script, name, err)
 	}
 	return strings.TrimSpace(string(out)), nil
 }
