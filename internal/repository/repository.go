@@ -66,6 +66,10 @@ type Options struct {
 	ReadOnly bool
 	// ContentCacheMB and MetadataCacheMB bound the local caches (defaults 256 and 512 MiB).
 	ContentCacheMB, MetadataCacheMB int64
+	// NoCache turns the local caches off. Use it for restores: writing every restored chunk
+	// into the content cache costs more than it saves (KOPIA-NOTES pitfall 3), and Kopia cannot
+	// keep the metadata cache without the content cache.
+	NoCache bool
 	// ConnectTimeout bounds reaching the storage and opening the repository (default 1m).
 	ConnectTimeout time.Duration
 	// LockCheckTimeout is how long Open waits while another process holds the repository's
@@ -197,10 +201,12 @@ func connect(ctx context.Context, st blob.Storage, opts Options) (bool, error) {
 			// effect at once instead of after Kopia's 15-minute format cache.
 			FormatBlobCacheDuration: -1,
 		},
-		CachingOptions: content.CachingOptions{
+	}
+	if !opts.NoCache {
+		connectOpts.CachingOptions = content.CachingOptions{
 			CacheDirectory:        filepath.Join(connectionDir(opts), "cache"),
 			ContentCacheSizeBytes: opts.ContentCacheMB << 20, MetadataCacheSizeBytes: opts.MetadataCacheMB << 20,
-		},
+		}
 	}
 	err := repo.Connect(ctx, configFile(opts), st, opts.Password, connectOpts)
 	if !errors.Is(err, repo.ErrRepositoryNotInitialized) {
@@ -276,7 +282,11 @@ func newOptionalInt64(v int64) *policy.OptionalInt64 {
 // connectionDir is this location's directory below the work directory: one per location, so
 // one process can hold several repositories.
 func connectionDir(opts Options) string {
-	sum := sha256.Sum256([]byte(opts.Location.String()))
+	key := opts.Location.String()
+	if opts.NoCache {
+		key += " (no cache)"
+	}
+	sum := sha256.Sum256([]byte(key))
 	return filepath.Join(opts.WorkDir, hex.EncodeToString(sum[:8]))
 }
 

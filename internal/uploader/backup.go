@@ -91,7 +91,13 @@ func Backup(ctx context.Context, rep repo.Repository, dir string, opts BackupOpt
 	}
 
 	rpt := newReporter(opts.Progress, opts.ProgressInterval)
-	prog := &uploadProgress{r: rpt}
+	prog := &uploadProgress{r: rpt, estimate: true}
+	if parent := latestComplete(previous); parent != nil {
+		// The parent's size is a good estimate and saves Kopia a walk of the whole source.
+		rpt.totalBytes.Store(parent.Stats.TotalFileSize)
+		rpt.totalFiles.Store(int64(parent.Stats.TotalFileCount))
+		prog.estimate = false
+	}
 	var man *snapshot.Manifest
 	var id manifest.ID
 	// The write session must outlive ctx: when ctx ends, the upload is canceled and what was
@@ -112,7 +118,7 @@ func Backup(ctx context.Context, rep repo.Repository, dir string, opts BackupOpt
 			}
 			return nil
 		})
-	final := rpt.finish()
+	final := rpt.finish(err == nil && man.IncompleteReason == "")
 	if err != nil {
 		return BackupResult{}, err
 	}
@@ -120,12 +126,21 @@ func Backup(ctx context.Context, rep repo.Repository, dir string, opts BackupOpt
 		return BackupResult{}, fmt.Errorf("back up %s: %w (%s; checkpoint %s saved): %w", dir, ErrCanceled, man.IncompleteReason, id, context.Cause(ctx))
 	}
 	res := BackupResult{SnapshotID: string(id), Stats: statsOf(man, prog, final, time.Since(start))}
-	for _, p := range previous {
-		if p.IncompleteReason == "" {
-			res.ParentID = string(p.ID)
-		}
+	if parent := latestComplete(previous); parent != nil {
+		res.ParentID = string(parent.ID)
 	}
 	return res, nil
+}
+
+// latestComplete returns the newest snapshot that is not a checkpoint.
+func latestComplete(previous []*snapshot.Manifest) *snapshot.Manifest {
+	var latest *snapshot.Manifest
+	for _, p := range previous {
+		if p.IncompleteReason == "" && (latest == nil || p.StartTime.After(latest.StartTime)) {
+			latest = p
+		}
+	}
+	return latest
 }
 
 func newUploader(w repo.RepositoryWriter, opts BackupOptions, prog upload.Progress) *upload.Uploader {

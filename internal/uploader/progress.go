@@ -75,10 +75,15 @@ func (r *reporter) snapshot() Progress {
 	return p
 }
 
-// finish stops the ticker and reports the final state.
-func (r *reporter) finish() Progress {
+// finish stops the ticker and reports the final state; complete means the totals are now known
+// to be what was done.
+func (r *reporter) finish(complete bool) Progress {
 	close(r.stop)
 	r.wg.Wait()
+	if complete {
+		r.totalBytes.Store(r.bytesDone.Load())
+		r.totalFiles.Store(r.filesDone.Load())
+	}
 	p := r.snapshot()
 	if r.callback != nil {
 		r.callback(p)
@@ -92,6 +97,9 @@ type uploadProgress struct {
 	r *reporter
 
 	hashed, cached atomic.Int64
+	// estimate makes Kopia walk the source first to learn its size; not needed when the parent
+	// snapshot already tells it.
+	estimate bool
 
 	mu     sync.Mutex
 	errors []string
@@ -101,7 +109,8 @@ type uploadProgress struct {
 // maxErrorsKept bounds how many per-file error messages a result carries.
 const maxErrorsKept = 10
 
-func (p *uploadProgress) Enabled() bool { return true }
+// Enabled tells Kopia whether to run its size estimation (its only use of it).
+func (p *uploadProgress) Enabled() bool { return p.estimate }
 
 func (p *uploadProgress) EstimatedDataSize(fileCount, totalBytes int64) {
 	p.r.totalFiles.Store(fileCount)

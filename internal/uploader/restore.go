@@ -44,7 +44,8 @@ type RestoreStats struct {
 // DefaultRestoreParallel is the number of files a restore writes at once.
 const DefaultRestoreParallel = 2
 
-// Restore writes snapshot snapshotID into dir, creating dir if needed. Contents, modes, times,
+// Restore writes snapshot snapshotID into dir. Pass a repository opened with
+// repository.Options.NoCache: restores run faster without the local caches., creating dir if needed. Contents, modes, times,
 // symlinks and empty directories are restored, and owners when running as root. No entry is
 // written outside dir: names that would climb out, and symlinks already in dir that would
 // redirect a write, are refused.
@@ -99,7 +100,7 @@ func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, o
 	if err == nil {
 		err = fixDirectoryTimes(ctx, rep, man, target)
 	}
-	rpt.finish()
+	rpt.finish(err == nil)
 	if err != nil {
 		return RestoreStats{}, fmt.Errorf("restore snapshot %s into %s: %w", snapshotID, target, err)
 	}

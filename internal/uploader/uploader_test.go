@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/ferry-backup/ferry/internal/repository"
 	"github.com/ferry-backup/ferry/internal/repository/repotest"
 	"github.com/ferry-backup/ferry/internal/uploader"
 )
@@ -18,7 +19,8 @@ func TestRoundTripIsIdentical(t *testing.T) {
 		t.Run(b.Name, func(t *testing.T) {
 			src := t.TempDir()
 			makeTree(t, src, 1<<30)
-			rep := openRepo(t, b.New(t), "pw")
+			loc := b.New(t)
+			rep := openRepo(t, loc, "pw")
 			var calls atomic.Int64
 			var last uploader.Progress
 			res, err := uploader.Backup(t.Context(), rep, src, uploader.BackupOptions{
@@ -35,7 +37,8 @@ func TestRoundTripIsIdentical(t *testing.T) {
 				t.Errorf("final progress %+v does not match the stats %+v (%d calls)", last, res.Stats, calls.Load())
 			}
 			dst := filepath.Join(t.TempDir(), "restore")
-			st, err := uploader.Restore(t.Context(), rep, res.SnapshotID, dst, uploader.RestoreOptions{WriteSparseFiles: true})
+			restorer := openRepoWith(t, loc, "pw", func(o *repository.Options) { o.NoCache = true })
+			st, err := uploader.Restore(t.Context(), restorer, res.SnapshotID, dst, uploader.RestoreOptions{WriteSparseFiles: true})
 			if err != nil {
 				t.Fatalf("restore: %v", err)
 			}

@@ -81,6 +81,7 @@ func runFerryOp(ctx context.Context, o ferryOp) (err error) {
 		Password: password,
 		WorkDir:  o.workDir,
 		Identity: repository.Identity{Hostname: "bench", Username: "ferry"},
+		NoCache:  o.op == opRestore, // as the node-agent opens repositories for restores
 	})
 	if err != nil {
 		return fmt.Errorf("open repository: %w", err)
