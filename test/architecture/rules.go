@@ -24,6 +24,8 @@ var layers = []struct {
 	{"internal/metrics", 1},
 	{"internal/scheme", 1},
 	{"internal/hostpath", 1},
+	{"internal/nodeconfig", 1},
+	{"internal/slot", 1},
 	{"config/crd", 1},
 	{"internal/credentials", 2},
 	{"internal/repository", 2},
