@@ -1,0 +1,193 @@
+// Package repoaccess provides the repositories of BackupStorageLocations to the controllers of a
+// process: it reads the location, its storage credentials and the repository password Secret,
+// and keeps one open repository per location and password, shared by all operations.
+package repoaccess
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/repository"
+)
+
+// The repository password Secret, as named by the seed.
+const (
+	PasswordSecret = "velero-repo-credentials"
+	PasswordKey    = "repository-password"
+)
+
+// Purpose says what an opened repository is for: restores open it without local caches.
+type Purpose int
+
+// Purposes.
+const (
+	ForBackup Purpose = iota
+	ForRestore
+)
+
+// Options configure an Access.
+type Options struct {
+	// Client reads BackupStorageLocations and Secrets in Namespace.
+	Client    client.Reader
+	Namespace string
+	// WorkDir holds Kopia's connection files and caches.
+	WorkDir string
+	// Identity is the client identity written into snapshots.
+	Identity repository.Identity
+	// LockCheckTimeout returns the current backupRepositoryLockCheckTimeout.
+	LockCheckTimeout func() time.Duration
+}
+
+// Access hands out open repositories.
+type Access struct {
+	opts Options
+	mu   sync.Mutex
+	open map[string]*entry
+}
+
+type entry struct {
+	rep  *repository.Repository
+	refs int
+	// current is false once the password changed; the entry closes when unused.
+	current bool
+	base    string
+}
+
+// New returns an Access.
+func New(opts Options) *Access {
+	return &Access{opts: opts, open: map[string]*entry{}}
+}
+
+// Open returns the repository of the named location, opening it on first use, and a release
+// function to call when the operation is done with it.
+func (a *Access) Open(ctx context.Context, bslName string, purpose Purpose) (*repository.Repository, func(), error) {
+	opts, err := a.options(ctx, bslName, purpose)
+	if err != nil {
+		return nil, nil, err
+	}
+	key := keyOf(opts)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e, ok := a.open[key]; ok {
+		e.refs++
+		return e.rep, a.releaser(ctx, key, e), nil
+	}
+	rep, err := repository.Open(ctx, opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("backup storage location %s: %w", bslName, err)
+	}
+	base := baseOf(opts)
+	for k, e := range a.open { // a new password replaces the older connections
+		if e.base == base && e.current {
+			e.current = false
+			a.closeIfUnusedLocked(ctx, k, e)
+		}
+	}
+	e := &entry{rep: rep, refs: 1, current: true, base: base}
+	a.open[key] = e
+	return rep, a.releaser(ctx, key, e), nil
+}
+
+func (a *Access) releaser(ctx context.Context, key string, e *entry) func() {
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			e.refs--
+			a.closeIfUnusedLocked(context.WithoutCancel(ctx), key, e)
+		})
+	}
+}
+
+func (a *Access) closeIfUnusedLocked(ctx context.Context, key string, e *entry) {
+	if e.refs == 0 && !e.current {
+		_ = e.rep.Close(ctx) // nothing is pending on an unused repository
+		delete(a.open, key)
+	}
+}
+
+// Close closes every repository.
+func (a *Access) Close(ctx context.Context) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, e := range a.open {
+		_ = e.rep.Close(ctx)
+		delete(a.open, k)
+	}
+}
+
+// options builds the repository options of a location from the cluster's objects.
+func (a *Access) options(ctx context.Context, bslName string, purpose Purpose) (repository.Options, error) {
+	bsl := &velerov1.BackupStorageLocation{}
+	if err := a.opts.Client.Get(ctx, client.ObjectKey{Namespace: a.opts.Namespace, Name: bslName}, bsl); err != nil {
+		if apierrors.IsNotFound(err) {
+			return repository.Options{}, fmt.Errorf("backup storage location %q not found in namespace %s", bslName, a.opts.Namespace)
+		}
+		return repository.Options{}, fmt.Errorf("read backup storage location %s: %w", bslName, err)
+	}
+	if purpose == ForBackup && bsl.Spec.AccessMode == velerov1.BackupStorageLocationAccessModeReadOnly {
+		return repository.Options{}, fmt.Errorf("backup storage location %s is ReadOnly; backups cannot be written to it", bslName)
+	}
+	var creds []byte
+	if sel := bsl.Spec.Credential; sel != nil {
+		var err error
+		if creds, err = a.secretKey(ctx, sel.Name, sel.Key); err != nil {
+			return repository.Options{}, fmt.Errorf("credentials of backup storage location %s: %w", bslName, err)
+		}
+	}
+	loc, err := repository.LocationFor(bsl, creds)
+	if err != nil {
+		return repository.Options{}, err
+	}
+	password, err := a.secretKey(ctx, PasswordSecret, PasswordKey)
+	if err != nil {
+		return repository.Options{}, fmt.Errorf("repository password: %w", err)
+	}
+	opts := repository.Options{
+		Location: loc, Password: string(password), WorkDir: a.opts.WorkDir, Identity: a.opts.Identity,
+		ReadOnly: bsl.Spec.AccessMode == velerov1.BackupStorageLocationAccessModeReadOnly,
+		NoCache:  purpose == ForRestore,
+	}
+	if a.opts.LockCheckTimeout != nil {
+		opts.LockCheckTimeout = a.opts.LockCheckTimeout()
+	}
+	return opts, nil
+}
+
+// secretKey returns one key of a Secret in the install namespace.
+func (a *Access) secretKey(ctx context.Context, name, key string) ([]byte, error) {
+	s := &corev1.Secret{}
+	if err := a.opts.Client.Get(ctx, client.ObjectKey{Namespace: a.opts.Namespace, Name: name}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("secret %s/%s not found", a.opts.Namespace, name)
+		}
+		return nil, fmt.Errorf("read secret %s/%s: %w", a.opts.Namespace, name, err)
+	}
+	v, ok := s.Data[key]
+	if !ok || len(v) == 0 {
+		return nil, errors.New("secret " + a.opts.Namespace + "/" + name + " has no key " + key)
+	}
+	return v, nil
+}
+
+// keyOf identifies a connection: its base and the password (hashed; never kept in clear).
+func keyOf(opts repository.Options) string {
+	sum := sha256.Sum256([]byte(opts.Password))
+	return baseOf(opts) + "|" + hex.EncodeToString(sum[:8])
+}
+
+// baseOf identifies a connection but for its password.
+func baseOf(opts repository.Options) string {
+	return fmt.Sprintf("%s|nocache=%t|ro=%t", opts.Location, opts.NoCache, opts.ReadOnly)
+}
