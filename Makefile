@@ -26,7 +26,7 @@ generate: $(CONTROLLER_GEN) ## Regenerate deepcopy, CRDs and RBAC from the marke
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=false paths=./api/... output:crd:dir=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=ferry-server paths=./internal/server/... output:rbac:dir=config/rbac/server
-	$(CONTROLLER_GEN) rbac:roleName=ferry-node-agent paths=./internal/nodeagent/... output:rbac:dir=config/rbac/node-agent
+	$(CONTROLLER_GEN) rbac:roleName=ferry-node-agent paths="./internal/nodeagent/...;./internal/controller/podvolumebackup/...;./internal/controller/podvolumerestore/...;./internal/controller/nodeagentconfig/..." output:rbac:dir=config/rbac/node-agent
 
 .PHONY: verify-generated
 verify-generated: $(CONTROLLER_GEN) ## Fail when generated files differ from what the markers produce.

@@ -271,3 +271,6 @@ type BackupList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Backup `json:"items"`
 }
+
+// LabelBackupName labels the objects of one backup with its name (Velero's label).
+const LabelBackupName = "velero.io/backup-name"

@@ -5,21 +5,38 @@ package nodeagent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	corev1 "k8s.io/api/core/v1"
-
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/controller/nodeagentconfig"
+	"github.com/ferry-backup/ferry/internal/controller/podvolumebackup"
+	"github.com/ferry-backup/ferry/internal/controller/podvolumerestore"
 	"github.com/ferry-backup/ferry/internal/manager"
+	"github.com/ferry-backup/ferry/internal/nodeconfig"
+	"github.com/ferry-backup/ferry/internal/operation"
+	"github.com/ferry-backup/ferry/internal/podvolume"
+	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/repository"
+	"github.com/ferry-backup/ferry/internal/slot"
 )
 
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// Identity is the client identity of every node-agent in snapshots: the same on all nodes, so
+// a pod that moved to another node still finds its previous snapshot (sources are told apart
+// by their path, /<namespace>/pvc/<claim> or /<namespace>/pod/<pod>/<volume>).
+var Identity = repository.Identity{Hostname: "ferry", Username: "node-agent"}
+
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
 
 // DefaultHostPodsRoot is where the DaemonSet mounts the kubelet's pods directory.
 const DefaultHostPodsRoot = "/host_pods"
@@ -31,6 +48,8 @@ type Options struct {
 	NodeName string
 	// HostPodsRoot is the kubelet pods directory as mounted in this process.
 	HostPodsRoot string
+	// WorkDir holds Kopia's connection files and caches.
+	WorkDir string
 }
 
 // NewOptions returns the defaults, taking the node name from $NODE_NAME.
@@ -39,6 +58,7 @@ func NewOptions() Options {
 		Options:      manager.NewOptions(":8085", ":8081"),
 		NodeName:     os.Getenv("NODE_NAME"),
 		HostPodsRoot: DefaultHostPodsRoot,
+		WorkDir:      filepath.Join(os.TempDir(), "ferry-node-agent"),
 	}
 }
 
@@ -47,6 +67,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Options.AddFlags(fs)
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "name of this node (default: $NODE_NAME)")
 	fs.StringVar(&o.HostPodsRoot, "host-pods-root", o.HostPodsRoot, "the kubelet pods directory as mounted in this process")
+	fs.StringVar(&o.WorkDir, "work-dir", o.WorkDir, "directory for repository connections and caches")
 }
 
 // Validate reports the invalid settings, naming their flags.
@@ -55,31 +76,65 @@ func (o *Options) Validate() error {
 	if o.NodeName == "" {
 		errs = append(errs, errors.New("--node-name (or $NODE_NAME) is required"))
 	}
-	if o.HostPodsRoot == "" {
-		errs = append(errs, errors.New("--host-pods-root must not be empty"))
+	if !filepath.IsAbs(o.HostPodsRoot) {
+		errs = append(errs, fmt.Errorf("--host-pods-root %q must be an absolute directory", o.HostPodsRoot))
+	}
+	if !filepath.IsAbs(o.WorkDir) {
+		errs = append(errs, fmt.Errorf("--work-dir %q must be an absolute directory", o.WorkDir))
 	}
 	errs = append(errs, o.Options.Validate())
 	return errors.Join(errs...)
 }
 
-// CacheOptions restrict the agent's watches to its own node: pods scheduled there and pod
-// volume operations whose spec.node names it.
-func CacheOptions(nodeName string) cache.Options {
-	onNode := func(field string) cache.ByObject {
-		return cache.ByObject{Field: fields.OneTermEqualSelector(field, nodeName)}
-	}
+// CacheOptions restrict the agent's watches to its own node and namespace: the pod volume
+// operations whose spec.node names it, and the node-agent ConfigMap. Pods, claims, volumes,
+// locations and Secrets are read directly when an operation needs them, so no node-agent watches
+// every pod and volume of the cluster.
+func CacheOptions(nodeName, namespace string) cache.Options {
+	inNamespace := map[string]cache.Config{namespace: {}}
+	onNode := cache.ByObject{Field: fields.OneTermEqualSelector("spec.node", nodeName), Namespaces: inNamespace}
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Pod{}:                onNode("spec.nodeName"),
-		&velerov1.PodVolumeBackup{}:  onNode("spec.node"),
-		&velerov1.PodVolumeRestore{}: onNode("spec.node"),
+		&velerov1.PodVolumeBackup{}:  onNode,
+		&velerov1.PodVolumeRestore{}: onNode,
+		&corev1.ConfigMap{}:          {Namespaces: inNamespace},
 	}}
 }
 
-// Run serves until ctx ends.
+// Run serves until ctx ends, then waits for running operations to stop (they stay InProgress
+// and resume from their checkpoints when the agent starts again).
 func Run(ctx context.Context, o Options) error {
-	mgr, err := manager.New(o.Options, manager.Extra{Cache: CacheOptions(o.NodeName)})
+	mgr, err := manager.New(o.Options, manager.Extra{Cache: CacheOptions(o.NodeName, o.Namespace)})
 	if err != nil {
 		return err
+	}
+	recorder := mgr.GetEventRecorderFor("ferry-node-agent")
+	slots := slot.New(nodeconfig.Default().ConcurrentRepoOperations)
+	config := &nodeagentconfig.Reconciler{
+		Client: mgr.GetClient(), Recorder: recorder, Namespace: o.Namespace,
+		Apply: func(c nodeconfig.Config) { slots.Resize(c.ConcurrentRepoOperations) },
+	}
+	access := repoaccess.New(repoaccess.Options{
+		Client: mgr.GetAPIReader(), Namespace: o.Namespace, WorkDir: o.WorkDir, Identity: Identity,
+		LockCheckTimeout: func() time.Duration { return config.Current().BackupRepositoryLockCheckTimeout },
+	})
+	defer access.Close(context.WithoutCancel(ctx))
+	runner := operation.NewRunner(ctx, slots)
+	defer runner.Wait()
+	locator := podvolume.Locator{Client: mgr.GetAPIReader(), Node: o.NodeName, Root: o.HostPodsRoot}
+	backups := &podvolumebackup.Reconciler{
+		Client: mgr.GetClient(), Recorder: recorder, Clock: clock.RealClock{}, Node: o.NodeName,
+		Volumes: locator, Repositories: access, Runner: runner, Config: config.Current,
+	}
+	restores := &podvolumerestore.Reconciler{
+		Client: mgr.GetClient(), Recorder: recorder, Clock: clock.RealClock{}, Node: o.NodeName,
+		Volumes: locator, Repositories: access, Runner: runner, Config: config.Current,
+	}
+	for name, c := range map[string]interface{ SetupWithManager(ctrl.Manager) error }{
+		"node-agent config": config, "PodVolumeBackup": backups, "PodVolumeRestore": restores,
+	} {
+		if err := c.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("set up the %s controller: %w", name, err)
+		}
 	}
 	return mgr.Start(ctx)
 }

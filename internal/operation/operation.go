@@ -33,8 +33,9 @@ type Spec struct {
 	// Work does the operation once it has a slot.
 	Work func(ctx context.Context) error
 	// Done is called with Work's outcome: nil, Work's error, or an error wrapping ErrCanceled or
-	// ErrTimedOut. It runs before the operation stops counting as running.
-	Done func(ctx context.Context, err error)
+	// ErrTimedOut. It runs before the operation stops counting as running, and returns whether
+	// it recorded the outcome; a recorded operation is never started again in this process.
+	Done func(ctx context.Context, err error) (recorded bool)
 }
 
 // Runner runs operations.
@@ -43,27 +44,32 @@ type Runner struct {
 	base    context.Context
 	mu      sync.Mutex
 	running map[types.UID]context.CancelCauseFunc
-	wg      sync.WaitGroup
+	// finished holds operations whose outcome was recorded, so that a reconcile reading a stale
+	// cache does not start them again.
+	finished map[types.UID]bool
+	wg       sync.WaitGroup
 }
 
 // NewRunner returns a runner whose operations stop when base ends.
 func NewRunner(base context.Context, slots *slot.Pool) *Runner {
-	return &Runner{slots: slots, base: base, running: map[types.UID]context.CancelCauseFunc{}}
+	return &Runner{slots: slots, base: base, running: map[types.UID]context.CancelCauseFunc{}, finished: map[types.UID]bool{}}
 }
 
-// Running reports whether the object's operation runs in this process.
+// Running reports whether the object's operation runs in this process, or ran and recorded its
+// outcome: either way there is nothing to start.
 func (r *Runner) Running(uid types.UID) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	_, ok := r.running[uid]
-	return ok
+	return ok || r.finished[uid]
 }
 
-// Start runs the object's operation unless one is running already; it reports whether it did.
+// Start runs the object's operation unless one is running already or has finished; it reports
+// whether it did.
 func (r *Runner) Start(uid types.UID, spec Spec) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.running[uid]; ok {
+	if _, ok := r.running[uid]; ok || r.finished[uid] {
 		return false
 	}
 	ctx, cancel := context.WithCancelCause(r.base)
@@ -89,9 +95,13 @@ func (r *Runner) Wait() { r.wg.Wait() }
 
 func (r *Runner) run(ctx context.Context, uid types.UID, cancel context.CancelCauseFunc, spec Spec) {
 	defer r.wg.Done()
+	recorded := false
 	defer func() {
 		r.mu.Lock()
 		delete(r.running, uid)
+		if recorded {
+			r.finished[uid] = true
+		}
 		r.mu.Unlock()
 		cancel(nil)
 	}()
@@ -107,7 +117,7 @@ func (r *Runner) run(ctx context.Context, uid types.UID, cancel context.CancelCa
 			err = cause
 		}
 	}
-	spec.Done(context.WithoutCancel(ctx), err)
+	recorded = spec.Done(context.WithoutCancel(ctx), err)
 }
 
 func (r *Runner) work(ctx context.Context, spec Spec) error {
@@ -130,3 +140,6 @@ func (r *Runner) work(ctx context.Context, spec Spec) error {
 	defer metrics.Running.Dec()
 	return spec.Work(ctx)
 }
+
+// Slots returns the runner's slot pool.
+func (r *Runner) Slots() *slot.Pool { return r.slots }

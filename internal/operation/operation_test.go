@@ -15,7 +15,7 @@ func TestRunnerRunsOncePerObjectAndReportsCauses(t *testing.T) {
 	done := make(chan error, 3)
 	block := Spec{
 		Work: func(ctx context.Context) error { close(started); <-ctx.Done(); return ctx.Err() },
-		Done: func(_ context.Context, err error) { done <- err },
+		Done: func(_ context.Context, err error) bool { done <- err; return true },
 	}
 	if !r.Start("a", block) {
 		t.Fatal("first start refused")
@@ -29,7 +29,7 @@ func TestRunnerRunsOncePerObjectAndReportsCauses(t *testing.T) {
 		Timeout: 50 * time.Millisecond,
 		Waiting: func(context.Context) { close(waiting) },
 		Work:    func(context.Context) error { return errors.New("must not run: no slot") },
-		Done:    func(_ context.Context, err error) { done <- err },
+		Done:    func(_ context.Context, err error) bool { done <- err; return false },
 	})
 	<-waiting
 	if err := <-done; !errors.Is(err, ErrTimedOut) {
@@ -42,7 +42,13 @@ func TestRunnerRunsOncePerObjectAndReportsCauses(t *testing.T) {
 		t.Fatalf("a: %v, want ErrCanceled", err)
 	}
 	r.Wait()
-	if r.Running("a") || r.Cancel("a") {
-		t.Fatal("a still counts as running")
+	if r.Cancel("a") {
+		t.Fatal("a finished but can still be canceled")
+	}
+	if !r.Running("a") || r.Start("a", block) {
+		t.Fatal("a recorded its outcome but could be started again")
+	}
+	if r.Running("b") {
+		t.Fatal("b did not record its outcome yet counts as done")
 	}
 }

@@ -46,6 +46,9 @@ type Options struct {
 	Identity repository.Identity
 	// LockCheckTimeout returns the current backupRepositoryLockCheckTimeout.
 	LockCheckTimeout func() time.Duration
+	// Create allows creating a repository that does not exist yet. Only one process of a
+	// cluster may create repositories (the server); node-agents only open them.
+	Create bool
 }
 
 // Access hands out open repositories.
@@ -157,7 +160,7 @@ func (a *Access) options(ctx context.Context, bslName string, purpose Purpose) (
 	opts := repository.Options{
 		Location: loc, Password: string(password), WorkDir: a.opts.WorkDir, Identity: a.opts.Identity,
 		ReadOnly: bsl.Spec.AccessMode == velerov1.BackupStorageLocationAccessModeReadOnly,
-		NoCache:  purpose == ForRestore,
+		NoCache:  purpose == ForRestore, MustExist: !a.opts.Create,
 	}
 	if a.opts.LockCheckTimeout != nil {
 		opts.LockCheckTimeout = a.opts.LockCheckTimeout()

@@ -39,7 +39,8 @@ const MaintenanceOwner = "maintenance@ferry"
 var (
 	// ErrWrongPassword means the password does not open the repository.
 	ErrWrongPassword = errors.New("wrong repository password")
-	// ErrNotInitialized means there is no repository at the location and Options.ReadOnly forbade creating one.
+	// ErrNotInitialized means there is no repository at the location and Options.ReadOnly or
+	// MustExist forbade creating one.
 	ErrNotInitialized = errors.New("no repository at this location")
 )
 
@@ -64,6 +65,11 @@ type Options struct {
 	Hash string
 	// ReadOnly forbids creating the repository and writing to it.
 	ReadOnly bool
+	// MustExist forbids creating the repository. Only one process may create a given
+	// repository: Kopia's initialization is not safe against a second process initializing the
+	// same location at the same moment (the two can leave mismatched format blobs). In Ferry the
+	// server creates repositories and node-agents open them with MustExist.
+	MustExist bool
 	// ContentCacheMB and MetadataCacheMB bound the local caches (defaults 256 and 512 MiB).
 	ContentCacheMB, MetadataCacheMB int64
 	// NoCache turns the local caches off. Use it for restores: writing every restored chunk
@@ -134,8 +140,8 @@ func Open(ctx context.Context, opts Options) (*Repository, error) {
 	// One deadline covers reaching the storage, waiting for the lock and connecting.
 	cctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout+opts.LockCheckTimeout)
 	defer cancel()
-	st, err := opts.Location.storage(cctx, !opts.ReadOnly)
-	if errors.Is(err, os.ErrNotExist) && opts.ReadOnly {
+	st, err := opts.Location.storage(cctx, !opts.ReadOnly && !opts.MustExist)
+	if errors.Is(err, os.ErrNotExist) && (opts.ReadOnly || opts.MustExist) {
 		return nil, fmt.Errorf("%s: %w", opts.Location, ErrNotInitialized)
 	}
 	if err != nil {
@@ -215,7 +221,7 @@ func connect(ctx context.Context, st blob.Storage, opts Options) (bool, error) {
 		}
 		return false, nil
 	}
-	if opts.ReadOnly {
+	if opts.ReadOnly || opts.MustExist {
 		return false, fmt.Errorf("%s: %w", opts.Location, ErrNotInitialized)
 	}
 	created := true

@@ -91,10 +91,26 @@ func TestWrongPasswordIsReported(t *testing.T) {
 	}
 }
 
-func TestReadOnlyDoesNotCreate(t *testing.T) {
-	_, err := open(t, repotest.Filesystem(t), "pw", func(o *repository.Options) { o.ReadOnly = true })
-	if !errors.Is(err, repository.ErrNotInitialized) {
-		t.Fatalf("err = %v, want ErrNotInitialized", err)
+func TestReadOnlyAndMustExistDoNotCreate(t *testing.T) {
+	for _, b := range repotest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			loc := b.New(t)
+			for _, mutate := range []func(*repository.Options){
+				func(o *repository.Options) { o.ReadOnly = true },
+				func(o *repository.Options) { o.MustExist = true },
+			} {
+				_, err := open(t, loc, "pw", mutate)
+				if !errors.Is(err, repository.ErrNotInitialized) {
+					t.Fatalf("err = %v, want ErrNotInitialized", err)
+				}
+			}
+			if _, err := open(t, loc, "pw"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := open(t, loc, "pw", func(o *repository.Options) { o.MustExist = true }); err != nil {
+				t.Fatalf("existing repository: %v", err)
+			}
+		})
 	}
 }
 

@@ -32,6 +32,7 @@ var layers = []struct {
 	{"internal/exposer", 3},
 	{"internal/repoaccess", 3},
 	{"internal/operation", 3},
+	{"internal/podvolume", 3},
 	{"internal/controller/*", 4},
 	{"internal/manager", 5},
 	{"internal/server", 6},

@@ -1,0 +1,155 @@
+package podvolumebackup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/ferry-backup/ferry/api/shared"
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/metrics"
+	"github.com/ferry-backup/ferry/internal/operation"
+	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/repository"
+	"github.com/ferry-backup/ferry/internal/uploader"
+)
+
+// operation describes the backup of pvb for the Runner.
+func (r *Reconciler) operation(pvb *velerov1.PodVolumeBackup) operation.Spec {
+	var result uploader.BackupResult
+	return operation.Spec{
+		Timeout: timeout(pvb),
+		Waiting: func(ctx context.Context) {
+			_, size, waiting := r.Runner.Slots().Stats()
+			msg := fmt.Sprintf("waiting for one of %d repository operation slots on node %s (%d waiting)", size, r.Node, waiting)
+			_ = operation.PatchStatus(ctx, r.Client, pvb, map[string]any{"message": msg}) // best effort
+		},
+		Work: func(ctx context.Context) error {
+			var err error
+			result, err = r.backup(ctx, pvb)
+			return err
+		},
+		Done: func(ctx context.Context, err error) bool {
+			return r.done(ctx, pvb, result, err)
+		},
+	}
+}
+
+// backup runs one backup with a slot held.
+func (r *Reconciler) backup(ctx context.Context, pvb *velerov1.PodVolumeBackup) (uploader.BackupResult, error) {
+	logger := log.FromContext(ctx).WithValues("podVolumeBackup", pvb.Namespace+"/"+pvb.Name, "node", r.Node)
+	start := map[string]any{"phase": velerov1.PodVolumePhaseInProgress, "message": ""}
+	if pvb.Status.StartTimestamp == nil {
+		start["startTimestamp"] = r.now()
+	}
+	if err := operation.PatchStatus(ctx, r.Client, pvb, start); err != nil {
+		return uploader.BackupResult{}, err
+	}
+	vol, err := r.Volumes.Find(ctx, pvb.Spec.Pod, pvb.Spec.Volume)
+	if err != nil {
+		return uploader.BackupResult{}, err
+	}
+	if err := operation.PatchStatus(ctx, r.Client, pvb, map[string]any{"path": vol.Dir}); err != nil {
+		return uploader.BackupResult{}, err
+	}
+	r.Recorder.Eventf(pvb, corev1.EventTypeNormal, "Started", "backing up %s", vol.Dir)
+	rep, release, err := r.Repositories.Open(repository.WithLogger(ctx, logger), pvb.Spec.BackupStorageLocation, repoaccess.ForBackup)
+	if err != nil {
+		return uploader.BackupResult{}, err
+	}
+	defer release()
+	logger.Info("backup started", "path", vol.Dir, "repository", rep.Location().String())
+	return uploader.Backup(ctx, rep, vol.Dir, uploader.BackupOptions{
+		Source:   vol.Source,
+		Parallel: r.parallel(pvb),
+		Tags:     tags(pvb, vol.ClaimName),
+		Progress: func(p uploader.Progress) {
+			_ = operation.PatchStatus(ctx, r.Client, pvb, map[string]any{"progress": progressOf(p)}) // next tick retries
+		},
+	})
+}
+
+// done records the outcome and reports whether it did. A backup stopped because the
+// node-agent is shutting down stays InProgress: the restarted agent resumes it from its
+// checkpoint.
+func (r *Reconciler) done(ctx context.Context, pvb *velerov1.PodVolumeBackup, res uploader.BackupResult, err error) bool {
+	switch {
+	case err == nil:
+		metrics.Bytes.WithLabelValues(metrics.KindBackup).Add(float64(res.Stats.Bytes))
+		metrics.Files.WithLabelValues(metrics.KindBackup).Add(float64(res.Stats.Files))
+		msg := fmt.Sprintf("snapshot %s: %d files, %d bytes, %d bytes uploaded in %s",
+			res.SnapshotID, res.Stats.Files, res.Stats.Bytes, res.Stats.UploadedBytes, res.Stats.Duration.Round(1e6))
+		if res.Stats.Errors > 0 {
+			msg += fmt.Sprintf("; %d entries could not be read: %v", res.Stats.Errors, res.Stats.ErrorMessages)
+		}
+		return r.finish(ctx, pvb, velerov1.PodVolumePhaseCompleted, msg, &res) == nil
+	case errors.Is(err, operation.ErrCanceled):
+		return r.finish(ctx, pvb, velerov1.PodVolumePhaseCanceled, "canceled on request (spec.cancel); a checkpoint was kept", nil) == nil
+	case errors.Is(err, context.Canceled):
+		log.FromContext(ctx).Info("backup interrupted by shutdown; it resumes when the node-agent restarts",
+			"podVolumeBackup", pvb.Namespace+"/"+pvb.Name)
+		return false
+	default:
+		return r.finish(ctx, pvb, velerov1.PodVolumePhaseFailed, err.Error(), nil) == nil
+	}
+}
+
+// finish writes a terminal phase, an Event and the metrics.
+func (r *Reconciler) finish(ctx context.Context, pvb *velerov1.PodVolumeBackup, phase velerov1.PodVolumePhase, msg string, res *uploader.BackupResult) error {
+	fields := map[string]any{"phase": phase, "message": msg, "completionTimestamp": r.now()}
+	eventType := corev1.EventTypeWarning
+	if res != nil {
+		eventType = corev1.EventTypeNormal
+		fields["snapshotID"] = res.SnapshotID
+		fields["progress"] = shared.DataMoveOperationProgress{
+			TotalBytes: res.Stats.Bytes, BytesDone: res.Stats.Bytes, IncrementalBytes: res.Stats.UploadedBytes,
+			TotalFiles: res.Stats.Files, FilesDone: res.Stats.Files,
+		}
+	}
+	metrics.Operations.WithLabelValues(metrics.KindBackup, string(phase)).Inc()
+	if pvb.Status.StartTimestamp != nil {
+		metrics.Duration.WithLabelValues(metrics.KindBackup, string(phase)).Observe(r.Clock.Since(pvb.Status.StartTimestamp.Time).Seconds())
+	}
+	r.Recorder.Event(pvb, eventType, string(phase), msg)
+	log.FromContext(ctx).Info("backup ended", "podVolumeBackup", pvb.Namespace+"/"+pvb.Name, "phase", phase, "message", msg)
+	return operation.PatchStatus(ctx, r.Client, pvb, fields)
+}
+
+func progressOf(p uploader.Progress) shared.DataMoveOperationProgress {
+	return shared.DataMoveOperationProgress{
+		TotalBytes: p.TotalBytes, BytesDone: p.BytesDone, IncrementalBytes: p.BytesUploaded,
+		TotalFiles: p.TotalFiles, FilesDone: p.FilesDone, BytesPerSecond: p.BytesPerSecond,
+	}
+}
+
+// parallel is spec.uploaderSettings.ParallelFilesUpload, else the ConfigMap's parallelFilesUpload.
+func (r *Reconciler) parallel(pvb *velerov1.PodVolumeBackup) int {
+	if s := pvb.Spec.UploaderSettings; s != nil {
+		if n, err := strconv.Atoi((*s)["ParallelFilesUpload"]); err == nil && n > 0 {
+			return n
+		}
+	}
+	return r.Config().ParallelFilesUpload
+}
+
+// tags identify the snapshot: the PodVolumeBackup's own tags plus where the data came from.
+func tags(pvb *velerov1.PodVolumeBackup, claim string) map[string]string {
+	t := map[string]string{
+		"podvolumebackup": pvb.Name, "ns": pvb.Spec.Pod.Namespace, "pod": pvb.Spec.Pod.Name,
+		"volume": pvb.Spec.Volume, "backup-storage-location": pvb.Spec.BackupStorageLocation,
+	}
+	if claim != "" {
+		t["pvc"] = claim
+	}
+	if b := pvb.Labels[velerov1.LabelBackupName]; b != "" {
+		t["backup"] = b
+	}
+	for k, v := range pvb.Spec.Tags {
+		t[k] = v
+	}
+	return t
+}

@@ -1,0 +1,99 @@
+// Package podvolumebackup provides the node-agent's PodVolumeBackup controller: it backs up the
+// pod volumes of its own node, read through the kubelet's pods directory, into the repository
+// of the backup's storage location.
+package podvolumebackup
+
+import (
+	"context"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/nodeconfig"
+	"github.com/ferry-backup/ferry/internal/operation"
+	"github.com/ferry-backup/ferry/internal/podvolume"
+	"github.com/ferry-backup/ferry/internal/repoaccess"
+)
+
+// Least privilege: the operations and the Secrets, locations and ConfigMap of the install
+// namespace only; pods, claims and volumes are read one at a time, never listed or watched.
+// +kubebuilder:rbac:groups=velero.io,resources=podvolumebackups,verbs=get;list;watch;patch,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=podvolumebackups/status,verbs=get;patch;update,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get,namespace=velero
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get,namespace=velero
+// +kubebuilder:rbac:groups="",resources=pods;persistentvolumeclaims;persistentvolumes,verbs=get
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
+
+// DefaultTimeout bounds an operation whose spec.operationTimeout is empty.
+const DefaultTimeout = 4 * time.Hour
+
+// Reconciler runs PodVolumeBackups of one node.
+type Reconciler struct {
+	Client   client.Client
+	Recorder record.EventRecorder
+	Clock    clock.PassiveClock
+	// Node is this node's name.
+	Node string
+	// Volumes finds pod volumes on this node.
+	Volumes podvolume.Locator
+	// Repositories opens the repositories of storage locations.
+	Repositories *repoaccess.Access
+	// Runner runs the backups, at most Config().ConcurrentRepoOperations at once.
+	Runner *operation.Runner
+	// Config returns the node-agent ConfigMap's current values.
+	Config func() nodeconfig.Config
+}
+
+// SetupWithManager registers the controller.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.PodVolumeBackup{}).Named("podvolumebackup").Complete(r)
+}
+
+// Reconcile moves one PodVolumeBackup along: New → Accepted → InProgress → Completed, Failed or
+// Canceled. The backup itself runs in the Runner; Reconcile only starts or cancels it.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	pvb := &velerov1.PodVolumeBackup{}
+	if err := r.Client.Get(ctx, req.NamespacedName, pvb); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if pvb.Spec.Node != r.Node || pvb.Status.Phase.Terminal() {
+		return ctrl.Result{}, nil
+	}
+	if pvb.Spec.Cancel {
+		if r.Runner.Cancel(pvb.UID) {
+			return ctrl.Result{}, nil // the running backup ends itself as Canceled
+		}
+		return ctrl.Result{}, r.finish(ctx, pvb, velerov1.PodVolumePhaseCanceled, "canceled before it started", nil)
+	}
+	if r.Runner.Running(pvb.UID) {
+		return ctrl.Result{}, nil
+	}
+	if pvb.Status.Phase == "" || pvb.Status.Phase == velerov1.PodVolumePhaseNew {
+		err := operation.PatchStatus(ctx, r.Client, pvb, map[string]any{
+			"phase": velerov1.PodVolumePhaseAccepted, "acceptedTimestamp": r.now(),
+		})
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		r.Recorder.Eventf(pvb, corev1.EventTypeNormal, "Accepted", "accepted by node %s", r.Node)
+	}
+	r.Runner.Start(pvb.UID, r.operation(pvb.DeepCopy()))
+	return ctrl.Result{}, nil
+}
+
+func (r *Reconciler) now() metav1.Time {
+	return metav1.NewTime(r.Clock.Now().Truncate(time.Second))
+}
+
+func timeout(pvb *velerov1.PodVolumeBackup) time.Duration {
+	if t := pvb.Spec.OperationTimeout; t != nil && t.Duration > 0 {
+		return t.Duration
+	}
+	return DefaultTimeout
+}

@@ -1,0 +1,93 @@
+// Package podvolumerestore provides the node-agent's PodVolumeRestore controller: it writes a
+// snapshot into a volume of a pod on its own node, through the kubelet's pods directory.
+package podvolumerestore
+
+import (
+	"context"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/nodeconfig"
+	"github.com/ferry-backup/ferry/internal/operation"
+	"github.com/ferry-backup/ferry/internal/podvolume"
+	"github.com/ferry-backup/ferry/internal/repoaccess"
+)
+
+// Least privilege: the operations and the Secrets, locations and ConfigMap of the install
+// namespace only; pods, claims and volumes are read one at a time, never listed or watched.
+// +kubebuilder:rbac:groups=velero.io,resources=podvolumerestores,verbs=get;list;watch;patch,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=podvolumerestores/status,verbs=get;patch;update,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get,namespace=velero
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get,namespace=velero
+// +kubebuilder:rbac:groups="",resources=pods;persistentvolumeclaims;persistentvolumes,verbs=get
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
+
+// DefaultTimeout bounds an operation whose spec.operationTimeout is empty.
+const DefaultTimeout = 4 * time.Hour
+
+// Reconciler runs PodVolumeRestores of one node.
+type Reconciler struct {
+	Client       client.Client
+	Recorder     record.EventRecorder
+	Clock        clock.PassiveClock
+	Node         string
+	Volumes      podvolume.Locator
+	Repositories *repoaccess.Access
+	Runner       *operation.Runner
+	Config       func() nodeconfig.Config
+}
+
+// SetupWithManager registers the controller.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.PodVolumeRestore{}).Named("podvolumerestore").Complete(r)
+}
+
+// Reconcile moves one PodVolumeRestore along: New → Accepted → InProgress → Completed, Failed or
+// Canceled. The restore runs in the Runner; Reconcile only starts or cancels it.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	pvr := &velerov1.PodVolumeRestore{}
+	if err := r.Client.Get(ctx, req.NamespacedName, pvr); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if pvr.Spec.Node != r.Node || pvr.Status.Phase.Terminal() {
+		return ctrl.Result{}, nil
+	}
+	if pvr.Spec.Cancel {
+		if r.Runner.Cancel(pvr.UID) {
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, r.finish(ctx, pvr, velerov1.PodVolumePhaseCanceled, "canceled before it started", nil)
+	}
+	if r.Runner.Running(pvr.UID) {
+		return ctrl.Result{}, nil
+	}
+	if pvr.Status.Phase == "" || pvr.Status.Phase == velerov1.PodVolumePhaseNew {
+		err := operation.PatchStatus(ctx, r.Client, pvr, map[string]any{
+			"phase": velerov1.PodVolumePhaseAccepted, "acceptedTimestamp": r.now(), "node": r.Node,
+		})
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		r.Recorder.Eventf(pvr, corev1.EventTypeNormal, "Accepted", "accepted by node %s", r.Node)
+	}
+	r.Runner.Start(pvr.UID, r.operation(pvr.DeepCopy()))
+	return ctrl.Result{}, nil
+}
+
+func (r *Reconciler) now() metav1.Time {
+	return metav1.NewTime(r.Clock.Now().Truncate(time.Second))
+}
+
+func timeout(pvr *velerov1.PodVolumeRestore) time.Duration {
+	if t := pvr.Spec.OperationTimeout; t != nil && t.Duration > 0 {
+		return t.Duration
+	}
+	return DefaultTimeout
+}

@@ -1,0 +1,150 @@
+package podvolumerestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/ferry-backup/ferry/api/shared"
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/metrics"
+	"github.com/ferry-backup/ferry/internal/operation"
+	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/repository"
+	"github.com/ferry-backup/ferry/internal/uploader"
+)
+
+// errResticUnsupported is the failure of a restore of a legacy restic backup.
+var errResticUnsupported = errors.New("uploaderType restic: restoring backups made by the restic uploader is not supported by this version of Ferry")
+
+func (r *Reconciler) operation(pvr *velerov1.PodVolumeRestore) operation.Spec {
+	var stats uploader.RestoreStats
+	return operation.Spec{
+		Timeout: timeout(pvr),
+		Waiting: func(ctx context.Context) {
+			_, size, waiting := r.Runner.Slots().Stats()
+			msg := fmt.Sprintf("waiting for one of %d repository operation slots on node %s (%d waiting)", size, r.Node, waiting)
+			_ = operation.PatchStatus(ctx, r.Client, pvr, map[string]any{"message": msg}) // best effort
+		},
+		Work: func(ctx context.Context) error {
+			var err error
+			stats, err = r.restore(ctx, pvr)
+			return err
+		},
+		Done: func(ctx context.Context, err error) bool {
+			return r.done(ctx, pvr, stats, err)
+		},
+	}
+}
+
+func (r *Reconciler) restore(ctx context.Context, pvr *velerov1.PodVolumeRestore) (uploader.RestoreStats, error) {
+	logger := log.FromContext(ctx).WithValues("podVolumeRestore", pvr.Namespace+"/"+pvr.Name, "node", r.Node)
+	start := map[string]any{"phase": velerov1.PodVolumePhaseInProgress, "message": ""}
+	if pvr.Status.StartTimestamp == nil {
+		start["startTimestamp"] = r.now()
+	}
+	if err := operation.PatchStatus(ctx, r.Client, pvr, start); err != nil {
+		return uploader.RestoreStats{}, err
+	}
+	if pvr.Spec.UploaderType == velerov1.UploaderTypeRestic {
+		return uploader.RestoreStats{}, errResticUnsupported
+	}
+	vol, err := r.Volumes.Find(ctx, pvr.Spec.Pod, pvr.Spec.Volume)
+	if err != nil {
+		return uploader.RestoreStats{}, err
+	}
+	r.Recorder.Eventf(pvr, corev1.EventTypeNormal, "Started", "restoring snapshot %s into %s", pvr.Spec.SnapshotID, vol.Dir)
+	rep, release, err := r.Repositories.Open(repository.WithLogger(ctx, logger), pvr.Spec.BackupStorageLocation, repoaccess.ForRestore)
+	if err != nil {
+		return uploader.RestoreStats{}, err
+	}
+	defer release()
+	logger.Info("restore started", "path", vol.Dir, "snapshotID", pvr.Spec.SnapshotID, "repository", rep.Location().String())
+	st, err := uploader.Restore(ctx, rep, pvr.Spec.SnapshotID, vol.Dir, uploader.RestoreOptions{
+		WriteSparseFiles: setting(pvr, "WriteSparseFiles") == "true",
+		Parallel:         r.parallel(pvr),
+		Progress: func(p uploader.Progress) {
+			_ = operation.PatchStatus(ctx, r.Client, pvr, map[string]any{"progress": shared.DataMoveOperationProgress{
+				TotalBytes: p.TotalBytes, BytesDone: p.BytesDone, TotalFiles: p.TotalFiles, FilesDone: p.FilesDone,
+				BytesPerSecond: p.BytesPerSecond,
+			}}) // the next tick retries
+		},
+	})
+	if err != nil {
+		return st, err
+	}
+	return st, markDone(vol.Dir, pvr)
+}
+
+// markDone writes .velero/<restore UID> into the volume: Velero's restore-wait init container
+// waits for that file before the restored pod's containers start.
+func markDone(dir string, pvr *velerov1.PodVolumeRestore) error {
+	for _, ref := range pvr.OwnerReferences {
+		if ref.Kind != "Restore" {
+			continue
+		}
+		marker := filepath.Join(dir, ".velero")
+		if err := os.MkdirAll(marker, 0o755); err != nil {
+			return fmt.Errorf("write the restore marker: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(marker, string(ref.UID)), nil, 0o644); err != nil {
+			return fmt.Errorf("write the restore marker: %w", err)
+		}
+	}
+	return nil
+}
+
+func (r *Reconciler) done(ctx context.Context, pvr *velerov1.PodVolumeRestore, st uploader.RestoreStats, err error) bool {
+	switch {
+	case err == nil:
+		metrics.Bytes.WithLabelValues(metrics.KindRestore).Add(float64(st.Bytes))
+		metrics.Files.WithLabelValues(metrics.KindRestore).Add(float64(st.Files))
+		msg := fmt.Sprintf("restored %d files, %d directories, %d symlinks, %d bytes in %s",
+			st.Files, st.Dirs, st.Symlinks, st.Bytes, st.Duration.Round(1e6))
+		return r.finish(ctx, pvr, velerov1.PodVolumePhaseCompleted, msg, &st) == nil
+	case errors.Is(err, operation.ErrCanceled):
+		return r.finish(ctx, pvr, velerov1.PodVolumePhaseCanceled, "canceled on request (spec.cancel); the volume holds a partial restore", nil) == nil
+	case errors.Is(err, context.Canceled):
+		log.FromContext(ctx).Info("restore interrupted by shutdown; it starts again when the node-agent restarts",
+			"podVolumeRestore", pvr.Namespace+"/"+pvr.Name)
+		return false
+	default:
+		return r.finish(ctx, pvr, velerov1.PodVolumePhaseFailed, err.Error(), nil) == nil
+	}
+}
+
+func (r *Reconciler) finish(ctx context.Context, pvr *velerov1.PodVolumeRestore, phase velerov1.PodVolumePhase, msg string, st *uploader.RestoreStats) error {
+	fields := map[string]any{"phase": phase, "message": msg, "completionTimestamp": r.now()}
+	eventType := corev1.EventTypeWarning
+	if st != nil {
+		eventType = corev1.EventTypeNormal
+		fields["progress"] = shared.DataMoveOperationProgress{TotalBytes: st.Bytes, BytesDone: st.Bytes, TotalFiles: st.Files, FilesDone: st.Files}
+	}
+	metrics.Operations.WithLabelValues(metrics.KindRestore, string(phase)).Inc()
+	if pvr.Status.StartTimestamp != nil {
+		metrics.Duration.WithLabelValues(metrics.KindRestore, string(phase)).Observe(r.Clock.Since(pvr.Status.StartTimestamp.Time).Seconds())
+	}
+	r.Recorder.Event(pvr, eventType, string(phase), msg)
+	log.FromContext(ctx).Info("restore ended", "podVolumeRestore", pvr.Namespace+"/"+pvr.Name, "phase", phase, "message", msg)
+	return operation.PatchStatus(ctx, r.Client, pvr, fields)
+}
+
+func setting(pvr *velerov1.PodVolumeRestore, key string) string {
+	if s := pvr.Spec.UploaderSettings; s != nil {
+		return (*s)[key]
+	}
+	return ""
+}
+
+func (r *Reconciler) parallel(pvr *velerov1.PodVolumeRestore) int {
+	if n, err := strconv.Atoi(setting(pvr, "ParallelFilesDownload")); err == nil && n > 0 {
+		return n
+	}
+	return 0 // the uploader's default for restores
+}

@@ -1,0 +1,11 @@
+// Package cluster holds Ferry's cluster-level stories: the real binaries against a real API
+// server, with several simulated nodes.
+package cluster
+
+import (
+	"testing"
+
+	"github.com/ferry-backup/ferry/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Run(m) }

@@ -1,0 +1,158 @@
+// Package harness provides the simulated cluster of Ferry's cluster-level tests and of
+// `make demo`: a real kube-apiserver and etcd, Ferry's real binaries as processes, and in the
+// place of the kubelet, a per-node "pods directory" in which the harness lays out volume data the
+// way a kubelet would (/var/lib/kubelet/pods/<uid>/volumes/<plugin>/<name>). Product code never
+// knows it runs here.
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/testenv"
+)
+
+// Namespace is where the harness installs Ferry.
+const Namespace = "velero"
+
+// Cluster is a simulated cluster on a real API server.
+type Cluster struct {
+	t      testing.TB
+	Env    *testenv.Env
+	Client client.Client
+	Dir    string
+	binDir string
+	mu     sync.Mutex
+	nodes  map[string]*Node
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// moduleRoot is the repository's top directory.
+func moduleRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// build compiles Ferry's programs once per test binary.
+func build() (string, error) {
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "ferry-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./cmd/ferry-node-agent", "./cmd/ferry-server", "./cmd/ferry")
+		cmd.Dir = moduleRoot()
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	return buildDir, buildErr
+}
+
+// New returns a cluster with the install namespace, the repository password Secret and a
+// filesystem BackupStorageLocation named "default".
+func New(t testing.TB) *Cluster {
+	t.Helper()
+	bin, err := build()
+	if err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	env := testenv.Get(t)
+	c := &Cluster{t: t, Env: env, Client: env.Client, Dir: t.TempDir(), binDir: bin, nodes: map[string]*Node{}}
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}
+	if err := c.Client.Create(ctx, ns); err != nil && !isAlreadyExists(err) {
+		t.Fatalf("harness: namespace: %v", err)
+	}
+	c.SetPassword("harness-password-1")
+	c.CreateFilesystemBSL("default")
+	return c
+}
+
+// SetPassword creates or updates the repository password Secret.
+func (c *Cluster) SetPassword(password string) {
+	c.t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: repoaccess.PasswordSecret}}
+	c.apply(s, func() { s.Data = map[string][]byte{repoaccess.PasswordKey: []byte(password)} })
+}
+
+// CreateFilesystemBSL creates a location in a directory of the cluster's own, and its
+// repository, as ferry-server does before it asks node-agents for backups.
+func (c *Cluster) CreateFilesystemBSL(name string) *velerov1.BackupStorageLocation {
+	c.t.Helper()
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: name}}
+	c.apply(bsl, func() {
+		bsl.Spec = velerov1.BackupStorageLocationSpec{
+			Provider:    velerov1.ProviderFilesystem,
+			Config:      map[string]string{"path": filepath.Join(c.Dir, "storage")},
+			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: name, Prefix: "ferry"}},
+		}
+	})
+	access := repoaccess.New(repoaccess.Options{Client: c.Client, Namespace: Namespace, WorkDir: filepath.Join(c.Dir, "server"), Create: true})
+	defer access.Close(context.Background())
+	_, release, err := access.Open(context.Background(), name, repoaccess.ForBackup)
+	if err != nil {
+		c.t.Fatalf("harness: create the repository of %s: %v", name, err)
+	}
+	release()
+	return bsl
+}
+
+// apply creates obj, or updates it, after mutate.
+func (c *Cluster) apply(obj client.Object, mutate func()) {
+	c.t.Helper()
+	ctx := context.Background()
+	if err := c.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err == nil {
+		mutate()
+		if err := c.Client.Update(ctx, obj); err != nil {
+			c.t.Fatalf("harness: update %s: %v", obj.GetName(), err)
+		}
+		return
+	}
+	mutate()
+	if err := c.Client.Create(ctx, obj); err != nil {
+		c.t.Fatalf("harness: create %s: %v", obj.GetName(), err)
+	}
+}
+
+// Eventually polls cond every 50ms until it returns true or timeout passes, then fails with
+// the last description cond gave.
+func (c *Cluster) Eventually(timeout time.Duration, cond func() (bool, string)) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		ok, desc := cond()
+		if ok {
+			return
+		}
+		last = desc
+		if time.Now().After(deadline) {
+			c.t.Fatalf("harness: not reached within %s: %s", timeout, last)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the API server; the condition is the synchronisation
+	}
+}
+
+func isAlreadyExists(err error) bool {
+	return err != nil && (client.IgnoreAlreadyExists(err) == nil)
+}

@@ -1,0 +1,89 @@
+package harness
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Node is one simulated node: a ferry-node-agent process with its own pods directory.
+type Node struct {
+	Name string
+	// Root is the node's pods directory (the kubelet's /var/lib/kubelet/pods, /host_pods in the agent).
+	Root    string
+	c       *Cluster
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	LogPath string
+}
+
+// StartNode starts a node-agent for a new node.
+func (c *Cluster) StartNode(name string) *Node {
+	c.t.Helper()
+	n := &Node{Name: name, Root: filepath.Join(c.Dir, "nodes", name, "pods"), c: c,
+		LogPath: filepath.Join(c.Dir, "nodes", name, "node-agent.log")}
+	if err := os.MkdirAll(n.Root, 0o755); err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.nodes[name] = n
+	c.mu.Unlock()
+	n.Start()
+	c.t.Cleanup(func() { n.Stop(syscall.SIGKILL) })
+	return n
+}
+
+// Start starts (or restarts) the node's agent.
+func (n *Node) Start() {
+	n.c.t.Helper()
+	logFile, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		n.c.t.Fatal(err)
+	}
+	n.cmd = exec.Command(filepath.Join(n.c.binDir, "ferry-node-agent"),
+		"--node-name", n.Name, "--host-pods-root", n.Root,
+		"--work-dir", filepath.Join(n.c.Dir, "nodes", n.Name, "work"),
+		"--kubeconfig", n.c.Env.Kubeconfig, "--namespace", Namespace,
+		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--log-level", "info")
+	n.cmd.Stdout, n.cmd.Stderr = logFile, logFile
+	if err := n.cmd.Start(); err != nil {
+		n.c.t.Fatalf("harness: start node-agent %s: %v", n.Name, err)
+	}
+	n.exited = make(chan struct{})
+	go func(cmd *exec.Cmd, exited chan struct{}, f *os.File) {
+		_ = cmd.Wait()
+		_ = f.Close()
+		close(exited)
+	}(n.cmd, n.exited, logFile)
+}
+
+// Stop sends sig to the agent and waits for it to exit (SIGKILL after 30 s).
+func (n *Node) Stop(sig syscall.Signal) {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-n.exited:
+		return
+	default:
+	}
+	_ = n.cmd.Process.Signal(sig)
+	select {
+	case <-n.exited:
+	case <-time.After(30 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.exited
+	}
+}
+
+// Log returns the agent's log so far.
+func (n *Node) Log() string {
+	data, err := os.ReadFile(n.LogPath)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	return string(data)
+}
