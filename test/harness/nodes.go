@@ -2,10 +2,14 @@ package harness
 
 import (
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -18,13 +22,15 @@ type Node struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	LogPath string
+	// MetricsAddr is where the agent serves Prometheus metrics.
+	MetricsAddr string
 }
 
 // StartNode starts a node-agent for a new node.
 func (c *Cluster) StartNode(name string) *Node {
 	c.t.Helper()
 	n := &Node{Name: name, Root: filepath.Join(c.Dir, "nodes", name, "pods"), c: c,
-		LogPath: filepath.Join(c.Dir, "nodes", name, "node-agent.log")}
+		LogPath: filepath.Join(c.Dir, "nodes", name, "node-agent.log"), MetricsAddr: freeAddr(c.t)}
 	if err := os.MkdirAll(n.Root, 0o755); err != nil {
 		c.t.Fatal(err)
 	}
@@ -47,7 +53,7 @@ func (n *Node) Start() {
 		"--node-name", n.Name, "--host-pods-root", n.Root,
 		"--work-dir", filepath.Join(n.c.Dir, "nodes", n.Name, "work"),
 		"--kubeconfig", n.c.Env.Kubeconfig, "--namespace", Namespace,
-		"--metrics-bind-address", "0", "--health-probe-bind-address", "0", "--log-level", "info")
+		"--metrics-bind-address", n.MetricsAddr, "--health-probe-bind-address", "0", "--log-level", "info")
 	n.cmd.Stdout, n.cmd.Stderr = logFile, logFile
 	if err := n.cmd.Start(); err != nil {
 		n.c.t.Fatalf("harness: start node-agent %s: %v", n.Name, err)
@@ -86,4 +92,25 @@ func (n *Node) Log() string {
 		return fmt.Sprintf("(no log: %v)", err)
 	}
 	return string(data)
+}
+
+// Metrics returns the agent's Prometheus metrics text.
+func (n *Node) Metrics() (string, error) {
+	resp, err := http.Get("http://" + n.MetricsAddr + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return string(data), err
+}
+
+// freeAddr returns a local address nothing listens on now.
+func freeAddr(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

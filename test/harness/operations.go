@@ -81,3 +81,25 @@ func (c *Cluster) PatchSpec(obj client.Object, spec map[string]any) {
 		c.t.Fatalf("harness: patch %s: %v", obj.GetName(), err)
 	}
 }
+
+// SetNodeAgentConfig creates or replaces the node-agent ConfigMap's data.
+func (c *Cluster) SetNodeAgentConfig(data map[string]string) {
+	c.t.Helper()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: "node-agent"}}
+	c.apply(cm, func() { cm.Data = data })
+}
+
+// WaitProgress waits until the backup is InProgress with some bytes done.
+func (c *Cluster) WaitProgress(pvb *velerov1.PodVolumeBackup, timeout time.Duration) {
+	c.t.Helper()
+	c.Eventually(timeout, func() (bool, string) {
+		if err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(pvb), pvb); err != nil {
+			return false, err.Error()
+		}
+		if pvb.Status.Phase.Terminal() {
+			c.t.Fatalf("%s ended %s (%s) before it could be observed in progress", pvb.Name, pvb.Status.Phase, pvb.Status.Message)
+		}
+		return pvb.Status.Phase == velerov1.PodVolumePhaseInProgress && pvb.Status.Progress.BytesDone > 0,
+			fmt.Sprintf("%s is %s with %d bytes done", pvb.Name, pvb.Status.Phase, pvb.Status.Progress.BytesDone)
+	})
+}
