@@ -54,6 +54,9 @@ func (l Locator) Find(ctx context.Context, ref corev1.ObjectReference, volumeNam
 	if ref.UID != "" && ref.UID != pod.UID {
 		return Volume{}, fmt.Errorf("pod %s/%s has UID %s, not %s: %w", ref.Namespace, ref.Name, pod.UID, ref.UID, ErrPodGone)
 	}
+	if pod.DeletionTimestamp != nil {
+		return Volume{}, fmt.Errorf("pod %s/%s is being deleted", pod.Namespace, pod.Name)
+	}
 	if pod.Spec.NodeName != l.Node {
 		return Volume{}, fmt.Errorf("pod %s/%s runs on node %q, not on this node %q", pod.Namespace, pod.Name, pod.Spec.NodeName, l.Node)
 	}

@@ -45,7 +45,7 @@ func FillVolume(dir string, n int, size int64, seed uint64) error {
 	if err := os.Symlink("d00", filepath.Join(dir, "link-to-d00")); err != nil && !os.IsExist(err) {
 		return err
 	}
-	stamp := time.Date(2025, 6, 1, 8, 0, 0, 0, time.UTC)
+	stamp := time.Date(2025, 6, 1, 8, 0, 0, 0, time.UTC).Add(time.Duration(seed) * time.Hour) // new data, new times
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.Type()&fs.ModeSymlink != 0 || p == dir {
 			return err

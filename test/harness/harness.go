@@ -117,6 +117,26 @@ func (c *Cluster) CreateFilesystemBSL(name string) *velerov1.BackupStorageLocati
 	return bsl
 }
 
+// RotatePassword re-keys the repositories of the named locations to a new password and then
+// updates the Secret, in the order ferry-server does it.
+func (c *Cluster) RotatePassword(newPassword string, locations ...string) {
+	c.t.Helper()
+	access := repoaccess.New(repoaccess.Options{Client: c.Client, Namespace: Namespace, WorkDir: filepath.Join(c.Dir, "server")})
+	defer access.Close(context.Background())
+	for _, name := range locations {
+		rep, release, err := access.Open(context.Background(), name, repoaccess.ForBackup)
+		if err != nil {
+			c.t.Fatalf("harness: open %s to re-key it: %v", name, err)
+		}
+		err = rep.ChangePassword(context.Background(), newPassword)
+		release()
+		if err != nil {
+			c.t.Fatalf("harness: re-key %s: %v", name, err)
+		}
+	}
+	c.SetPassword(newPassword)
+}
+
 // apply creates obj, or updates it, after mutate.
 func (c *Cluster) apply(obj client.Object, mutate func()) {
 	c.t.Helper()

@@ -1,0 +1,102 @@
+package cluster
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/test/harness"
+)
+
+// Bad input ends Failed with a message naming the cause, and the agent keeps serving.
+func TestBadInputFailsClearlyAndTheAgentKeepsServing(t *testing.T) {
+	c := harness.New(t)
+	node := c.StartNode("node-a")
+	ns := c.Namespace("bad")
+	pod := c.CreatePod(node, ns, "app", harness.VolumeSpec{Name: "data", Claim: "app-data"})
+	if err := harness.FillVolume(pod.Dirs["data"], 5, 1<<20, 3); err != nil {
+		t.Fatal(err)
+	}
+	gone := c.CreatePod(node, ns, "gone", harness.VolumeSpec{Name: "data"})
+	goneRef := gone.Pod.DeepCopy()
+	if err := c.Client.Delete(context.Background(), gone.Pod, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		name   string
+		mutate func(*velerov1.PodVolumeBackup)
+		want   string
+	}{
+		{"pod-gone", func(p *velerov1.PodVolumeBackup) {
+			p.Spec.Pod = corev1.ObjectReference{Namespace: ns, Name: goneRef.Name, UID: goneRef.UID}
+		}, "pod bad/gone: pod not found"},
+		{"no-such-volume", func(p *velerov1.PodVolumeBackup) { p.Spec.Volume = "logs" }, `has no volume "logs"`},
+		{"unknown-bsl", func(p *velerov1.PodVolumeBackup) { p.Spec.BackupStorageLocation = "nowhere" }, `backup storage location "nowhere" not found`},
+	}
+	for _, tc := range cases {
+		pvb := c.BackupVolume(pod, "data", tc.name, tc.mutate)
+		c.WaitPhase(pvb, velerov1.PodVolumePhaseFailed, time.Minute)
+		if !strings.Contains(pvb.Status.Message, tc.want) {
+			t.Errorf("%s: message %q, want it to contain %q", tc.name, pvb.Status.Message, tc.want)
+		}
+		if pvb.Status.CompletionTimestamp == nil {
+			t.Errorf("%s: no completion timestamp", tc.name)
+		}
+	}
+
+	c.SetPassword("not-the-password")
+	wrong := c.BackupVolume(pod, "data", "wrong-password")
+	c.WaitPhase(wrong, velerov1.PodVolumePhaseFailed, time.Minute)
+	if !strings.Contains(wrong.Status.Message, "wrong repository password") {
+		t.Errorf("wrong password: message %q", wrong.Status.Message)
+	}
+	events := &corev1.EventList{}
+	if err := c.Client.List(context.Background(), events, client.InNamespace(harness.Namespace),
+		client.MatchingFields{"involvedObject.name": "wrong-password"}); err != nil {
+		t.Fatal(err)
+	}
+	if !hasEvent(events, "Failed", "wrong repository password") {
+		t.Errorf("no Failed event for the wrong password; events: %v", events.Items)
+	}
+
+	c.SetPassword("harness-password-1")
+	ok := c.BackupVolume(pod, "data", "after-failures")
+	c.WaitPhase(ok, velerov1.PodVolumePhaseCompleted, time.Minute)
+
+	restic := c.RestoreVolume(pod, "data", ok.Status.SnapshotID, "restic-restore")
+	restic.Spec.UploaderType = velerov1.UploaderTypeRestic
+	c.PatchSpec(restic, map[string]any{"uploaderType": "restic"})
+	c.WaitPhase(restic, velerov1.PodVolumePhaseFailed, time.Minute)
+	if !strings.Contains(restic.Status.Message, "uploaderType restic") {
+		t.Errorf("restic restore: message %q", restic.Status.Message)
+	}
+
+	metrics, err := node.Metrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`ferry_volume_operations_total{kind="PodVolumeBackup",outcome="Failed"} 4`,
+		`ferry_volume_operations_total{kind="PodVolumeBackup",outcome="Completed"} 1`,
+		`ferry_volume_bytes_total{kind="PodVolumeBackup"}`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func hasEvent(events *corev1.EventList, reason, text string) bool {
+	for _, e := range events.Items {
+		if e.Reason == reason && strings.Contains(e.Message, text) {
+			return true
+		}
+	}
+	return false
+}
