@@ -54,7 +54,7 @@ func TestConfigMapLimitsConcurrencyAndAppliesLive(t *testing.T) {
 	c.SetNodeAgentConfig(map[string]string{"concurrentRepoOperations": "zero"})
 	c.Eventually(30*time.Second, func() (bool, string) {
 		events := &corev1.EventList{}
-		_ = c.Client.List(context.Background(), events, client.InNamespace(harness.Namespace))
+		_ = c.Client.List(context.Background(), events, client.InNamespace(c.Install))
 		return hasEvent(events, "InvalidConfig", "concurrentRepoOperations"), "no InvalidConfig event naming the key"
 	})
 

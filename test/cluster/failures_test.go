@@ -35,7 +35,7 @@ func TestBadInputFailsClearlyAndTheAgentKeepsServing(t *testing.T) {
 	}{
 		{"pod-gone", func(p *velerov1.PodVolumeBackup) {
 			p.Spec.Pod = corev1.ObjectReference{Namespace: ns, Name: goneRef.Name, UID: goneRef.UID}
-		}, "pod bad/gone: pod not found"},
+		}, "pod " + ns + "/gone: pod not found"},
 		{"no-such-volume", func(p *velerov1.PodVolumeBackup) { p.Spec.Volume = "logs" }, `has no volume "logs"`},
 		{"unknown-bsl", func(p *velerov1.PodVolumeBackup) { p.Spec.BackupStorageLocation = "nowhere" }, `backup storage location "nowhere" not found`},
 	}
@@ -57,7 +57,7 @@ func TestBadInputFailsClearlyAndTheAgentKeepsServing(t *testing.T) {
 		t.Errorf("wrong password: message %q", wrong.Status.Message)
 	}
 	events := &corev1.EventList{}
-	if err := c.Client.List(context.Background(), events, client.InNamespace(harness.Namespace),
+	if err := c.Client.List(context.Background(), events, client.InNamespace(c.Install),
 		client.MatchingFields{"involvedObject.name": "wrong-password"}); err != nil {
 		t.Fatal(err)
 	}

@@ -25,18 +25,18 @@ import (
 	"github.com/ferry-backup/ferry/internal/testenv"
 )
 
-// Namespace is where the harness installs Ferry.
-const Namespace = "velero"
-
 // Cluster is a simulated cluster on a real API server.
 type Cluster struct {
 	t      testing.TB
 	Env    *testenv.Env
 	Client client.Client
 	Dir    string
-	binDir string
-	mu     sync.Mutex
-	nodes  map[string]*Node
+	// Install is the namespace Ferry is installed in: its own per cluster, so that clusters of
+	// one test binary (and repeated runs) do not see each other's objects.
+	Install string
+	binDir  string
+	mu      sync.Mutex
+	nodes   map[string]*Node
 }
 
 var (
@@ -79,10 +79,11 @@ func New(t testing.TB) *Cluster {
 	env := testenv.Get(t)
 	c := &Cluster{t: t, Env: env, Client: env.Client, Dir: t.TempDir(), binDir: bin, nodes: map[string]*Node{}}
 	ctx := context.Background()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}
-	if err := c.Client.Create(ctx, ns); err != nil && !isAlreadyExists(err) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ferry-"}}
+	if err := c.Client.Create(ctx, ns); err != nil {
 		t.Fatalf("harness: namespace: %v", err)
 	}
+	c.Install = ns.Name
 	c.SetPassword("harness-password-1")
 	c.CreateFilesystemBSL("default")
 	return c
@@ -91,7 +92,7 @@ func New(t testing.TB) *Cluster {
 // SetPassword creates or updates the repository password Secret.
 func (c *Cluster) SetPassword(password string) {
 	c.t.Helper()
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: repoaccess.PasswordSecret}}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: repoaccess.PasswordSecret}}
 	c.apply(s, func() { s.Data = map[string][]byte{repoaccess.PasswordKey: []byte(password)} })
 }
 
@@ -99,7 +100,7 @@ func (c *Cluster) SetPassword(password string) {
 // repository, as ferry-server does before it asks node-agents for backups.
 func (c *Cluster) CreateFilesystemBSL(name string) *velerov1.BackupStorageLocation {
 	c.t.Helper()
-	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: name}}
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: name}}
 	c.apply(bsl, func() {
 		bsl.Spec = velerov1.BackupStorageLocationSpec{
 			Provider:    velerov1.ProviderFilesystem,
@@ -107,7 +108,7 @@ func (c *Cluster) CreateFilesystemBSL(name string) *velerov1.BackupStorageLocati
 			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: name, Prefix: "ferry"}},
 		}
 	})
-	access := repoaccess.New(repoaccess.Options{Client: c.Client, Namespace: Namespace, WorkDir: filepath.Join(c.Dir, "server"), Create: true})
+	access := repoaccess.New(repoaccess.Options{Client: c.Client, Namespace: c.Install, WorkDir: filepath.Join(c.Dir, "server"), Create: true})
 	defer access.Close(context.Background())
 	_, release, err := access.Open(context.Background(), name, repoaccess.ForBackup)
 	if err != nil {
@@ -121,7 +122,7 @@ func (c *Cluster) CreateFilesystemBSL(name string) *velerov1.BackupStorageLocati
 // updates the Secret, in the order ferry-server does it.
 func (c *Cluster) RotatePassword(newPassword string, locations ...string) {
 	c.t.Helper()
-	access := repoaccess.New(repoaccess.Options{Client: c.Client, Namespace: Namespace, WorkDir: filepath.Join(c.Dir, "server")})
+	access := repoaccess.New(repoaccess.Options{Client: c.Client, Namespace: c.Install, WorkDir: filepath.Join(c.Dir, "server")})
 	defer access.Close(context.Background())
 	for _, name := range locations {
 		rep, release, err := access.Open(context.Background(), name, repoaccess.ForBackup)

@@ -52,7 +52,7 @@ func (n *Node) Start() {
 	n.cmd = exec.Command(filepath.Join(n.c.binDir, "ferry-node-agent"),
 		"--node-name", n.Name, "--host-pods-root", n.Root,
 		"--work-dir", filepath.Join(n.c.Dir, "nodes", n.Name, "work"),
-		"--kubeconfig", n.c.Env.Kubeconfig, "--namespace", Namespace,
+		"--kubeconfig", n.c.Env.Kubeconfig, "--namespace", n.c.Install,
 		"--metrics-bind-address", n.MetricsAddr, "--health-probe-bind-address", "0", "--log-level", "info")
 	n.cmd.Stdout, n.cmd.Stderr = logFile, logFile
 	if err := n.cmd.Start(); err != nil {

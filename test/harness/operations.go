@@ -16,7 +16,7 @@ import (
 func (c *Cluster) BackupVolume(pod *Pod, volume, name string, mutate ...func(*velerov1.PodVolumeBackup)) *velerov1.PodVolumeBackup {
 	c.t.Helper()
 	pvb := &velerov1.PodVolumeBackup{
-		ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: name},
 		Spec: velerov1.PodVolumeBackupSpec{
 			Node: pod.Spec.NodeName, Volume: volume, BackupStorageLocation: "default",
 			Pod: corev1.ObjectReference{Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID},
@@ -35,7 +35,7 @@ func (c *Cluster) BackupVolume(pod *Pod, volume, name string, mutate ...func(*ve
 func (c *Cluster) RestoreVolume(pod *Pod, volume, snapshotID, name string) *velerov1.PodVolumeRestore {
 	c.t.Helper()
 	pvr := &velerov1.PodVolumeRestore{
-		ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: name},
 		Spec: velerov1.PodVolumeRestoreSpec{
 			Node: pod.Spec.NodeName, Volume: volume, BackupStorageLocation: "default", SnapshotID: snapshotID,
 			SourceNamespace: pod.Namespace,
@@ -85,7 +85,7 @@ func (c *Cluster) PatchSpec(obj client.Object, spec map[string]any) {
 // SetNodeAgentConfig creates or replaces the node-agent ConfigMap's data.
 func (c *Cluster) SetNodeAgentConfig(data map[string]string) {
 	c.t.Helper()
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: Namespace, Name: "node-agent"}}
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "node-agent"}}
 	c.apply(cm, func() { cm.Data = data })
 }
 

@@ -29,14 +29,14 @@ type Pod struct {
 	Dirs map[string]string
 }
 
-// Namespace creates a namespace for a test.
-func (c *Cluster) Namespace(name string) string {
+// Namespace creates a namespace for a test's pods, named prefix-<random>, and returns its name.
+func (c *Cluster) Namespace(prefix string) string {
 	c.t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
-	if err := c.Client.Create(context.Background(), ns); err != nil && !isAlreadyExists(err) {
-		c.t.Fatalf("harness: namespace %s: %v", name, err)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
+	if err := c.Client.Create(context.Background(), ns); err != nil {
+		c.t.Fatalf("harness: namespace %s: %v", prefix, err)
 	}
-	return name
+	return ns.Name
 }
 
 // CreatePod creates claims, volumes and a running pod on node, and makes each volume's directory
