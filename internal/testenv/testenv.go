@@ -34,11 +34,16 @@ type Env struct {
 
 var current *Env
 
-// Run starts the API server, runs the tests and stops it; use it as TestMain's body:
+// Run starts the API server, runs the tests, calls cleanups and stops it; use it as TestMain's
+// body:
 //
 //	func TestMain(m *testing.M) { testenv.Run(m) }
-func Run(m *testing.M) {
-	os.Exit(run(m))
+func Run(m *testing.M, cleanups ...func()) {
+	code := run(m)
+	for _, c := range cleanups {
+		c()
+	}
+	os.Exit(code)
 }
 
 func run(m *testing.M) int {

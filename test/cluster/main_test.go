@@ -5,7 +5,8 @@ package cluster
 import (
 	"testing"
 
+	"github.com/ferry-backup/ferry/internal/repository/repotest"
 	"github.com/ferry-backup/ferry/internal/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Run(m) }
+func TestMain(m *testing.M) { testenv.Run(m, repotest.Stop) }

@@ -11,9 +11,21 @@ import (
 )
 
 // Two pods on two nodes are backed up at the same time, each by its own node's agent; their
-// volumes are then wiped and restored byte for byte.
+// volumes are then wiped and restored byte for byte. Once into a filesystem location, once into
+// the real S3 server.
 func TestBackupAndRestoreAcrossTwoNodes(t *testing.T) {
+	t.Run("filesystem", func(t *testing.T) { backupAndRestoreAcrossTwoNodes(t, false) })
+	t.Run("s3", func(t *testing.T) { backupAndRestoreAcrossTwoNodes(t, true) })
+}
+
+func backupAndRestoreAcrossTwoNodes(t *testing.T, s3 bool) {
 	c := harness.New(t)
+	bsl := "default"
+	if s3 {
+		bsl = c.CreateS3BSL("s3").Name
+	}
+	onBSL := func(p *velerov1.PodVolumeBackup) { p.Spec.BackupStorageLocation = bsl }
+	restoreFrom := func(p *velerov1.PodVolumeRestore) { p.Spec.BackupStorageLocation = bsl }
 	nodeA, nodeB := c.StartNode("node-a"), c.StartNode("node-b")
 	ns := c.Namespace("shop")
 	web := c.CreatePod(nodeA, ns, "web", harness.VolumeSpec{Name: "data", Claim: "web-data"}, harness.VolumeSpec{Name: "cache"})
@@ -34,9 +46,9 @@ func TestBackupAndRestoreAcrossTwoNodes(t *testing.T) {
 
 	start := time.Now()
 	backups := map[string]*velerov1.PodVolumeBackup{
-		"web-data":  c.BackupVolume(web, "data", "b1-web-data"),
-		"web-cache": c.BackupVolume(web, "cache", "b1-web-cache"),
-		"db-data":   c.BackupVolume(db, "data", "b1-db-data"),
+		"web-data":  c.BackupVolume(web, "data", "b1-web-data", onBSL),
+		"web-cache": c.BackupVolume(web, "cache", "b1-web-cache", onBSL),
+		"db-data":   c.BackupVolume(db, "data", "b1-db-data", onBSL),
 	}
 	for _, pvb := range backups {
 		c.WaitPhase(pvb, velerov1.PodVolumePhaseCompleted, 2*time.Minute)
@@ -65,9 +77,9 @@ func TestBackupAndRestoreAcrossTwoNodes(t *testing.T) {
 		}
 	}
 	restores := map[string]*velerov1.PodVolumeRestore{
-		"web-data":  c.RestoreVolume(web, "data", backups["web-data"].Status.SnapshotID, "r1-web-data"),
-		"web-cache": c.RestoreVolume(web, "cache", backups["web-cache"].Status.SnapshotID, "r1-web-cache"),
-		"db-data":   c.RestoreVolume(db, "data", backups["db-data"].Status.SnapshotID, "r1-db-data"),
+		"web-data":  c.RestoreVolume(web, "data", backups["web-data"].Status.SnapshotID, "r1-web-data", restoreFrom),
+		"web-cache": c.RestoreVolume(web, "cache", backups["web-cache"].Status.SnapshotID, "r1-web-cache", restoreFrom),
+		"db-data":   c.RestoreVolume(db, "data", backups["db-data"].Status.SnapshotID, "r1-db-data", restoreFrom),
 	}
 	start = time.Now()
 	dirs := map[string]string{"web-data": web.Dirs["data"], "web-cache": web.Dirs["cache"], "db-data": db.Dirs["data"]}

@@ -22,6 +22,7 @@ import (
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/repository/repotest"
 	"github.com/ferry-backup/ferry/internal/testenv"
 )
 
@@ -108,13 +109,42 @@ func (c *Cluster) CreateFilesystemBSL(name string) *velerov1.BackupStorageLocati
 			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: name, Prefix: "ferry"}},
 		}
 	})
+	c.createRepository(name)
+	return bsl
+}
+
+// createRepository creates the repository of a location, as ferry-server does.
+func (c *Cluster) createRepository(bsl string) {
+	c.t.Helper()
 	access := repoaccess.New(repoaccess.Options{Client: c.Client, Namespace: c.Install, WorkDir: filepath.Join(c.Dir, "server"), Create: true})
 	defer access.Close(context.Background())
-	_, release, err := access.Open(context.Background(), name, repoaccess.ForBackup)
+	_, release, err := access.Open(context.Background(), bsl, repoaccess.ForBackup)
 	if err != nil {
-		c.t.Fatalf("harness: create the repository of %s: %v", name, err)
+		c.t.Fatalf("harness: create the repository of %s: %v", bsl, err)
 	}
 	release()
+}
+
+// CreateS3BSL creates a location in a new bucket of the test S3 server, with its credentials
+// Secret, and its repository.
+func (c *Cluster) CreateS3BSL(name string) *velerov1.BackupStorageLocation {
+	c.t.Helper()
+	loc := repotest.S3(c.t)
+	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: name + "-credentials"}}
+	c.apply(creds, func() {
+		creds.Data = map[string][]byte{"cloud": []byte(fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n",
+			loc.Credentials.AccessKeyID, loc.Credentials.SecretAccessKey))}
+	})
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: name}}
+	c.apply(bsl, func() {
+		bsl.Spec = velerov1.BackupStorageLocationSpec{
+			Provider:    velerov1.ProviderAWS,
+			Config:      loc.Config,
+			Credential:  &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: creds.Name}, Key: "cloud"},
+			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: loc.Bucket, Prefix: loc.Prefix}},
+		}
+	})
+	c.createRepository(name)
 	return bsl
 }
 

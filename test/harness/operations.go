@@ -32,7 +32,7 @@ func (c *Cluster) BackupVolume(pod *Pod, volume, name string, mutate ...func(*ve
 }
 
 // RestoreVolume creates a PodVolumeRestore of snapshotID into one volume of pod.
-func (c *Cluster) RestoreVolume(pod *Pod, volume, snapshotID, name string) *velerov1.PodVolumeRestore {
+func (c *Cluster) RestoreVolume(pod *Pod, volume, snapshotID, name string, mutate ...func(*velerov1.PodVolumeRestore)) *velerov1.PodVolumeRestore {
 	c.t.Helper()
 	pvr := &velerov1.PodVolumeRestore{
 		ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: name},
@@ -41,6 +41,9 @@ func (c *Cluster) RestoreVolume(pod *Pod, volume, snapshotID, name string) *vele
 			SourceNamespace: pod.Namespace,
 			Pod:             corev1.ObjectReference{Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID},
 		},
+	}
+	for _, m := range mutate {
+		m(pvr)
 	}
 	if err := c.Client.Create(context.Background(), pvr); err != nil {
 		c.t.Fatalf("harness: create PodVolumeRestore %s: %v", name, err)

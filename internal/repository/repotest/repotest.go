@@ -123,12 +123,17 @@ func startServer(t testing.TB) *server {
 // TestMain.
 func Run(m *testing.M) {
 	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
+
+// Stop stops the test S3 server if it was started.
+func Stop() {
 	if running != nil {
 		_ = running.cmd.Process.Kill()
 		_ = running.cmd.Wait()
 		_ = os.RemoveAll(running.dir)
 	}
-	os.Exit(code)
 }
 
 func start() (*server, error) {
