@@ -2,11 +2,16 @@ package operation
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
 )
 
 // PatchStatus merges fields into the object's status through the status subresource. Only the
@@ -21,4 +26,32 @@ func PatchStatus(ctx context.Context, c client.Client, obj client.Object, fields
 		return fmt.Errorf("update status of %s: %w", client.ObjectKeyFromObject(obj), err)
 	}
 	return nil
+}
+
+// Tally counts pod volume operations by outcome and reports whether all have ended.
+func Tally(phases []velerov1.PodVolumePhase) (counts velerov1.VolumeOperationCounts, done bool) {
+	counts.Total = len(phases)
+	done = true
+	for _, p := range phases {
+		switch p {
+		case velerov1.PodVolumePhaseCompleted:
+			counts.Completed++
+		case velerov1.PodVolumePhaseFailed, velerov1.PodVolumePhaseCanceled:
+			counts.Failed++
+		default:
+			done = false
+		}
+	}
+	return counts, done
+}
+
+// ShortName returns prefix-<hash of parts>, a valid object name of at most 63 characters that is
+// the same for the same inputs (so creating it twice is harmless).
+func ShortName(prefix string, parts ...string) string {
+	sum := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	suffix := hex.EncodeToString(sum[:5])
+	if len(prefix) > 52 {
+		prefix = prefix[:52]
+	}
+	return strings.TrimRight(prefix, "-.") + "-" + suffix
 }

@@ -142,14 +142,7 @@ func (a *Access) options(ctx context.Context, bslName string, purpose Purpose) (
 	if purpose == ForBackup && bsl.Spec.AccessMode == velerov1.BackupStorageLocationAccessModeReadOnly {
 		return repository.Options{}, fmt.Errorf("backup storage location %s is ReadOnly; backups cannot be written to it", bslName)
 	}
-	var creds []byte
-	if sel := bsl.Spec.Credential; sel != nil {
-		var err error
-		if creds, err = a.secretKey(ctx, sel.Name, sel.Key); err != nil {
-			return repository.Options{}, fmt.Errorf("credentials of backup storage location %s: %w", bslName, err)
-		}
-	}
-	loc, err := repository.LocationFor(bsl, creds)
+	loc, err := a.LocationOf(ctx, bsl)
 	if err != nil {
 		return repository.Options{}, err
 	}
@@ -166,6 +159,18 @@ func (a *Access) options(ctx context.Context, bslName string, purpose Purpose) (
 		opts.LockCheckTimeout = a.opts.LockCheckTimeout()
 	}
 	return opts, nil
+}
+
+// LocationOf returns the storage location of bsl, with the credentials its Secret holds.
+func (a *Access) LocationOf(ctx context.Context, bsl *velerov1.BackupStorageLocation) (repository.Location, error) {
+	var creds []byte
+	if sel := bsl.Spec.Credential; sel != nil {
+		var err error
+		if creds, err = a.secretKey(ctx, sel.Name, sel.Key); err != nil {
+			return repository.Location{}, fmt.Errorf("credentials of backup storage location %s: %w", bsl.Name, err)
+		}
+	}
+	return repository.LocationFor(bsl, creds)
 }
 
 // secretKey returns one key of a Secret in the install namespace.

@@ -177,3 +177,42 @@ func TestLocationFor(t *testing.T) {
 		t.Error("credentials without a secret key were accepted")
 	}
 }
+
+func TestRecordsAndProbe(t *testing.T) {
+	for _, b := range repotest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			loc := b.New(t)
+			if err := repository.Probe(t.Context(), loc, true); err != nil {
+				t.Fatalf("probe: %v", err)
+			}
+			r, err := open(t, loc, "pw")
+			if err != nil {
+				t.Fatal(err)
+			}
+			type rec struct{ Volumes []string }
+			if err := r.SaveRecord(t.Context(), "backup", "b1", rec{Volumes: []string{"a"}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.SaveRecord(t.Context(), "backup", "b1", rec{Volumes: []string{"a", "b"}}); err != nil {
+				t.Fatal(err)
+			}
+			var got rec
+			fresh, err := open(t, loc, "pw")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := fresh.LoadRecord(t.Context(), "backup", "b1", &got); err != nil || len(got.Volumes) != 2 {
+				t.Fatalf("record = %+v, %v", got, err)
+			}
+			if err := fresh.DeleteRecord(t.Context(), "backup", "b1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := fresh.LoadRecord(t.Context(), "backup", "b1", &got); !errors.Is(err, repository.ErrNoRecord) {
+				t.Fatalf("after delete: %v", err)
+			}
+		})
+	}
+	if err := repository.Probe(t.Context(), repotest.UnreachableS3(t), false); err == nil {
+		t.Error("probe of a closed port succeeded")
+	}
+}

@@ -4,10 +4,25 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 
+	"github.com/ferry-backup/ferry/internal/controller/backup"
+	"github.com/ferry-backup/ferry/internal/controller/backuprepository"
+	"github.com/ferry-backup/ferry/internal/controller/backupstoragelocation"
+	"github.com/ferry-backup/ferry/internal/controller/nodeagentconfig"
+	"github.com/ferry-backup/ferry/internal/controller/restore"
 	"github.com/ferry-backup/ferry/internal/manager"
+	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/repository"
 )
 
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete,namespace=velero
@@ -19,28 +34,66 @@ type Options struct {
 	manager.Options
 	// LeaderElect runs one active server among replicas.
 	LeaderElect bool
+	// WorkDir holds repository connections and caches.
+	WorkDir string
 }
 
 // NewOptions returns the defaults.
 func NewOptions() Options {
-	return Options{Options: manager.NewOptions(":8085", ":8081"), LeaderElect: true}
+	return Options{Options: manager.NewOptions(":8085", ":8081"), LeaderElect: true,
+		WorkDir: filepath.Join(os.TempDir(), "ferry-server")}
 }
 
 // AddFlags registers the server's flags.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Options.AddFlags(fs)
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect one active server among replicas through a Lease")
+	fs.StringVar(&o.WorkDir, "work-dir", o.WorkDir, "directory for repository connections and caches")
 }
+
+// Validate reports invalid settings, naming their flags.
+func (o *Options) Validate() error {
+	var errs []error
+	if !filepath.IsAbs(o.WorkDir) {
+		errs = append(errs, fmt.Errorf("--work-dir %q must be an absolute directory", o.WorkDir))
+	}
+	return errors.Join(append(errs, o.Options.Validate())...)
+}
+
+// Identity is the server's client identity in repositories.
+var Identity = repository.Identity{Hostname: "ferry", Username: "server"}
 
 // Run serves until ctx ends.
 func Run(ctx context.Context, o Options) error {
-	extra := manager.Extra{}
+	// Ferry's objects and the ConfigMap live in the install namespace; pods, claims and
+	// namespaces elsewhere are read directly when a backup or restore starts, never watched.
+	extra := manager.Extra{Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{o.Namespace: {}}}}
 	if o.LeaderElect {
 		extra.LeaderElectionID = "ferry-server.velero.io"
 	}
 	mgr, err := manager.New(o.Options, extra)
 	if err != nil {
 		return err
+	}
+	recorder := mgr.GetEventRecorderFor("ferry-server")
+	config := &nodeagentconfig.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Namespace: o.Namespace}
+	access := repoaccess.New(repoaccess.Options{
+		Client: mgr.GetAPIReader(), Namespace: o.Namespace, WorkDir: o.WorkDir, Identity: Identity, Create: true,
+		LockCheckTimeout: func() time.Duration { return config.Current().BackupRepositoryLockCheckTimeout },
+	})
+	defer access.Close(context.WithoutCancel(ctx))
+	clk := clock.RealClock{}
+	controllers := map[string]interface{ SetupWithManager(ctrl.Manager) error }{
+		"node-agent config":     config,
+		"BackupStorageLocation": &backupstoragelocation.Reconciler{Client: mgr.GetClient(), Clock: clk, Repositories: access},
+		"BackupRepository":      &backuprepository.Reconciler{Client: mgr.GetClient(), Clock: clk, Repositories: access, Config: config.Current},
+		"Backup":                &backup.Reconciler{Client: mgr.GetClient(), Cluster: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Repositories: access},
+		"Restore":               &restore.Reconciler{Client: mgr.GetClient(), Cluster: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Repositories: access},
+	}
+	for name, c := range controllers {
+		if err := c.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("set up the %s controller: %w", name, err)
+		}
 	}
 	return mgr.Start(ctx)
 }

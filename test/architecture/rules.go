@@ -26,6 +26,7 @@ var layers = []struct {
 	{"internal/hostpath", 1},
 	{"internal/nodeconfig", 1},
 	{"internal/slot", 1},
+	{"internal/backuprecord", 1},
 	{"config/crd", 1},
 	{"internal/repository", 2},
 	{"internal/uploader", 3},

@@ -1,0 +1,42 @@
+// Package backuprecord provides the record of a backup that ferry-server keeps inside the
+// repository: which volumes it holds, in which snapshots, and the claims to recreate them, so
+// that a fresh cluster with the storage location and the password finds its backups.
+package backuprecord
+
+import (
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Kind is the record kind in the repository.
+const Kind = "backup"
+
+// Record describes one backup.
+type Record struct {
+	Name            string    `json:"name"`
+	UID             string    `json:"uid"`
+	StorageLocation string    `json:"storageLocation"`
+	Started         time.Time `json:"started"`
+	Completed       time.Time `json:"completed"`
+	Phase           string    `json:"phase"`
+	Volumes         []Volume  `json:"volumes"`
+	// Skipped says which volumes were not backed up and why.
+	Skipped []string `json:"skipped,omitempty"`
+}
+
+// Volume is one backed-up pod volume.
+type Volume struct {
+	Namespace  string `json:"namespace"`
+	Pod        string `json:"pod"`
+	Volume     string `json:"volume"`
+	Claim      string `json:"claim,omitempty"`
+	Node       string `json:"node"`
+	SnapshotID string `json:"snapshotID,omitempty"`
+	Phase      string `json:"phase"`
+	Message    string `json:"message,omitempty"`
+	Bytes      int64  `json:"bytes"`
+	Files      int64  `json:"files"`
+	// ClaimSpec is the claim's spec at backup time, to recreate it.
+	ClaimSpec *corev1.PersistentVolumeClaimSpec `json:"claimSpec,omitempty"`
+}

@@ -1,0 +1,162 @@
+// Package backup provides ferry-server's Backup controller for the file-system path: it selects
+// the pod volumes of a Backup, asks the node-agent of each pod's node to back them up
+// (PodVolumeBackups), sums up their outcome in the Backup's status, and stores a record of the
+// backup in the repository so that a fresh cluster can find it.
+package backup
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/operation"
+	"github.com/ferry-backup/ferry/internal/repoaccess"
+)
+
+// +kubebuilder:rbac:groups=velero.io,resources=backups,verbs=get;list;watch;patch,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backups/status,verbs=get;patch;update,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=podvolumebackups,verbs=get;list;watch;create,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backuprepositories,verbs=get;list;watch;create,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get;list;watch,namespace=velero
+// +kubebuilder:rbac:groups="",resources=namespaces;pods;persistentvolumeclaims,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
+
+// Defaults.
+const (
+	DefaultTTL           = 30 * 24 * time.Hour
+	DefaultVolumeTimeout = 4 * time.Hour
+	waitForRepository    = 2 * time.Second
+)
+
+// Reconciler runs Backups.
+type Reconciler struct {
+	Client client.Client
+	// Cluster reads pods, claims and namespaces across the cluster, uncached.
+	Cluster      client.Reader
+	Recorder     record.EventRecorder
+	Clock        clock.PassiveClock
+	Repositories *repoaccess.Access
+}
+
+// SetupWithManager registers the controller; it also wakes up when a PodVolumeBackup it
+// created changes.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.Backup{}).Owns(&velerov1.PodVolumeBackup{}).
+		Named("backup").Complete(r)
+}
+
+// Reconcile: New → (validation) → InProgress, with one PodVolumeBackup per selected volume →
+// Completed, PartiallyFailed or Failed once all have ended.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	b := &velerov1.Backup{}
+	if err := r.Client.Get(ctx, req.NamespacedName, b); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	switch b.Status.Phase {
+	case "", velerov1.BackupPhaseNew:
+		return r.start(ctx, b)
+	case velerov1.BackupPhaseInProgress:
+		return r.progress(ctx, b)
+	}
+	return ctrl.Result{}, nil
+}
+
+// start validates the backup, creates its PodVolumeBackups and moves it to InProgress.
+func (r *Reconciler) start(ctx context.Context, b *velerov1.Backup) (ctrl.Result, error) {
+	bsl, problems, err := r.validate(ctx, b)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if len(problems) > 0 {
+		r.Recorder.Eventf(b, corev1.EventTypeWarning, "FailedValidation", "%v", problems)
+		return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, map[string]any{
+			"phase": velerov1.BackupPhaseFailedValidation, "validationErrors": problems, "completionTimestamp": r.now()})
+	}
+	if bsl.Status.Phase == velerov1.BackupStorageLocationPhaseUnavailable {
+		return ctrl.Result{}, r.fail(ctx, b, fmt.Sprintf("backup storage location %s is Unavailable: %s", bsl.Name, bsl.Status.Message))
+	}
+	ready, err := r.ensureRepository(ctx, b, bsl)
+	if err != nil || !ready {
+		return ctrl.Result{RequeueAfter: waitForRepository}, err
+	}
+	volumes, skipped, err := r.selectVolumes(ctx, b)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	for _, v := range volumes {
+		if err := r.createPodVolumeBackup(ctx, b, bsl.Name, v); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	ttl := b.Spec.TTL.Duration
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	start := r.now()
+	expires := metav1.NewTime(start.Add(ttl))
+	r.Recorder.Eventf(b, corev1.EventTypeNormal, "Started", "backing up %d volumes (%d skipped) into %s", len(volumes), len(skipped), bsl.Name)
+	return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, map[string]any{
+		"phase": velerov1.BackupPhaseInProgress, "startTimestamp": start, "expiration": expires, "formatVersion": "1.1.0",
+		"podVolumeBackups": velerov1.VolumeOperationCounts{Total: len(volumes), Skipped: len(skipped)},
+		"conditions":       skippedCondition(skipped, start),
+	})
+}
+
+// validate checks the spec and finds the storage location; problems are the user's to fix.
+func (r *Reconciler) validate(ctx context.Context, b *velerov1.Backup) (*velerov1.BackupStorageLocation, []string, error) {
+	var problems []string
+	if b.Spec.SnapshotMoveData != nil && *b.Spec.SnapshotMoveData {
+		problems = append(problems, "spec.snapshotMoveData: the CSI data mover is not available in this version of Ferry")
+	}
+	bsl, err := r.location(ctx, b)
+	if apierrors.IsNotFound(err) || bsl == nil {
+		name := b.Spec.StorageLocation
+		if name == "" {
+			name = "(default)"
+		}
+		return nil, append(problems, fmt.Sprintf("spec.storageLocation: backup storage location %s not found", name)), nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if bsl.Spec.AccessMode == velerov1.BackupStorageLocationAccessModeReadOnly {
+		problems = append(problems, fmt.Sprintf("spec.storageLocation: backup storage location %s is ReadOnly", bsl.Name))
+	}
+	return bsl, problems, nil
+}
+
+// location returns the named location, or the default one (spec.default) when none is named.
+func (r *Reconciler) location(ctx context.Context, b *velerov1.Backup) (*velerov1.BackupStorageLocation, error) {
+	if b.Spec.StorageLocation != "" {
+		bsl := &velerov1.BackupStorageLocation{}
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: b.Spec.StorageLocation}, bsl)
+		return bsl, err
+	}
+	list := &velerov1.BackupStorageLocationList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(b.Namespace)); err != nil {
+		return nil, err
+	}
+	for i := range list.Items {
+		if list.Items[i].Spec.Default || len(list.Items) == 1 {
+			return &list.Items[i], nil
+		}
+	}
+	return nil, nil
+}
+
+func (r *Reconciler) fail(ctx context.Context, b *velerov1.Backup, reason string) error {
+	r.Recorder.Event(b, corev1.EventTypeWarning, string(velerov1.BackupPhaseFailed), reason)
+	return operation.PatchStatus(ctx, r.Client, b, map[string]any{
+		"phase": velerov1.BackupPhaseFailed, "failureReason": reason, "completionTimestamp": r.now()})
+}
+
+func (r *Reconciler) now() metav1.Time { return metav1.NewTime(r.Clock.Now().Truncate(time.Second)) }

@@ -1,0 +1,109 @@
+package backup
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/backuprecord"
+	"github.com/ferry-backup/ferry/internal/operation"
+	"github.com/ferry-backup/ferry/internal/repoaccess"
+)
+
+// progress sums up the PodVolumeBackups; once all have ended it stores the record and ends the
+// backup.
+func (r *Reconciler) progress(ctx context.Context, b *velerov1.Backup) (ctrl.Result, error) {
+	pvbs := &velerov1.PodVolumeBackupList{}
+	if err := r.Client.List(ctx, pvbs, client.InNamespace(b.Namespace), client.MatchingLabels{velerov1.LabelBackupName: b.Name}); err != nil {
+		return ctrl.Result{}, err
+	}
+	phases := make([]velerov1.PodVolumePhase, len(pvbs.Items))
+	for i, p := range pvbs.Items {
+		phases[i] = p.Status.Phase
+	}
+	counts, done := operation.Tally(phases)
+	if prev := b.Status.PodVolumeBackups; prev != nil {
+		counts.Skipped = prev.Skipped
+		if prev.Total > counts.Total {
+			done = false // not every PodVolumeBackup is in the cache yet
+		}
+	}
+	if !done {
+		return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, map[string]any{"podVolumeBackups": counts})
+	}
+	phase := velerov1.BackupPhaseCompleted
+	reason := ""
+	switch {
+	case counts.Failed > 0 && counts.Completed > 0:
+		phase = velerov1.BackupPhasePartiallyFailed
+	case counts.Failed > 0:
+		phase, reason = velerov1.BackupPhaseFailed, "every volume backup failed"
+	}
+	rec := r.record(ctx, b, pvbs.Items, phase)
+	if err := r.saveRecord(ctx, b, rec); err != nil {
+		return ctrl.Result{}, fmt.Errorf("store the record of backup %s: %w", b.Name, err)
+	}
+	r.Recorder.Eventf(b, eventType(phase), string(phase), "%d of %d volumes backed up, %d failed, %d skipped",
+		counts.Completed, counts.Total, counts.Failed, counts.Skipped)
+	return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, map[string]any{
+		"phase": phase, "podVolumeBackups": counts, "errors": counts.Failed, "failureReason": reason,
+		"completionTimestamp": r.now(), "volumeSnapshotsAttempted": counts.Total, "volumeSnapshotsCompleted": counts.Completed,
+	})
+}
+
+func eventType(phase velerov1.BackupPhase) string {
+	if phase == velerov1.BackupPhaseCompleted {
+		return corev1.EventTypeNormal
+	}
+	return corev1.EventTypeWarning
+}
+
+// record describes the backup for the repository, with each claim's spec.
+func (r *Reconciler) record(ctx context.Context, b *velerov1.Backup, pvbs []velerov1.PodVolumeBackup, phase velerov1.BackupPhase) backuprecord.Record {
+	rec := backuprecord.Record{Name: b.Name, UID: string(b.UID), StorageLocation: b.Spec.StorageLocation,
+		Phase: string(phase), Completed: r.Clock.Now().UTC()}
+	if b.Status.StartTimestamp != nil {
+		rec.Started = b.Status.StartTimestamp.UTC()
+	}
+	for _, c := range b.Status.Conditions {
+		if c.Type == "VolumesSkipped" {
+			rec.Skipped = append(rec.Skipped, c.Message)
+		}
+	}
+	for _, p := range pvbs {
+		v := backuprecord.Volume{Namespace: p.Spec.Pod.Namespace, Pod: p.Spec.Pod.Name, Volume: p.Spec.Volume,
+			Claim: p.Spec.Tags["pvc"], Node: p.Spec.Node, SnapshotID: p.Status.SnapshotID, Phase: string(p.Status.Phase),
+			Message: p.Status.Message, Bytes: p.Status.Progress.TotalBytes, Files: p.Status.Progress.TotalFiles}
+		if rec.StorageLocation == "" {
+			rec.StorageLocation = p.Spec.BackupStorageLocation
+		}
+		if v.Claim != "" {
+			pvc := &corev1.PersistentVolumeClaim{}
+			if err := r.Cluster.Get(ctx, client.ObjectKey{Namespace: v.Namespace, Name: v.Claim}, pvc); err == nil {
+				v.ClaimSpec = pvc.Spec.DeepCopy()
+			}
+		}
+		rec.Volumes = append(rec.Volumes, v)
+	}
+	return rec
+}
+
+func (r *Reconciler) saveRecord(ctx context.Context, b *velerov1.Backup, rec backuprecord.Record) error {
+	if rec.StorageLocation == "" {
+		bsl, err := r.location(ctx, b)
+		if err != nil || bsl == nil {
+			return fmt.Errorf("find the storage location: %v", err)
+		}
+		rec.StorageLocation = bsl.Name
+	}
+	rep, release, err := r.Repositories.Open(ctx, rec.StorageLocation, repoaccess.ForBackup)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return rep.SaveRecord(ctx, backuprecord.Kind, b.Name, rec)
+}

@@ -1,0 +1,83 @@
+package backup
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/operation"
+)
+
+// LabelBackupUID labels the objects of one backup with its UID (Velero's label).
+const LabelBackupUID = "velero.io/backup-uid"
+
+// RepositoryName is the name of the BackupRepository of a location (one repository per location).
+func RepositoryName(bsl string) string { return bsl + "-kopia" }
+
+// ensureRepository gets or creates the location's BackupRepository and reports whether it is
+// Ready. Creating it twice is harmless: the name is fixed.
+func (r *Reconciler) ensureRepository(ctx context.Context, b *velerov1.Backup, bsl *velerov1.BackupStorageLocation) (bool, error) {
+	br := &velerov1.BackupRepository{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: RepositoryName(bsl.Name)}, br)
+	if apierrors.IsNotFound(err) {
+		br = &velerov1.BackupRepository{
+			ObjectMeta: metav1.ObjectMeta{Namespace: b.Namespace, Name: RepositoryName(bsl.Name),
+				Labels: map[string]string{"velero.io/storage-location": bsl.Name, "velero.io/repository-type": velerov1.RepositoryTypeKopia}},
+			Spec: velerov1.BackupRepositorySpec{BackupStorageLocation: bsl.Name, RepositoryType: velerov1.RepositoryTypeKopia,
+				MaintenanceFrequency: metav1.Duration{Duration: time.Hour}},
+		}
+		err = r.Client.Create(ctx, br)
+		if apierrors.IsAlreadyExists(err) {
+			return false, nil
+		}
+	}
+	if err != nil {
+		return false, err
+	}
+	return br.Status.Phase == velerov1.BackupRepositoryPhaseReady, nil
+}
+
+// createPodVolumeBackup asks the node-agent of the pod's node to back up one volume.
+func (r *Reconciler) createPodVolumeBackup(ctx context.Context, b *velerov1.Backup, bsl string, v volume) error {
+	timeout := b.Spec.ItemOperationTimeout.Duration
+	if timeout <= 0 {
+		timeout = DefaultVolumeTimeout
+	}
+	tags := map[string]string{"backup": b.Name, "backup-uid": string(b.UID), "ns": v.Pod.Namespace,
+		"pod": v.Pod.Name, "pod-uid": string(v.Pod.UID), "volume": v.Volume}
+	if v.Claim != "" {
+		tags["pvc"] = v.Claim
+	}
+	pvb := &velerov1.PodVolumeBackup{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: b.Namespace, Name: operation.ShortName(b.Name, v.Pod.Namespace, v.Pod.Name, v.Volume),
+			Labels: map[string]string{velerov1.LabelBackupName: b.Name, LabelBackupUID: string(b.UID)},
+		},
+		Spec: velerov1.PodVolumeBackupSpec{
+			Node:                  v.Pod.Spec.NodeName,
+			Pod:                   corev1.ObjectReference{Kind: "Pod", Namespace: v.Pod.Namespace, Name: v.Pod.Name, UID: v.Pod.UID},
+			Volume:                v.Volume,
+			BackupStorageLocation: bsl,
+			UploaderType:          velerov1.UploaderTypeKopia,
+			Tags:                  tags,
+			OperationTimeout:      &metav1.Duration{Duration: timeout},
+		},
+	}
+	if c := b.Spec.UploaderConfig; c != nil && c.ParallelFilesUpload > 0 {
+		pvb.Spec.UploaderSettings = &map[string]string{"ParallelFilesUpload": strconv.Itoa(c.ParallelFilesUpload)}
+	}
+	if err := controllerutil.SetControllerReference(b, pvb, r.Client.Scheme()); err != nil {
+		return err
+	}
+	if err := r.Client.Create(ctx, pvb); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}

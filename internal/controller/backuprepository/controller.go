@@ -1,0 +1,164 @@
+// Package backuprepository provides ferry-server's BackupRepository controller: it creates the
+// Kopia repository of a location (ferry-server is the only process that creates repositories),
+// keeps the phase Ready or NotReady, and runs quick and full maintenance on schedule, keeping the
+// latest records in the status.
+package backuprepository
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/nodeconfig"
+	"github.com/ferry-backup/ferry/internal/operation"
+	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/repository"
+)
+
+// +kubebuilder:rbac:groups=velero.io,resources=backuprepositories,verbs=get;list;watch;create;patch,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backuprepositories/status,verbs=get;patch;update,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get;list;watch,namespace=velero
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get,namespace=velero
+
+// Defaults and names.
+const (
+	DefaultMaintenanceFrequency = time.Hour
+	DefaultFullMaintenanceEvery = 24 * time.Hour
+	// AnnotationLastFull records when full maintenance last succeeded.
+	AnnotationLastFull = "ferry.io/last-full-maintenance"
+	retryNotReady      = time.Minute
+)
+
+// Reconciler keeps repositories ready and maintained.
+type Reconciler struct {
+	Client       client.Client
+	Clock        clock.PassiveClock
+	Repositories *repoaccess.Access
+	// Config returns the node-agent ConfigMap's values (keepLatestMaintenance).
+	Config func() nodeconfig.Config
+	// FullEvery is how often full maintenance runs (default daily).
+	FullEvery time.Duration
+}
+
+// SetupWithManager registers the controller.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.BackupRepository{}).Named("backuprepository").Complete(r)
+}
+
+// Reconcile opens (creating when needed) the repository and runs maintenance when it is due.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	br := &velerov1.BackupRepository{}
+	if err := r.Client.Get(ctx, req.NamespacedName, br); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	bsl := &velerov1.BackupStorageLocation{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: br.Namespace, Name: br.Spec.BackupStorageLocation}, bsl)
+	if err != nil {
+		return r.notReady(ctx, br, fmt.Errorf("backup storage location %q: %w", br.Spec.BackupStorageLocation, err))
+	}
+	if br.Spec.RepositoryType == velerov1.RepositoryTypeRestic {
+		return r.notReady(ctx, br, errors.New("restic repositories are not supported by this version of Ferry"))
+	}
+	readOnly := bsl.Spec.AccessMode == velerov1.BackupStorageLocationAccessModeReadOnly
+	purpose := repoaccess.ForBackup
+	if readOnly {
+		purpose = repoaccess.ForRestore
+	}
+	rep, release, err := r.Repositories.Open(ctx, bsl.Name, purpose)
+	if err != nil {
+		return r.notReady(ctx, br, err)
+	}
+	defer release()
+	if br.Status.Phase != velerov1.BackupRepositoryPhaseReady {
+		msg := "connected to " + rep.Location().String()
+		if rep.Created() {
+			msg = "created " + rep.Location().String()
+		}
+		if err := operation.PatchStatus(ctx, r.Client, br, map[string]any{"phase": velerov1.BackupRepositoryPhaseReady, "message": msg}); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if readOnly {
+		return ctrl.Result{}, nil // never maintained: maintenance writes
+	}
+	return r.maintain(ctx, br, rep)
+}
+
+func (r *Reconciler) notReady(ctx context.Context, br *velerov1.BackupRepository, cause error) (ctrl.Result, error) {
+	log.FromContext(ctx).Info("repository not ready", "backupRepository", br.Namespace+"/"+br.Name, "reason", cause.Error())
+	err := operation.PatchStatus(ctx, r.Client, br, map[string]any{"phase": velerov1.BackupRepositoryPhaseNotReady, "message": cause.Error()})
+	return ctrl.Result{RequeueAfter: retryNotReady}, err
+}
+
+// maintain runs the maintenance that is due and says when to come back.
+func (r *Reconciler) maintain(ctx context.Context, br *velerov1.BackupRepository, rep *repository.Repository) (ctrl.Result, error) {
+	now := r.Clock.Now()
+	every := br.Spec.MaintenanceFrequency.Duration
+	if every <= 0 {
+		every = DefaultMaintenanceFrequency
+	}
+	if last := br.Status.LastMaintenanceTime; last != nil && now.Sub(last.Time) < every {
+		return ctrl.Result{RequeueAfter: every - now.Sub(last.Time)}, nil
+	}
+	mode := repository.MaintenanceQuick
+	if r.fullDue(br, now) {
+		mode = repository.MaintenanceFull
+	}
+	rec, mErr := rep.Maintain(ctx, mode, repository.MaintenanceOptions{})
+	if err := r.record(ctx, br, rec); err != nil {
+		return ctrl.Result{}, err
+	}
+	if mErr != nil {
+		log.FromContext(ctx).Error(mErr, "maintenance failed", "backupRepository", br.Namespace+"/"+br.Name, "mode", mode)
+		return ctrl.Result{RequeueAfter: min(every, retryNotReady*10)}, nil
+	}
+	return ctrl.Result{RequeueAfter: every}, nil
+}
+
+func (r *Reconciler) fullDue(br *velerov1.BackupRepository, now time.Time) bool {
+	every := r.FullEvery
+	if every <= 0 {
+		every = DefaultFullMaintenanceEvery
+	}
+	last, err := time.Parse(time.RFC3339, br.Annotations[AnnotationLastFull])
+	return err != nil || now.Sub(last) >= every
+}
+
+// record appends the run to status.recentMaintenance (keeping keepLatestMaintenance entries)
+// and remembers successful runs.
+func (r *Reconciler) record(ctx context.Context, br *velerov1.BackupRepository, rec repository.MaintenanceRecord) error {
+	start, end := metav1.NewTime(rec.Start.Truncate(time.Second)), metav1.NewTime(rec.End.Truncate(time.Second))
+	entry := velerov1.BackupRepositoryMaintenanceStatus{Result: velerov1.BackupRepositoryMaintenanceSucceeded,
+		StartTimestamp: &start, CompleteTimestamp: &end, Message: rec.Message}
+	if !rec.Succeeded {
+		entry.Result = velerov1.BackupRepositoryMaintenanceFailed
+	}
+	history := append(append([]velerov1.BackupRepositoryMaintenanceStatus{}, br.Status.RecentMaintenance...), entry)
+	if keep := r.Config().KeepLatestMaintenance; len(history) > keep {
+		history = history[len(history)-keep:]
+	}
+	fields := map[string]any{"recentMaintenance": history}
+	if rec.Succeeded {
+		fields["lastMaintenanceTime"] = end
+	}
+	if err := operation.PatchStatus(ctx, r.Client, br, fields); err != nil {
+		return err
+	}
+	if rec.Succeeded && rec.Mode == repository.MaintenanceFull {
+		patch := client.MergeFrom(br.DeepCopy())
+		if br.Annotations == nil {
+			br.Annotations = map[string]string{}
+		}
+		br.Annotations[AnnotationLastFull] = end.UTC().Format(time.RFC3339)
+		return r.Client.Patch(ctx, br, patch)
+	}
+	return nil
+}

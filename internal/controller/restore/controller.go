@@ -1,0 +1,160 @@
+// Package restore provides ferry-server's Restore controller for the file-system path: it writes
+// each volume of a backup into the matching running pod of the same or a mapped namespace,
+// through PodVolumeRestores handled by the node-agent of that pod's node.
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/backuprecord"
+	"github.com/ferry-backup/ferry/internal/operation"
+	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/repository"
+)
+
+// +kubebuilder:rbac:groups=velero.io,resources=restores,verbs=get;list;watch;patch,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=restores/status,verbs=get;patch;update,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backups,verbs=get;list;watch,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=podvolumerestores,verbs=get;list;watch;create,namespace=velero
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
+
+// LabelRestoreName labels the objects of one restore with its name (Velero's label).
+const LabelRestoreName = "velero.io/restore-name"
+
+// Reconciler runs Restores.
+type Reconciler struct {
+	Client client.Client
+	// Cluster reads pods, claims and namespaces across the cluster, uncached.
+	Cluster      client.Reader
+	Recorder     record.EventRecorder
+	Clock        clock.PassiveClock
+	Repositories *repoaccess.Access
+}
+
+// SetupWithManager registers the controller, also woken by its PodVolumeRestores.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.Restore{}).Owns(&velerov1.PodVolumeRestore{}).
+		Named("restore").Complete(r)
+}
+
+// Reconcile: New → (validation) → InProgress, with one PodVolumeRestore per volume that has a
+// target pod → Completed, PartiallyFailed or Failed once all have ended.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	rs := &velerov1.Restore{}
+	if err := r.Client.Get(ctx, req.NamespacedName, rs); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	switch rs.Status.Phase {
+	case "", velerov1.RestorePhaseNew:
+		return ctrl.Result{}, r.start(ctx, rs)
+	case velerov1.RestorePhaseInProgress:
+		return ctrl.Result{}, r.progress(ctx, rs)
+	}
+	return ctrl.Result{}, nil
+}
+
+func (r *Reconciler) start(ctx context.Context, rs *velerov1.Restore) error {
+	rec, problem, err := r.backupRecord(ctx, rs)
+	if err != nil {
+		return err
+	}
+	if problem != "" {
+		r.Recorder.Event(rs, corev1.EventTypeWarning, "FailedValidation", problem)
+		return operation.PatchStatus(ctx, r.Client, rs, map[string]any{
+			"phase": velerov1.RestorePhaseFailedValidation, "validationErrors": []string{problem}, "completionTimestamp": r.now()})
+	}
+	var skipped []string
+	created := 0
+	for _, v := range rec.Volumes {
+		if v.Phase != string(velerov1.PodVolumePhaseCompleted) || !included(rs, v.Namespace) {
+			continue
+		}
+		target, volumeName, err := r.targetPod(ctx, rs, v)
+		if err != nil {
+			skipped = append(skipped, err.Error())
+			continue
+		}
+		if err := r.createPodVolumeRestore(ctx, rs, rec, v, target, volumeName); err != nil {
+			return err
+		}
+		created++
+	}
+	r.Recorder.Eventf(rs, corev1.EventTypeNormal, "Started", "restoring %d volumes of backup %s (%d without a target pod)", created, rec.Name, len(skipped))
+	fields := map[string]any{"phase": velerov1.RestorePhaseInProgress, "startTimestamp": r.now(),
+		"podVolumeRestores": velerov1.VolumeOperationCounts{Total: created, Skipped: len(skipped)}}
+	if len(skipped) > 0 {
+		fields["warnings"] = len(skipped)
+		fields["conditions"] = []metav1.Condition{{Type: "VolumesSkipped", Status: metav1.ConditionTrue, Reason: "NoTargetPod",
+			Message: joinFirst(skipped, 10), LastTransitionTime: r.now()}}
+	}
+	return operation.PatchStatus(ctx, r.Client, rs, fields)
+}
+
+// backupRecord finds what the backup holds: from its Backup and PodVolumeBackups in this
+// cluster, else from the record in the repository of the default location.
+func (r *Reconciler) backupRecord(ctx context.Context, rs *velerov1.Restore) (backuprecord.Record, string, error) {
+	if rs.Spec.BackupName == "" {
+		return backuprecord.Record{}, "spec.backupName: restoring the latest backup of a schedule is not supported yet", nil
+	}
+	b := &velerov1.Backup{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: rs.Namespace, Name: rs.Spec.BackupName}, b); err != nil {
+		if client.IgnoreNotFound(err) != nil {
+			return backuprecord.Record{}, "", err
+		}
+		return r.recordFromStorage(ctx, rs)
+	}
+	if b.Status.Phase != velerov1.BackupPhaseCompleted && b.Status.Phase != velerov1.BackupPhasePartiallyFailed {
+		return backuprecord.Record{}, fmt.Sprintf("spec.backupName: backup %s is %s, not Completed", b.Name, b.Status.Phase), nil
+	}
+	return r.recordFromStorage(ctx, rs, b.Spec.StorageLocation)
+}
+
+func (r *Reconciler) recordFromStorage(ctx context.Context, rs *velerov1.Restore, locations ...string) (backuprecord.Record, string, error) {
+	if len(locations) == 0 || locations[0] == "" {
+		list := &velerov1.BackupStorageLocationList{}
+		if err := r.Client.List(ctx, list, client.InNamespace(rs.Namespace)); err != nil {
+			return backuprecord.Record{}, "", err
+		}
+		locations = nil
+		for _, l := range list.Items {
+			locations = append(locations, l.Name)
+		}
+	}
+	for _, loc := range locations {
+		rep, release, err := r.Repositories.Open(ctx, loc, repoaccess.ForRestore)
+		if err != nil {
+			continue
+		}
+		var rec backuprecord.Record
+		err = rep.LoadRecord(ctx, backuprecord.Kind, rs.Spec.BackupName, &rec)
+		release()
+		if err == nil {
+			rec.StorageLocation = loc
+			return rec, "", nil
+		}
+		if !errors.Is(err, repository.ErrNoRecord) {
+			return backuprecord.Record{}, "", err
+		}
+	}
+	return backuprecord.Record{}, fmt.Sprintf("spec.backupName: backup %s not found in the cluster or in any storage location", rs.Spec.BackupName), nil
+}
+
+func included(rs *velerov1.Restore, ns string) bool {
+	inc := rs.Spec.IncludedNamespaces
+	return (len(inc) == 0 || slices.Contains(inc, "*") || slices.Contains(inc, ns)) && !slices.Contains(rs.Spec.ExcludedNamespaces, ns)
+}
+
+func (r *Reconciler) now() metav1.Time { return metav1.NewTime(r.Clock.Now().Truncate(time.Second)) }

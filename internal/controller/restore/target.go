@@ -1,0 +1,142 @@
+package restore
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/backuprecord"
+	"github.com/ferry-backup/ferry/internal/operation"
+)
+
+// targetPod finds where a backed-up volume goes: in the mapped namespace, the running pod that
+// mounts the same claim, or for other volumes the pod of the same name with that volume.
+func (r *Reconciler) targetPod(ctx context.Context, rs *velerov1.Restore, v backuprecord.Volume) (*corev1.Pod, string, error) {
+	ns := v.Namespace
+	if m, ok := rs.Spec.NamespaceMapping[ns]; ok {
+		ns = m
+	}
+	what := fmt.Sprintf("%s/%s volume %s", v.Namespace, v.Pod, v.Volume)
+	if v.Claim != "" {
+		pods := &corev1.PodList{}
+		if err := r.Cluster.List(ctx, pods, client.InNamespace(ns)); err != nil {
+			return nil, "", err
+		}
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			for _, vol := range p.Spec.Volumes {
+				if vol.PersistentVolumeClaim != nil && vol.PersistentVolumeClaim.ClaimName == v.Claim && usable(p) {
+					return p, vol.Name, nil
+				}
+			}
+		}
+		return nil, "", fmt.Errorf("%s: no scheduled pod in %s mounts claim %s", what, ns, v.Claim)
+	}
+	p := &corev1.Pod{}
+	if err := r.Cluster.Get(ctx, client.ObjectKey{Namespace: ns, Name: v.Pod}, p); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, "", fmt.Errorf("%s: no pod %s/%s", what, ns, v.Pod)
+		}
+		return nil, "", err
+	}
+	for _, vol := range p.Spec.Volumes {
+		if vol.Name == v.Volume && usable(p) {
+			return p, vol.Name, nil
+		}
+	}
+	return nil, "", fmt.Errorf("%s: pod %s/%s has no volume %s or is not scheduled", what, ns, v.Pod, v.Volume)
+}
+
+// usable: the pod is on a node and not going away (it need not run yet: a restore may happen
+// while an init container waits for it).
+func usable(p *corev1.Pod) bool {
+	return p.Spec.NodeName != "" && p.DeletionTimestamp == nil &&
+		p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed
+}
+
+func (r *Reconciler) createPodVolumeRestore(ctx context.Context, rs *velerov1.Restore, rec backuprecord.Record, v backuprecord.Volume, pod *corev1.Pod, volume string) error {
+	pvr := &velerov1.PodVolumeRestore{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: rs.Namespace, Name: operation.ShortName(rs.Name, pod.Namespace, pod.Name, volume),
+			Labels: map[string]string{LabelRestoreName: rs.Name, velerov1.LabelBackupName: rec.Name},
+		},
+		Spec: velerov1.PodVolumeRestoreSpec{
+			Pod:                   corev1.ObjectReference{Kind: "Pod", Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID},
+			Volume:                volume,
+			Node:                  pod.Spec.NodeName,
+			BackupStorageLocation: rec.StorageLocation,
+			SnapshotID:            v.SnapshotID,
+			SourceNamespace:       v.Namespace,
+			UploaderType:          rs.Spec.UploaderType,
+		},
+	}
+	if c := rs.Spec.UploaderConfig; c != nil {
+		settings := map[string]string{}
+		if c.WriteSparseFiles != nil {
+			settings["WriteSparseFiles"] = strconv.FormatBool(*c.WriteSparseFiles)
+		}
+		if c.ParallelFilesDownload > 0 {
+			settings["ParallelFilesDownload"] = strconv.Itoa(c.ParallelFilesDownload)
+		}
+		pvr.Spec.UploaderSettings = &settings
+	}
+	if err := controllerutil.SetControllerReference(rs, pvr, r.Client.Scheme()); err != nil {
+		return err
+	}
+	if err := r.Client.Create(ctx, pvr); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
+// progress sums up the PodVolumeRestores and ends the restore once all have ended.
+func (r *Reconciler) progress(ctx context.Context, rs *velerov1.Restore) error {
+	pvrs := &velerov1.PodVolumeRestoreList{}
+	if err := r.Client.List(ctx, pvrs, client.InNamespace(rs.Namespace), client.MatchingLabels{LabelRestoreName: rs.Name}); err != nil {
+		return err
+	}
+	phases := make([]velerov1.PodVolumePhase, len(pvrs.Items))
+	var failures []string
+	for i, p := range pvrs.Items {
+		phases[i] = p.Status.Phase
+		if p.Status.Phase == velerov1.PodVolumePhaseFailed {
+			failures = append(failures, fmt.Sprintf("%s/%s volume %s: %s", p.Spec.Pod.Namespace, p.Spec.Pod.Name, p.Spec.Volume, p.Status.Message))
+		}
+	}
+	counts, done := operation.Tally(phases)
+	if prev := rs.Status.PodVolumeRestores; prev != nil {
+		counts.Skipped = prev.Skipped
+		done = done && prev.Total <= counts.Total
+	}
+	if !done {
+		return operation.PatchStatus(ctx, r.Client, rs, map[string]any{"podVolumeRestores": counts})
+	}
+	phase, eventType := velerov1.RestorePhaseCompleted, corev1.EventTypeNormal
+	switch {
+	case counts.Failed > 0 && counts.Completed > 0:
+		phase, eventType = velerov1.RestorePhasePartiallyFailed, corev1.EventTypeWarning
+	case counts.Failed > 0:
+		phase, eventType = velerov1.RestorePhaseFailed, corev1.EventTypeWarning
+	}
+	r.Recorder.Eventf(rs, eventType, string(phase), "%d of %d volumes restored, %d failed", counts.Completed, counts.Total, counts.Failed)
+	return operation.PatchStatus(ctx, r.Client, rs, map[string]any{
+		"phase": phase, "podVolumeRestores": counts, "errors": counts.Failed,
+		"failureReason": joinFirst(failures, 5), "completionTimestamp": r.now()})
+}
+
+func joinFirst(items []string, n int) string {
+	shown := items[:min(len(items), n)]
+	s := strings.Join(shown, "; ")
+	if len(items) > n {
+		s += fmt.Sprintf("; and %d more", len(items)-n)
+	}
+	return s
+}

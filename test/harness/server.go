@@ -1,0 +1,50 @@
+package harness
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+)
+
+// Server is the ferry-server process of a simulated cluster.
+type Server struct {
+	c       *Cluster
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	LogPath string
+}
+
+// StartServer starts ferry-server.
+func (c *Cluster) StartServer() *Server {
+	c.t.Helper()
+	s := &Server{c: c, LogPath: filepath.Join(c.Dir, "ferry-server.log")}
+	logFile, err := os.Create(s.LogPath)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	s.cmd = exec.Command(filepath.Join(c.binDir, "ferry-server"),
+		"--kubeconfig", c.Env.Kubeconfig, "--namespace", c.Install, "--work-dir", filepath.Join(c.Dir, "server-process"),
+		"--leader-elect=false", "--metrics-bind-address", "0", "--health-probe-bind-address", "0")
+	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+	if err := s.cmd.Start(); err != nil {
+		c.t.Fatalf("harness: start ferry-server: %v", err)
+	}
+	s.exited = make(chan struct{})
+	go func() {
+		_ = s.cmd.Wait()
+		_ = logFile.Close()
+		close(s.exited)
+	}()
+	c.t.Cleanup(func() {
+		_ = s.cmd.Process.Signal(syscall.SIGKILL)
+		<-s.exited
+	})
+	return s
+}
+
+// Log returns the server's log so far.
+func (s *Server) Log() string {
+	data, _ := os.ReadFile(s.LogPath)
+	return string(data)
+}
