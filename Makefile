@@ -54,9 +54,11 @@ bench: ## Ferry vs the kopia CLI and restic on one generated dataset (BENCH_SCAL
 	go run ./test/bench -scale $(BENCH_SCALE)
 
 ##@ Run
+DEMO_S3 ?= 0
 .PHONY: demo
-demo: ## Ferry's main job on a local control plane (not available yet: see README).
-	@echo "make demo arrives with the node-agent and server; see README.md 'Status'." >&2; exit 2
+demo: ## Ferry's main job: back up and restore pod volumes on a local control plane with 2 simulated nodes (DEMO_S3=1: into a local S3 server).
+	KUBEBUILDER_ASSETS=$$(hack/install-control-plane.sh) FERRY_DEMO=1 FERRY_DEMO_S3=$(DEMO_S3) \
+	  go test ./test/demo -run '^TestDemo$$' -count=1 -v -timeout 30m
 
 .PHONY: help
 help: ## Show the targets.

@@ -74,7 +74,7 @@ func TestServerBacksUpAndRestoresNamespaces(t *testing.T) {
 	waitRestore(t, c, rs, velerov1.RestorePhaseCompleted)
 	for name, p := range targets {
 		for vol, dir := range p.Dirs {
-			got, _ := harness.Describe(dir, ".velero")
+			got, _ := harness.Describe(dir)
 			if got != want[name+"/"+vol] {
 				t.Errorf("%s volume %s restored differently", name, vol)
 			}

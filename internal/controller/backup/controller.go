@@ -34,7 +34,7 @@ import (
 const (
 	DefaultTTL           = 30 * 24 * time.Hour
 	DefaultVolumeTimeout = 4 * time.Hour
-	waitForRepository    = 2 * time.Second
+	waitForRepository    = 500 * time.Millisecond
 )
 
 // Reconciler runs Backups.

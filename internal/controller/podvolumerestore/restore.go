@@ -79,7 +79,20 @@ func (r *Reconciler) restore(ctx context.Context, pvr *velerov1.PodVolumeRestore
 	if err != nil {
 		return st, err
 	}
+	if !waitsForVelero(vol.Pod) {
+		return st, nil
+	}
 	return st, markDone(vol.Dir, pvr)
+}
+
+// waitsForVelero reports whether the pod has Velero's restore-wait init container.
+func waitsForVelero(pod *corev1.Pod) bool {
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name == "restore-wait" {
+			return true
+		}
+	}
+	return false
 }
 
 // markDone writes .velero/<restore UID> into the volume: Velero's restore-wait init container
