@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -20,10 +21,13 @@ import (
 	"github.com/ferry-backup/ferry/internal/repository"
 )
 
-// The repository password Secret, as named by the seed.
+// The repository password Secret, as named by the seed, and the server's record of the password
+// the repositories are keyed with. The two differ only while ferry-server re-keys repositories
+// after a user changed the first; meanwhile the second still opens them.
 const (
-	PasswordSecret = "velero-repo-credentials"
-	PasswordKey    = "repository-password"
+	PasswordSecret        = "velero-repo-credentials"
+	PasswordKey           = "repository-password"
+	AppliedPasswordSecret = "ferry-applied-repo-credentials"
 )
 
 // Purpose says what an opened repository is for: restores open it without local caches.
@@ -86,6 +90,18 @@ func (a *Access) Open(ctx context.Context, bslName string, purpose Purpose) (*re
 		return e.rep, a.releaser(ctx, key, e), nil
 	}
 	rep, err := repository.Open(ctx, opts)
+	if errors.Is(err, repository.ErrWrongPassword) {
+		// A password change may be pending: the repository still has the applied password.
+		if applied, aerr := a.secretKey(ctx, AppliedPasswordSecret, PasswordKey); aerr == nil && string(applied) != opts.Password {
+			opts.Password = string(applied)
+			key = keyOf(opts)
+			if e, ok := a.open[key]; ok {
+				e.refs++
+				return e.rep, a.releaser(ctx, key, e), nil
+			}
+			rep, err = repository.Open(ctx, opts)
+		}
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("backup storage location %s: %w", bslName, err)
 	}
@@ -159,6 +175,36 @@ func (a *Access) options(ctx context.Context, bslName string, purpose Purpose) (
 		opts.LockCheckTimeout = a.opts.LockCheckTimeout()
 	}
 	return opts, nil
+}
+
+// Rekey changes the password of the location's repository from oldPassword to newPassword. It
+// reports done=false without error when the location holds no repository. A repository already
+// keyed with newPassword counts as done.
+func (a *Access) Rekey(ctx context.Context, bslName, oldPassword, newPassword string) (done bool, err error) {
+	opts, err := a.options(ctx, bslName, ForRestore)
+	if err != nil {
+		return false, err
+	}
+	opts.Password, opts.MustExist, opts.ReadOnly, opts.NoCache = oldPassword, true, false, true
+	opts.WorkDir = filepath.Join(a.opts.WorkDir, "rekey")
+	rep, err := repository.Open(ctx, opts)
+	if errors.Is(err, repository.ErrNotInitialized) {
+		return false, nil
+	}
+	if errors.Is(err, repository.ErrWrongPassword) {
+		opts.Password = newPassword
+		if rep, err = repository.Open(ctx, opts); err == nil {
+			return true, rep.Close(ctx) // re-keyed already
+		}
+	}
+	if err != nil {
+		return false, fmt.Errorf("backup storage location %s: %w", bslName, err)
+	}
+	defer rep.Close(ctx) //nolint:errcheck // the change is written by ChangePassword
+	if err := rep.ChangePassword(ctx, newPassword); err != nil {
+		return false, fmt.Errorf("backup storage location %s: %w", bslName, err)
+	}
+	return true, nil
 }
 
 // LocationOf returns the storage location of bsl, with the credentials its Secret holds.

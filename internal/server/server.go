@@ -19,6 +19,7 @@ import (
 	"github.com/ferry-backup/ferry/internal/controller/backuprepository"
 	"github.com/ferry-backup/ferry/internal/controller/backupstoragelocation"
 	"github.com/ferry-backup/ferry/internal/controller/nodeagentconfig"
+	"github.com/ferry-backup/ferry/internal/controller/repositorypassword"
 	"github.com/ferry-backup/ferry/internal/controller/restore"
 	"github.com/ferry-backup/ferry/internal/manager"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
@@ -88,6 +89,7 @@ func Run(ctx context.Context, o Options) error {
 		"BackupStorageLocation": &backupstoragelocation.Reconciler{Client: mgr.GetClient(), Clock: clk, Repositories: access},
 		"BackupRepository":      &backuprepository.Reconciler{Client: mgr.GetClient(), Clock: clk, Repositories: access, Config: config.Current},
 		"Backup":                &backup.Reconciler{Client: mgr.GetClient(), Cluster: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Repositories: access},
+		"repository password":   &repositorypassword.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Namespace: o.Namespace, Repositories: access},
 		"Restore":               &restore.Reconciler{Client: mgr.GetClient(), Cluster: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Repositories: access},
 	}
 	for name, c := range controllers {

@@ -22,7 +22,7 @@ import (
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 )
 
-// +kubebuilder:rbac:groups=velero.io,resources=backups,verbs=get;list;watch;patch,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backups,verbs=get;list;watch;patch;update,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backups/status,verbs=get;patch;update,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=podvolumebackups,verbs=get;list;watch;create,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backuprepositories,verbs=get;list;watch;create,namespace=velero
@@ -61,8 +61,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, b); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if !b.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.deleteData(ctx, b)
+	}
 	switch b.Status.Phase {
 	case "", velerov1.BackupPhaseNew:
+		if err := r.addFinalizer(ctx, b); err != nil {
+			return ctrl.Result{}, err
+		}
 		return r.start(ctx, b)
 	case velerov1.BackupPhaseInProgress:
 		return r.progress(ctx, b)

@@ -1,0 +1,179 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/repository"
+	"github.com/ferry-backup/ferry/internal/uploader"
+	"github.com/ferry-backup/ferry/test/harness"
+)
+
+func newBackup(t *testing.T, c *harness.Cluster, name, bsl string, namespaces ...string) *velerov1.Backup {
+	t.Helper()
+	yes := true
+	b := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: name},
+		Spec: velerov1.BackupSpec{IncludedNamespaces: namespaces, DefaultVolumesToFsBackup: &yes, StorageLocation: bsl}}
+	if err := c.Client.Create(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// The server's everyday work: an unreachable location fails a backup fast, two backups run at
+// once, maintenance runs and keeps a short history, a changed password Secret re-keys the
+// repository without losing earlier backups, and deleting a Backup deletes its snapshots.
+func TestServerOperations(t *testing.T) {
+	c := harness.New(t)
+	c.SetNodeAgentConfig(map[string]string{"keepLatestMaintenance": "2", "concurrentRepoOperations": "2"})
+	c.StartServer()
+	node := c.StartNode("node-a")
+	one, two := c.Namespace("one"), c.Namespace("two")
+	for i, ns := range []string{one, two} {
+		p := c.CreatePod(node, ns, "app", harness.VolumeSpec{Name: "data", Claim: "app-data"})
+		if err := harness.FillVolume(p.Dirs["data"], 10, 8<<20, uint64(70+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("unavailable location fails fast", func(t *testing.T) {
+		bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "broken"},
+			Spec: velerov1.BackupStorageLocationSpec{Provider: "aws", Config: map[string]string{"s3Url": "http://127.0.0.1:9", "region": "us-east-1"},
+				StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "nowhere"}}}}
+		if err := c.Client.Create(context.Background(), bsl); err != nil {
+			t.Fatal(err)
+		}
+		c.Eventually(time.Minute, func() (bool, string) {
+			_ = c.Client.Get(context.Background(), client.ObjectKeyFromObject(bsl), bsl)
+			return bsl.Status.Phase == velerov1.BackupStorageLocationPhaseUnavailable, "location is " + string(bsl.Status.Phase)
+		})
+		b := newBackup(t, c, "to-broken", "broken", one)
+		start := time.Now()
+		waitBackup(t, c, b, velerov1.BackupPhaseFailed)
+		if !strings.Contains(b.Status.FailureReason, "broken is Unavailable") || !strings.Contains(b.Status.FailureReason, "127.0.0.1:9") {
+			t.Errorf("failure reason %q", b.Status.FailureReason)
+		}
+		t.Logf("failed after %s: %s", time.Since(start).Round(time.Millisecond), b.Status.FailureReason)
+		// An unreachable location would hold back the password change below (its repository
+		// could not be re-keyed); that case is its own story.
+		if err := c.Client.Delete(context.Background(), bsl); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	var first *velerov1.Backup
+	t.Run("two backups at once", func(t *testing.T) {
+		first, second := newBackup(t, c, "first", "default", one), newBackup(t, c, "second", "default", one, two)
+		waitBackup(t, c, first, velerov1.BackupPhaseCompleted)
+		waitBackup(t, c, second, velerov1.BackupPhaseCompleted)
+		if first.Status.PodVolumeBackups.Completed != 1 || second.Status.PodVolumeBackups.Completed != 2 {
+			t.Errorf("counts: %+v and %+v", first.Status.PodVolumeBackups, second.Status.PodVolumeBackups)
+		}
+	})
+	first = &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "first"}}
+
+	t.Run("maintenance keeps a short history", func(t *testing.T) {
+		br := &velerov1.BackupRepository{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "default-kopia"}}
+		c.PatchSpec(br, map[string]any{"maintenanceFrequency": "1s"})
+		c.Eventually(time.Minute, func() (bool, string) {
+			_ = c.Client.Get(context.Background(), client.ObjectKeyFromObject(br), br)
+			full := br.Annotations["ferry.io/last-full-maintenance"] != ""
+			return len(br.Status.RecentMaintenance) == 2 && br.Status.LastMaintenanceTime != nil && full &&
+					strings.Contains(br.Status.RecentMaintenance[1].Message, "quick maintenance"),
+				"recent maintenance: " + describeRuns(br.Status.RecentMaintenance)
+		})
+		for _, m := range br.Status.RecentMaintenance {
+			if m.Result != velerov1.BackupRepositoryMaintenanceSucceeded {
+				t.Errorf("maintenance run: %+v", m)
+			}
+		}
+		c.PatchSpec(br, map[string]any{"maintenanceFrequency": "1h"})
+	})
+
+	t.Run("changing the password Secret re-keys the repository", func(t *testing.T) {
+		c.SetPassword("rotated-password-2")
+		c.Eventually(time.Minute, func() (bool, string) {
+			s := &corev1.Secret{}
+			_ = c.Client.Get(context.Background(), client.ObjectKey{Namespace: c.Install, Name: repoaccess.AppliedPasswordSecret}, s)
+			return string(s.Data[repoaccess.PasswordKey]) == "rotated-password-2", "the new password is not applied yet"
+		})
+		loc := repository.Location{Provider: repository.ProviderFilesystem, Bucket: "default", Prefix: "ferry",
+			Config: map[string]string{"path": filepath.Join(c.Dir, "storage")}}
+		_, err := repository.Open(context.Background(), repository.Options{Location: loc, Password: "harness-password-1", WorkDir: t.TempDir(), MustExist: true})
+		if !errors.Is(err, repository.ErrWrongPassword) {
+			t.Errorf("the old password still opens the repository: %v", err)
+		}
+		after := newBackup(t, c, "after-rotation", "default", one)
+		waitBackup(t, c, after, velerov1.BackupPhaseCompleted)
+		target := c.CreatePod(node, c.Namespace("restored"), "app", harness.VolumeSpec{Name: "data", Claim: "app-data"})
+		rs := &velerov1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "old-backup-new-password"},
+			Spec: velerov1.RestoreSpec{BackupName: "first", NamespaceMapping: map[string]string{one: target.Namespace}}}
+		if err := c.Client.Create(context.Background(), rs); err != nil {
+			t.Fatal(err)
+		}
+		waitRestore(t, c, rs, velerov1.RestorePhaseCompleted)
+	})
+
+	t.Run("deleting a backup deletes its snapshots", func(t *testing.T) {
+		if err := c.Client.Delete(context.Background(), first); err != nil {
+			t.Fatal(err)
+		}
+		c.Eventually(time.Minute, func() (bool, string) {
+			err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(first), first)
+			return err != nil, "the Backup is still there: " + strings.Join(first.Finalizers, ",")
+		})
+		loc := repository.Location{Provider: repository.ProviderFilesystem, Bucket: "default", Prefix: "ferry",
+			Config: map[string]string{"path": filepath.Join(c.Dir, "storage")}}
+		rep, err := repository.Open(context.Background(), repository.Options{Location: loc, Password: "rotated-password-2", WorkDir: t.TempDir(), MustExist: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rep.Close(context.Background())
+		left, err := uploader.List(context.Background(), rep, map[string]string{"backup": "first"}, true)
+		if err != nil || len(left) != 0 {
+			t.Fatalf("snapshots of the deleted backup: %v (%v)", left, err)
+		}
+		kept, err := uploader.List(context.Background(), rep, map[string]string{"backup": "second"}, false)
+		if err != nil || len(kept) != 2 {
+			t.Fatalf("snapshots of the other backup: %d (%v), want 2", len(kept), err)
+		}
+	})
+}
+
+func describeRuns(runs []velerov1.BackupRepositoryMaintenanceStatus) string {
+	var parts []string
+	for _, r := range runs {
+		parts = append(parts, string(r.Result)+" "+r.Message)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// With no password Secret, the server creates one with a random password.
+func TestServerGeneratesThePasswordSecret(t *testing.T) {
+	c := harness.New(t)
+	for _, name := range []string{repoaccess.PasswordSecret, repoaccess.AppliedPasswordSecret} {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: name}}
+		if err := client.IgnoreNotFound(c.Client.Delete(context.Background(), s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	server := c.StartServer()
+	s := &corev1.Secret{}
+	c.Eventually(time.Minute, func() (bool, string) {
+		err := c.Client.Get(context.Background(), client.ObjectKey{Namespace: c.Install, Name: repoaccess.PasswordSecret}, s)
+		return err == nil && len(s.Data[repoaccess.PasswordKey]) >= 40, "no generated password Secret"
+	})
+	if strings.Contains(server.Log(), string(s.Data[repoaccess.PasswordKey])) {
+		t.Fatal("the generated password appears in the server's log")
+	}
+}
