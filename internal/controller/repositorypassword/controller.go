@@ -39,7 +39,7 @@ type Reconciler struct {
 	Repositories *repoaccess.Access
 }
 
-// SetupWithManager registers the controller for the two Secrets.
+// SetupWithManager registers the controller for the two Secrets and the locations.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	mine := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		return o.GetNamespace() == r.Namespace &&
@@ -48,8 +48,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	one := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: r.Namespace, Name: repoaccess.PasswordSecret}}}
 	})
+	// Locations wake it too: the first one appearing is when a missing Secret must be created.
 	return ctrl.NewControllerManagedBy(mgr).Named("repositorypassword").
-		Watches(&corev1.Secret{}, one, builder.WithPredicates(mine)).Complete(r)
+		Watches(&corev1.Secret{}, one, builder.WithPredicates(mine)).
+		Watches(&velerov1.BackupStorageLocation{}, one).Complete(r)
 }
 
 // Reconcile makes sure the Secret exists and the repositories use its password.
