@@ -69,9 +69,9 @@ func TestBadInputFailsClearlyAndTheAgentKeepsServing(t *testing.T) {
 	ok := c.BackupVolume(pod, "data", "after-failures")
 	c.WaitPhase(ok, velerov1.PodVolumePhaseCompleted, time.Minute)
 
-	restic := c.RestoreVolume(pod, "data", ok.Status.SnapshotID, "restic-restore")
-	restic.Spec.UploaderType = velerov1.UploaderTypeRestic
-	c.PatchSpec(restic, map[string]any{"uploaderType": "restic"})
+	restic := c.RestoreVolume(pod, "data", ok.Status.SnapshotID, "restic-restore", func(p *velerov1.PodVolumeRestore) {
+		p.Spec.UploaderType = velerov1.UploaderTypeRestic
+	})
 	c.WaitPhase(restic, velerov1.PodVolumePhaseFailed, time.Minute)
 	if !strings.Contains(restic.Status.Message, "uploaderType restic") {
 		t.Errorf("restic restore: message %q", restic.Status.Message)
