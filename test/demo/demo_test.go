@@ -45,6 +45,7 @@ func TestDemo(t *testing.T) {
 	c.StartServer()
 	nodes := []*harness.Node{c.StartNode("node-a"), c.StartNode("node-b")}
 	say("== Ferry demo: a real API server, ferry-server and 2 node-agents (node-a, node-b); backups go to %s", where)
+	say("   look around while it runs: kubectl --kubeconfig %s get backups,podvolumebackups,restores,podvolumerestores -n %s", c.Env.Kubeconfig, c.Install)
 
 	ns := c.Namespace("demo")
 	pods := []*harness.Pod{
