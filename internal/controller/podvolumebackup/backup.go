@@ -23,11 +23,7 @@ func (r *Reconciler) operation(pvb *velerov1.PodVolumeBackup) operation.Spec {
 	var result uploader.BackupResult
 	return operation.Spec{
 		Timeout: timeout(pvb),
-		Waiting: func(ctx context.Context) {
-			_, size, waiting := r.Runner.Slots().Stats()
-			msg := fmt.Sprintf("waiting for one of %d repository operation slots on node %s (%d waiting)", size, r.Node, waiting)
-			_ = operation.PatchStatus(ctx, r.Client, pvb, map[string]any{"message": msg}) // best effort
-		},
+		Waiting: func(ctx context.Context) { r.reporter().Waiting(ctx, pvb, r.Runner.Slots(), r.Node) },
 		Work: func(ctx context.Context) error {
 			var err error
 			result, err = r.backup(ctx, pvb)
@@ -98,25 +94,20 @@ func (r *Reconciler) done(ctx context.Context, pvb *velerov1.PodVolumeBackup, re
 	}
 }
 
-// finish writes a terminal phase, an Event and the metrics.
+// finish writes a terminal phase; a completed backup also gets its snapshot and final progress.
 func (r *Reconciler) finish(ctx context.Context, pvb *velerov1.PodVolumeBackup, phase velerov1.PodVolumePhase, msg string, res *uploader.BackupResult) error {
-	fields := map[string]any{"phase": phase, "message": msg, "completionTimestamp": r.now()}
-	eventType := corev1.EventTypeWarning
+	var extra map[string]any
 	if res != nil {
-		eventType = corev1.EventTypeNormal
-		fields["snapshotID"] = res.SnapshotID
-		fields["progress"] = shared.DataMoveOperationProgress{
+		extra = map[string]any{"snapshotID": res.SnapshotID, "progress": shared.DataMoveOperationProgress{
 			TotalBytes: res.Stats.Bytes, BytesDone: res.Stats.Bytes, IncrementalBytes: res.Stats.UploadedBytes,
 			TotalFiles: res.Stats.Files, FilesDone: res.Stats.Files,
-		}
+		}}
 	}
-	metrics.Operations.WithLabelValues(metrics.KindBackup, string(phase)).Inc()
-	if pvb.Status.StartTimestamp != nil {
-		metrics.Duration.WithLabelValues(metrics.KindBackup, string(phase)).Observe(r.Clock.Since(pvb.Status.StartTimestamp.Time).Seconds())
-	}
-	r.Recorder.Event(pvb, eventType, string(phase), msg)
-	log.FromContext(ctx).Info("backup ended", "podVolumeBackup", pvb.Namespace+"/"+pvb.Name, "phase", phase, "message", msg)
-	return operation.PatchStatus(ctx, r.Client, pvb, fields)
+	return r.reporter().Finish(ctx, pvb, phase, msg, extra, pvb.Status.StartTimestamp)
+}
+
+func (r *Reconciler) reporter() operation.Reporter {
+	return operation.Reporter{Client: r.Client, Recorder: r.Recorder, Kind: metrics.KindBackup, Now: r.Clock.Now}
 }
 
 func progressOf(p uploader.Progress) shared.DataMoveOperationProgress {

@@ -27,11 +27,7 @@ func (r *Reconciler) operation(pvr *velerov1.PodVolumeRestore) operation.Spec {
 	var stats uploader.RestoreStats
 	return operation.Spec{
 		Timeout: timeout(pvr),
-		Waiting: func(ctx context.Context) {
-			_, size, waiting := r.Runner.Slots().Stats()
-			msg := fmt.Sprintf("waiting for one of %d repository operation slots on node %s (%d waiting)", size, r.Node, waiting)
-			_ = operation.PatchStatus(ctx, r.Client, pvr, map[string]any{"message": msg}) // best effort
-		},
+		Waiting: func(ctx context.Context) { r.reporter().Waiting(ctx, pvr, r.Runner.Slots(), r.Node) },
 		Work: func(ctx context.Context) error {
 			var err error
 			stats, err = r.restore(ctx, pvr)
@@ -132,20 +128,17 @@ func (r *Reconciler) done(ctx context.Context, pvr *velerov1.PodVolumeRestore, s
 	}
 }
 
+// finish writes a terminal phase; a completed restore also gets its final progress.
 func (r *Reconciler) finish(ctx context.Context, pvr *velerov1.PodVolumeRestore, phase velerov1.PodVolumePhase, msg string, st *uploader.RestoreStats) error {
-	fields := map[string]any{"phase": phase, "message": msg, "completionTimestamp": r.now()}
-	eventType := corev1.EventTypeWarning
+	var extra map[string]any
 	if st != nil {
-		eventType = corev1.EventTypeNormal
-		fields["progress"] = shared.DataMoveOperationProgress{TotalBytes: st.Bytes, BytesDone: st.Bytes, TotalFiles: st.Files, FilesDone: st.Files}
+		extra = map[string]any{"progress": shared.DataMoveOperationProgress{TotalBytes: st.Bytes, BytesDone: st.Bytes, TotalFiles: st.Files, FilesDone: st.Files}}
 	}
-	metrics.Operations.WithLabelValues(metrics.KindRestore, string(phase)).Inc()
-	if pvr.Status.StartTimestamp != nil {
-		metrics.Duration.WithLabelValues(metrics.KindRestore, string(phase)).Observe(r.Clock.Since(pvr.Status.StartTimestamp.Time).Seconds())
-	}
-	r.Recorder.Event(pvr, eventType, string(phase), msg)
-	log.FromContext(ctx).Info("restore ended", "podVolumeRestore", pvr.Namespace+"/"+pvr.Name, "phase", phase, "message", msg)
-	return operation.PatchStatus(ctx, r.Client, pvr, fields)
+	return r.reporter().Finish(ctx, pvr, phase, msg, extra, pvr.Status.StartTimestamp)
+}
+
+func (r *Reconciler) reporter() operation.Reporter {
+	return operation.Reporter{Client: r.Client, Recorder: r.Recorder, Kind: metrics.KindRestore, Now: r.Clock.Now}
 }
 
 func setting(pvr *velerov1.PodVolumeRestore, key string) string {

@@ -1,0 +1,55 @@
+package operation
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/metrics"
+)
+
+// Reporter writes what pod volume operations of one kind go through: status, Events, logs and
+// metrics, the same way for backups and restores.
+type Reporter struct {
+	Client   client.Client
+	Recorder record.EventRecorder
+	// Kind is metrics.KindBackup or metrics.KindRestore.
+	Kind string
+	// Now returns the current time.
+	Now func() time.Time
+}
+
+// Waiting tells the object's status that it waits for one of the node's slots.
+func (r Reporter) Waiting(ctx context.Context, obj client.Object, slots interface{ Stats() (int, int, int) }, node string) {
+	_, size, waiting := slots.Stats()
+	msg := fmt.Sprintf("waiting for one of %d repository operation slots on node %s (%d waiting)", size, node, waiting)
+	_ = PatchStatus(ctx, r.Client, obj, map[string]any{"message": msg}) // best effort; the next state overwrites it
+}
+
+// Finish writes a terminal phase with its message and extra status fields, an Event (Normal for
+// Completed, Warning otherwise), a log line and the metrics. started is the status'
+// startTimestamp, if any.
+func (r Reporter) Finish(ctx context.Context, obj client.Object, phase velerov1.PodVolumePhase, msg string, extra map[string]any, started *metav1.Time) error {
+	fields := map[string]any{"phase": phase, "message": msg, "completionTimestamp": metav1.NewTime(r.Now().Truncate(time.Second))}
+	for k, v := range extra {
+		fields[k] = v
+	}
+	eventType := corev1.EventTypeWarning
+	if phase == velerov1.PodVolumePhaseCompleted {
+		eventType = corev1.EventTypeNormal
+	}
+	metrics.Operations.WithLabelValues(r.Kind, string(phase)).Inc()
+	if started != nil {
+		metrics.Duration.WithLabelValues(r.Kind, string(phase)).Observe(r.Now().Sub(started.Time).Seconds())
+	}
+	r.Recorder.Event(obj, eventType, string(phase), msg)
+	log.FromContext(ctx).Info("volume operation ended", "kind", r.Kind, "name", obj.GetNamespace()+"/"+obj.GetName(), "phase", phase, "message", msg)
+	return PatchStatus(ctx, r.Client, obj, fields)
+}
