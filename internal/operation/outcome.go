@@ -53,3 +53,49 @@ func (r Reporter) Finish(ctx context.Context, obj client.Object, phase velerov1.
 	log.FromContext(ctx).Info("volume operation ended", "kind", r.Kind, "name", obj.GetNamespace()+"/"+obj.GetName(), "phase", phase, "message", msg)
 	return PatchStatus(ctx, r.Client, obj, fields)
 }
+
+// Request is one pod volume operation (a PodVolumeBackup or PodVolumeRestore) as the shared
+// lifecycle sees it.
+type Request struct {
+	Object client.Object
+	// Node is the object's spec.node; Phase its status.phase; Cancel its spec.cancel.
+	Node   string
+	Phase  velerov1.PodVolumePhase
+	Cancel bool
+	// Accepted holds status fields to write besides the phase when the operation is accepted.
+	Accepted map[string]any
+	// Operation builds what the Runner runs.
+	Operation func() Spec
+}
+
+// Advance moves an operation of this node one step: operations of other nodes and ended ones are
+// left alone, a cancel request stops the running operation (or ends a waiting one), a new one is
+// accepted (status and Event), and one that is not running here is started — also after a restart
+// of the node-agent, when it resumes from its checkpoint.
+func (r *Runner) Advance(ctx context.Context, rep Reporter, node string, req Request) error {
+	if req.Node != node || req.Phase.Terminal() {
+		return nil
+	}
+	uid := req.Object.GetUID()
+	if req.Cancel {
+		if r.Cancel(uid) {
+			return nil // the running operation ends itself as Canceled
+		}
+		return rep.Finish(ctx, req.Object, velerov1.PodVolumePhaseCanceled, "canceled before it started", nil, nil)
+	}
+	if r.Running(uid) {
+		return nil
+	}
+	if req.Phase == "" || req.Phase == velerov1.PodVolumePhaseNew {
+		fields := map[string]any{"phase": velerov1.PodVolumePhaseAccepted, "acceptedTimestamp": metav1.NewTime(rep.Now().Truncate(time.Second))}
+		for k, v := range req.Accepted {
+			fields[k] = v
+		}
+		if err := PatchStatus(ctx, rep.Client, req.Object, fields); err != nil {
+			return err
+		}
+		rep.Recorder.Eventf(req.Object, corev1.EventTypeNormal, "Accepted", "accepted by node %s", node)
+	}
+	r.Start(uid, req.Operation())
+	return nil
+}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
@@ -62,29 +61,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, pvb); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if pvb.Spec.Node != r.Node || pvb.Status.Phase.Terminal() {
-		return ctrl.Result{}, nil
-	}
-	if pvb.Spec.Cancel {
-		if r.Runner.Cancel(pvb.UID) {
-			return ctrl.Result{}, nil // the running backup ends itself as Canceled
-		}
-		return ctrl.Result{}, r.finish(ctx, pvb, velerov1.PodVolumePhaseCanceled, "canceled before it started", nil)
-	}
-	if r.Runner.Running(pvb.UID) {
-		return ctrl.Result{}, nil
-	}
-	if pvb.Status.Phase == "" || pvb.Status.Phase == velerov1.PodVolumePhaseNew {
-		err := operation.PatchStatus(ctx, r.Client, pvb, map[string]any{
-			"phase": velerov1.PodVolumePhaseAccepted, "acceptedTimestamp": r.now(),
-		})
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		r.Recorder.Eventf(pvb, corev1.EventTypeNormal, "Accepted", "accepted by node %s", r.Node)
-	}
-	r.Runner.Start(pvb.UID, r.operation(pvb.DeepCopy()))
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, r.Runner.Advance(ctx, r.reporter(), r.Node, operation.Request{
+		Object: pvb, Node: pvb.Spec.Node, Phase: pvb.Status.Phase, Cancel: pvb.Spec.Cancel,
+		Operation: func() operation.Spec { return r.operation(pvb.DeepCopy()) },
+	})
 }
 
 func (r *Reconciler) now() metav1.Time {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
@@ -56,29 +55,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, pvr); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	if pvr.Spec.Node != r.Node || pvr.Status.Phase.Terminal() {
-		return ctrl.Result{}, nil
-	}
-	if pvr.Spec.Cancel {
-		if r.Runner.Cancel(pvr.UID) {
-			return ctrl.Result{}, nil
-		}
-		return ctrl.Result{}, r.finish(ctx, pvr, velerov1.PodVolumePhaseCanceled, "canceled before it started", nil)
-	}
-	if r.Runner.Running(pvr.UID) {
-		return ctrl.Result{}, nil
-	}
-	if pvr.Status.Phase == "" || pvr.Status.Phase == velerov1.PodVolumePhaseNew {
-		err := operation.PatchStatus(ctx, r.Client, pvr, map[string]any{
-			"phase": velerov1.PodVolumePhaseAccepted, "acceptedTimestamp": r.now(), "node": r.Node,
-		})
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		r.Recorder.Eventf(pvr, corev1.EventTypeNormal, "Accepted", "accepted by node %s", r.Node)
-	}
-	r.Runner.Start(pvr.UID, r.operation(pvr.DeepCopy()))
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, r.Runner.Advance(ctx, r.reporter(), r.Node, operation.Request{
+		Object: pvr, Node: pvr.Spec.Node, Phase: pvr.Status.Phase, Cancel: pvr.Spec.Cancel,
+		Accepted:  map[string]any{"node": r.Node},
+		Operation: func() operation.Spec { return r.operation(pvr.DeepCopy()) },
+	})
 }
 
 func (r *Reconciler) now() metav1.Time {
