@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -16,13 +17,19 @@ import (
 
 // PatchStatus merges fields into the object's status through the status subresource. Only the
 // named fields change, so concurrent writers of other fields (progress and phase) do not
-// overwrite each other.
+// overwrite each other. CRDs installed by Velero have no status subresource; there the status is
+// patched through the object itself.
 func PatchStatus(ctx context.Context, c client.Client, obj client.Object, fields map[string]any) error {
 	data, err := json.Marshal(map[string]any{"status": fields})
 	if err != nil {
 		return err
 	}
-	if err := c.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, data)); err != nil {
+	patch := client.RawPatch(types.MergePatchType, data)
+	err = c.Status().Patch(ctx, obj, patch)
+	if apierrors.IsNotFound(err) {
+		err = c.Patch(ctx, obj, patch) // no status subresource; NotFound again if the object is gone
+	}
+	if err != nil {
 		return fmt.Errorf("update status of %s: %w", client.ObjectKeyFromObject(obj), err)
 	}
 	return nil
