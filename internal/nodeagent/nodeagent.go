@@ -86,16 +86,16 @@ func (o *Options) Validate() error {
 	return errors.Join(errs...)
 }
 
-// CacheOptions restrict the agent's watches to its own node and namespace: the pod volume
-// operations whose spec.node names it, and the node-agent ConfigMap. Pods, claims, volumes,
-// locations and Secrets are read directly when an operation needs them, so no node-agent watches
-// every pod and volume of the cluster.
+// CacheOptions restrict the agent's watches to its own node and namespace: the PodVolumeBackups
+// whose spec.node names it, the PodVolumeRestores (Velero leaves their spec.node empty, so the
+// target pod's node decides), and the node-agent ConfigMap. Pods, claims, volumes, locations and
+// Secrets are read directly when an operation needs them, so no node-agent watches every pod and
+// volume of the cluster.
 func CacheOptions(nodeName, namespace string) cache.Options {
 	inNamespace := map[string]cache.Config{namespace: {}}
-	onNode := cache.ByObject{Field: fields.OneTermEqualSelector("spec.node", nodeName), Namespaces: inNamespace}
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&velerov1.PodVolumeBackup{}:  onNode,
-		&velerov1.PodVolumeRestore{}: onNode,
+		&velerov1.PodVolumeBackup{}:  {Field: fields.OneTermEqualSelector("spec.node", nodeName), Namespaces: inNamespace},
+		&velerov1.PodVolumeRestore{}: {Namespaces: inNamespace},
 		&corev1.ConfigMap{}:          {Namespaces: inNamespace},
 	}}
 }

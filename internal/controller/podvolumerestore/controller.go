@@ -6,6 +6,7 @@ import (
 	"context"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
@@ -55,8 +56,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, pvr); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	node := pvr.Spec.Node
+	if node == "" && !pvr.Status.Phase.Terminal() {
+		// Velero does not set spec.node: the restore belongs to the node of its target pod.
+		pod := &corev1.Pod{}
+		err := r.Volumes.Client.Get(ctx, client.ObjectKey{Namespace: pvr.Spec.Pod.Namespace, Name: pvr.Spec.Pod.Name}, pod)
+		if err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err) // the node that has the pod will fail it if it is gone
+		}
+		node = pod.Spec.NodeName
+	}
 	return ctrl.Result{}, r.Runner.Advance(ctx, r.reporter(), r.Node, operation.Request{
-		Object: pvr, Node: pvr.Spec.Node, Phase: pvr.Status.Phase, Cancel: pvr.Spec.Cancel,
+		Object: pvr, Node: node, Phase: pvr.Status.Phase, Cancel: pvr.Spec.Cancel,
 		Accepted:  map[string]any{"node": r.Node},
 		Operation: func() operation.Spec { return r.operation(pvr.DeepCopy()) },
 	})
