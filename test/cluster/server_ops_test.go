@@ -124,6 +124,19 @@ func TestServerOperations(t *testing.T) {
 		waitRestore(t, c, rs, velerov1.RestorePhaseCompleted)
 	})
 
+	t.Run("an expired backup is deleted", func(t *testing.T) {
+		yes := true
+		b := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "short-lived"},
+			Spec: velerov1.BackupSpec{IncludedNamespaces: []string{two}, DefaultVolumesToFsBackup: &yes, TTL: metav1.Duration{Duration: 3 * time.Second}}}
+		if err := c.Client.Create(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+		c.Eventually(time.Minute, func() (bool, string) {
+			err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(b), b)
+			return err != nil, "backup short-lived is still there, phase " + string(b.Status.Phase)
+		})
+	})
+
 	t.Run("deleting a backup deletes its snapshots", func(t *testing.T) {
 		if err := c.Client.Delete(context.Background(), first); err != nil {
 			t.Fatal(err)

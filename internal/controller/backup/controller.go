@@ -22,7 +22,7 @@ import (
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 )
 
-// +kubebuilder:rbac:groups=velero.io,resources=backups,verbs=get;list;watch;patch;update,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backups,verbs=get;list;watch;patch;update;delete,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backups/status,verbs=get;patch;update,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=podvolumebackups,verbs=get;list;watch;create,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backuprepositories,verbs=get;list;watch;create,namespace=velero
@@ -73,7 +73,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	case velerov1.BackupPhaseInProgress:
 		return r.progress(ctx, b)
 	}
-	return ctrl.Result{}, nil
+	return r.expire(ctx, b)
+}
+
+// expire deletes an ended backup once status.expiration has passed (its snapshots go with it,
+// through the finalizer), and otherwise comes back then.
+func (r *Reconciler) expire(ctx context.Context, b *velerov1.Backup) (ctrl.Result, error) {
+	if b.Status.Expiration == nil {
+		return ctrl.Result{}, nil
+	}
+	if left := b.Status.Expiration.Sub(r.Clock.Now()); left > 0 {
+		return ctrl.Result{RequeueAfter: left}, nil
+	}
+	r.Recorder.Eventf(b, corev1.EventTypeNormal, "Expired", "expired at %s; deleting it and its snapshots", b.Status.Expiration.UTC().Format(time.RFC3339))
+	return ctrl.Result{}, client.IgnoreNotFound(r.Client.Delete(ctx, b))
 }
 
 // start validates the backup, creates its PodVolumeBackups and moves it to InProgress.
