@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -46,9 +48,12 @@ func (o *Options) client() (client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	return client.New(cfg, client.Options{Scheme: installScheme()})
+}
+
+// installScheme is Ferry's scheme plus the CRD types.
+func installScheme() *runtime.Scheme {
 	s := scheme.New()
-	if err := apiextensionsv1.AddToScheme(s); err != nil {
-		return nil, err
-	}
-	return client.New(cfg, client.Options{Scheme: s})
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
+	return s
 }

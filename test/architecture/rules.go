@@ -28,6 +28,7 @@ var layers = []struct {
 	{"internal/slot", 1},
 	{"internal/backuprecord", 1},
 	{"config/crd", 1},
+	{"config/rbac", 1},
 	{"internal/repository", 2},
 	{"internal/uploader", 3},
 	{"internal/exposer", 3},

@@ -1,0 +1,102 @@
+package cli
+
+import (
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ferry-backup/ferry/config/rbac"
+)
+
+// Component names, also the names of their ServiceAccounts and roles.
+const (
+	serverName    = "ferry-server"
+	nodeAgentName = "ferry-node-agent"
+)
+
+// manifests returns everything `ferry install` creates besides the CRDs and the namespace: per
+// component a ServiceAccount, its generated rules bound cluster-wide and in the namespace, and
+// the ferry-server Deployment and ferry-node-agent DaemonSet running image.
+func manifests(namespace, image string) ([]client.Object, error) {
+	var objs []client.Object
+	for _, c := range []struct{ name, rules string }{{serverName, "server"}, {nodeAgentName, "node-agent"}} {
+		rules, err := rbac.For(c.rules)
+		if err != nil {
+			return nil, err
+		}
+		objs = append(objs, access(namespace, c.name, rules)...)
+	}
+	return append(objs, serverDeployment(namespace, image), nodeAgentDaemonSet(namespace, image)), nil
+}
+
+func access(namespace, name string, rules rbac.Rules) []client.Object {
+	labels := map[string]string{"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "ferry"}
+	meta := metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: labels}
+	clusterMeta := metav1.ObjectMeta{Name: name + "-" + namespace, Labels: labels}
+	subject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: namespace}}
+	return []client.Object{
+		&corev1.ServiceAccount{ObjectMeta: meta},
+		&rbacv1.ClusterRole{ObjectMeta: clusterMeta, Rules: rules.Cluster},
+		&rbacv1.ClusterRoleBinding{ObjectMeta: clusterMeta, Subjects: subject,
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: clusterMeta.Name}},
+		&rbacv1.Role{ObjectMeta: meta, Rules: rules.Namespace},
+		&rbacv1.RoleBinding{ObjectMeta: meta, Subjects: subject,
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}},
+	}
+}
+
+func podSpec(name, image string, args []string) corev1.PodSpec {
+	return corev1.PodSpec{
+		ServiceAccountName: name,
+		Containers: []corev1.Container{{
+			Name: name, Image: image, Command: []string{"/" + name}, Args: args,
+			Ports: []corev1.ContainerPort{{Name: "metrics", ContainerPort: 8085}, {Name: "health", ContainerPort: 8081}},
+			LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: "/healthz", Port: intstrPort("health")}}},
+			VolumeMounts: []corev1.VolumeMount{{Name: "work", MountPath: "/var/cache/ferry"}},
+		}},
+		Volumes: []corev1.Volume{{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+	}
+}
+
+func serverDeployment(namespace, image string) *appsv1.Deployment {
+	labels := map[string]string{"app.kubernetes.io/name": serverName}
+	spec := podSpec(serverName, image, []string{"--namespace=" + namespace, "--work-dir=/var/cache/ferry"})
+	one := int32(1)
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: serverName, Labels: labels},
+		Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: spec}},
+	}
+}
+
+// nodeAgentDaemonSet runs the agent on every node, as root (it reads and writes every file of the
+// volumes), with the kubelet pods directory at /host_pods and its node name from the downward API.
+func nodeAgentDaemonSet(namespace, image string) *appsv1.DaemonSet {
+	labels := map[string]string{"app.kubernetes.io/name": nodeAgentName, "name": "node-agent"}
+	spec := podSpec(nodeAgentName, image, []string{"--namespace=" + namespace, "--work-dir=/var/cache/ferry", "--host-pods-root=/host_pods"})
+	root := int64(0)
+	propagation := corev1.MountPropagationHostToContainer
+	c := &spec.Containers[0]
+	c.Env = []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}}
+	c.SecurityContext = &corev1.SecurityContext{RunAsUser: &root}
+	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "host-pods", MountPath: "/host_pods", MountPropagation: &propagation})
+	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "host-pods", VolumeSource: corev1.VolumeSource{
+		HostPath: &corev1.HostPathVolumeSource{Path: "/var/lib/kubelet/pods"}}})
+	return &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: nodeAgentName, Labels: labels},
+		Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: spec}},
+	}
+}
+
+func describe(obj client.Object) string {
+	return fmt.Sprintf("%T %s", obj, client.ObjectKeyFromObject(obj))
+}
+
+func intstrPort(name string) intstr.IntOrString { return intstr.FromString(name) }
