@@ -43,8 +43,13 @@ lint: ## gofmt and go vet.
 	  if [ -n "$$unformatted" ]; then echo "not gofmt-formatted: $$unformatted" >&2; exit 1; fi
 	go vet ./...
 
+.PHONY: test-tools
+test-tools: ## Build (once per machine) the S3 server and the kopia CLI the tests run against.
+	@hack/install-tool.sh versitygw >/dev/null
+	@hack/install-tool.sh kopia >/dev/null
+
 .PHONY: test
-test: verify-generated lint ## Everything: generated-code check, lint, layering, all test tiers.
+test: verify-generated lint test-tools ## Everything: generated-code check, lint, layering, all test tiers.
 	KUBEBUILDER_ASSETS=$$(hack/install-control-plane.sh) go test $(GO_TEST_FLAGS) ./...
 
 ##@ Benchmark
