@@ -99,3 +99,24 @@ func (r *Runner) Advance(ctx context.Context, rep Reporter, node string, req Req
 	r.Start(uid, req.Operation())
 	return nil
 }
+
+// Start marks the operation InProgress, keeping the start time of an earlier attempt (a resumed
+// operation started when it first started).
+func (r Reporter) Start(ctx context.Context, obj client.Object, startedBefore *metav1.Time) error {
+	fields := map[string]any{"phase": velerov1.PodVolumePhaseInProgress, "message": ""}
+	if startedBefore == nil {
+		fields["startTimestamp"] = metav1.NewTime(r.Now().Truncate(time.Second))
+	}
+	return PatchStatus(ctx, r.Client, obj, fields)
+}
+
+// DefaultTimeout bounds an operation whose spec.operationTimeout is empty or zero.
+const DefaultTimeout = 4 * time.Hour
+
+// Timeout is spec.operationTimeout, or DefaultTimeout.
+func Timeout(d *metav1.Duration) time.Duration {
+	if d != nil && d.Duration > 0 {
+		return d.Duration
+	}
+	return DefaultTimeout
+}

@@ -22,7 +22,7 @@ import (
 func (r *Reconciler) operation(pvb *velerov1.PodVolumeBackup) operation.Spec {
 	var result uploader.BackupResult
 	return operation.Spec{
-		Timeout: timeout(pvb),
+		Timeout: operation.Timeout(pvb.Spec.OperationTimeout),
 		Waiting: func(ctx context.Context) { r.reporter().Waiting(ctx, pvb, r.Runner.Slots(), r.Node) },
 		Work: func(ctx context.Context) error {
 			var err error
@@ -38,11 +38,7 @@ func (r *Reconciler) operation(pvb *velerov1.PodVolumeBackup) operation.Spec {
 // backup runs one backup with a slot held.
 func (r *Reconciler) backup(ctx context.Context, pvb *velerov1.PodVolumeBackup) (uploader.BackupResult, error) {
 	logger := log.FromContext(ctx).WithValues("podVolumeBackup", pvb.Namespace+"/"+pvb.Name, "node", r.Node)
-	start := map[string]any{"phase": velerov1.PodVolumePhaseInProgress, "message": ""}
-	if pvb.Status.StartTimestamp == nil {
-		start["startTimestamp"] = r.now()
-	}
-	if err := operation.PatchStatus(ctx, r.Client, pvb, start); err != nil {
+	if err := r.reporter().Start(ctx, pvb, pvb.Status.StartTimestamp); err != nil {
 		return uploader.BackupResult{}, err
 	}
 	vol, err := r.Volumes.Find(ctx, pvb.Spec.Pod, pvb.Spec.Volume)

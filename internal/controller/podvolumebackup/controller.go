@@ -5,9 +5,7 @@ package podvolumebackup
 
 import (
 	"context"
-	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -28,9 +26,6 @@ import (
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get,namespace=velero
 // +kubebuilder:rbac:groups="",resources=pods;persistentvolumeclaims;persistentvolumes,verbs=get
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
-
-// DefaultTimeout bounds an operation whose spec.operationTimeout is empty.
-const DefaultTimeout = 4 * time.Hour
 
 // Reconciler runs PodVolumeBackups of one node.
 type Reconciler struct {
@@ -65,15 +60,4 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		Object: pvb, Node: pvb.Spec.Node, Phase: pvb.Status.Phase, Cancel: pvb.Spec.Cancel,
 		Operation: func() operation.Spec { return r.operation(pvb.DeepCopy()) },
 	})
-}
-
-func (r *Reconciler) now() metav1.Time {
-	return metav1.NewTime(r.Clock.Now().Truncate(time.Second))
-}
-
-func timeout(pvb *velerov1.PodVolumeBackup) time.Duration {
-	if t := pvb.Spec.OperationTimeout; t != nil && t.Duration > 0 {
-		return t.Duration
-	}
-	return DefaultTimeout
 }

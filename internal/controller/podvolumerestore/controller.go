@@ -4,10 +4,8 @@ package podvolumerestore
 
 import (
 	"context"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -28,9 +26,6 @@ import (
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get,namespace=velero
 // +kubebuilder:rbac:groups="",resources=pods;persistentvolumeclaims;persistentvolumes,verbs=get
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
-
-// DefaultTimeout bounds an operation whose spec.operationTimeout is empty.
-const DefaultTimeout = 4 * time.Hour
 
 // Reconciler runs PodVolumeRestores of one node.
 type Reconciler struct {
@@ -71,15 +66,4 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		Accepted:  map[string]any{"node": r.Node},
 		Operation: func() operation.Spec { return r.operation(pvr.DeepCopy()) },
 	})
-}
-
-func (r *Reconciler) now() metav1.Time {
-	return metav1.NewTime(r.Clock.Now().Truncate(time.Second))
-}
-
-func timeout(pvr *velerov1.PodVolumeRestore) time.Duration {
-	if t := pvr.Spec.OperationTimeout; t != nil && t.Duration > 0 {
-		return t.Duration
-	}
-	return DefaultTimeout
 }

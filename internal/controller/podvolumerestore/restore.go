@@ -26,7 +26,7 @@ var errResticUnsupported = errors.New("uploaderType restic: restoring backups ma
 func (r *Reconciler) operation(pvr *velerov1.PodVolumeRestore) operation.Spec {
 	var stats uploader.RestoreStats
 	return operation.Spec{
-		Timeout: timeout(pvr),
+		Timeout: operation.Timeout(pvr.Spec.OperationTimeout),
 		Waiting: func(ctx context.Context) { r.reporter().Waiting(ctx, pvr, r.Runner.Slots(), r.Node) },
 		Work: func(ctx context.Context) error {
 			var err error
@@ -41,11 +41,7 @@ func (r *Reconciler) operation(pvr *velerov1.PodVolumeRestore) operation.Spec {
 
 func (r *Reconciler) restore(ctx context.Context, pvr *velerov1.PodVolumeRestore) (uploader.RestoreStats, error) {
 	logger := log.FromContext(ctx).WithValues("podVolumeRestore", pvr.Namespace+"/"+pvr.Name, "node", r.Node)
-	start := map[string]any{"phase": velerov1.PodVolumePhaseInProgress, "message": ""}
-	if pvr.Status.StartTimestamp == nil {
-		start["startTimestamp"] = r.now()
-	}
-	if err := operation.PatchStatus(ctx, r.Client, pvr, start); err != nil {
+	if err := r.reporter().Start(ctx, pvr, pvr.Status.StartTimestamp); err != nil {
 		return uploader.RestoreStats{}, err
 	}
 	if pvr.Spec.UploaderType == velerov1.UploaderTypeRestic {
