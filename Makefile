@@ -49,8 +49,30 @@ test-tools: ## Build (once per machine) the S3 server and the kopia CLI the test
 	@hack/install-tool.sh kopia >/dev/null
 
 .PHONY: test
-test: verify-generated lint test-tools ## Everything: generated-code check, lint, layering, all test tiers.
+test: verify-generated lint test-tools ## Everything: generated-code check, lint, layering, all test tiers, then the e2e tier (root).
 	KUBEBUILDER_ASSETS=$$(hack/install-control-plane.sh) go test $(GO_TEST_FLAGS) ./...
+	hack/test-e2e.sh
+
+.PHONY: test-e2e
+test-e2e: ## The end-to-end tier alone: a real single-node cluster (root), Ferry installed into it, test/e2e's stories.
+	hack/test-e2e.sh
+
+##@ Real cluster (root; hack/cluster/README.md)
+.PHONY: cluster-install
+cluster-install: ## Build and install what the real cluster needs, once per machine (cached in ~/.cache/ferry/cluster).
+	hack/cluster/install.sh
+
+.PHONY: cluster-up
+cluster-up: cluster-install ## Start the real single-node cluster; prints its kubeconfig.
+	hack/cluster/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the real cluster and undo every mount, link, iptables rule and cgroup it made.
+	hack/cluster/down.sh
+
+.PHONY: image
+image: ## Build Ferry's image offline and import it into the running cluster; prints the image reference.
+	hack/cluster/image.sh
 
 ##@ Benchmark
 BENCH_SCALE ?= full
@@ -61,10 +83,14 @@ bench: ## Ferry vs the kopia CLI and restic on one generated dataset (BENCH_SCAL
 ##@ Run
 DEMO_S3 ?= 0
 .PHONY: demo
-demo: ## Ferry's main job: back up and restore pod volumes on a local control plane with 2 simulated nodes (DEMO_S3=1: into a local S3 server).
+demo: ## Ferry's main job on a real single-node cluster (root): backup, namespace deleted, restore, verify (DEMO_KEEP=1 keeps the cluster).
+	hack/demo.sh
+
+.PHONY: demo-sim
+demo-sim: ## The same story without root: a local control plane, 2 simulated nodes (DEMO_S3=1: into a local S3 server).
 	KUBEBUILDER_ASSETS=$$(hack/install-control-plane.sh) FERRY_DEMO=1 FERRY_DEMO_S3=$(DEMO_S3) \
 	  go test ./test/demo -run '^TestDemo$$' -count=1 -v -timeout 30m
 
 .PHONY: help
 help: ## Show the targets.
-	@awk 'BEGIN{FS=":.*##"} /^[a-zA-Z_-]+:.*##/{printf "  %-18s %s\n",$$1,$$2} /^##@/{printf "\n%s\n",substr($$0,5)}' $(MAKEFILE_LIST)
+	@awk 'BEGIN{FS=":.*##"} /^[a-zA-Z0-9_-]+:.*##/{printf "  %-18s %s\n",$$1,$$2} /^##@/{printf "\n%s\n",substr($$0,5)}' $(MAKEFILE_LIST)

@@ -26,6 +26,8 @@ type installOptions struct {
 	Wait time.Duration
 	// Image is the container image with the ferry-server and ferry-node-agent binaries.
 	Image string
+	// PullPolicy is the containers' imagePullPolicy; empty leaves Kubernetes' default.
+	PullPolicy string
 	// CRDsOnly installs the CRDs and the namespace only (e.g. next to Velero's own server).
 	CRDsOnly bool
 	// DryRun prints the objects as YAML instead of installing them.
@@ -47,6 +49,9 @@ func newInstallCommand(o *Options) *cobra.Command {
 			"velero-repo-credentials with a random password if it does not exist: back it up.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := io.validate(); err != nil {
+				return err
+			}
 			if io.DryRun {
 				return io.print()
 			}
@@ -59,9 +64,19 @@ func newInstallCommand(o *Options) *cobra.Command {
 	}
 	cmd.Flags().DurationVar(&io.Wait, "wait", io.Wait, "how long to wait for the CRDs to be established")
 	cmd.Flags().StringVar(&io.Image, "image", io.Image, "container image with the ferry-server and ferry-node-agent binaries")
+	cmd.Flags().StringVar(&io.PullPolicy, "image-pull-policy", "",
+		"imagePullPolicy of Ferry's containers: Always, IfNotPresent or Never (an image imported into the nodes' runtime); default: Kubernetes' own")
 	cmd.Flags().BoolVar(&io.CRDsOnly, "crds-only", false, "install only the CRDs and the namespace")
 	cmd.Flags().BoolVar(&io.DryRun, "dry-run", false, "print the objects as YAML instead of installing them")
 	return cmd
+}
+
+func (o *installOptions) validate() error {
+	switch corev1.PullPolicy(o.PullPolicy) {
+	case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+		return nil
+	}
+	return fmt.Errorf("--image-pull-policy %q: want Always, IfNotPresent or Never", o.PullPolicy)
 }
 
 // objects returns everything to install, CRDs first.
@@ -77,7 +92,7 @@ func (o *installOptions) objects() ([]client.Object, error) {
 	if o.CRDsOnly {
 		return objs, nil
 	}
-	rest, err := manifests(o.Namespace, o.Image)
+	rest, err := manifests(o.Namespace, o.Image, corev1.PullPolicy(o.PullPolicy))
 	return append(objs, rest...), err
 }
 

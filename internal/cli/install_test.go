@@ -96,6 +96,24 @@ func TestInstallDryRunPrintsEverything(t *testing.T) {
 	}
 }
 
+func TestInstallImagePullPolicy(t *testing.T) {
+	var out bytes.Buffer
+	cmd := NewCommand(&out)
+	cmd.SetArgs([]string{"install", "--dry-run", "--image", "registry.local/ferry:dev", "--image-pull-policy", "Never"})
+	if err := cmd.ExecuteContext(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(out.String(), "imagePullPolicy: Never"); n != 2 {
+		t.Errorf("want imagePullPolicy Never on the server and the node-agent, found it %d times", n)
+	}
+
+	cmd = NewCommand(&out)
+	cmd.SetArgs([]string{"install", "--dry-run", "--image-pull-policy", "Sometimes"})
+	if err := cmd.ExecuteContext(t.Context()); err == nil || !strings.Contains(err.Error(), "--image-pull-policy") {
+		t.Fatalf("want an error naming --image-pull-policy, got %v", err)
+	}
+}
+
 func TestInstallReportsAnUnreachableCluster(t *testing.T) {
 	var out bytes.Buffer
 	cmd := NewCommand(&out)

@@ -22,7 +22,7 @@ const (
 // manifests returns everything `ferry install` creates besides the CRDs and the namespace: per
 // component a ServiceAccount, its generated rules bound cluster-wide and in the namespace, and
 // the ferry-server Deployment and ferry-node-agent DaemonSet running image.
-func manifests(namespace, image string) ([]client.Object, error) {
+func manifests(namespace, image string, pull corev1.PullPolicy) ([]client.Object, error) {
 	var objs []client.Object
 	for _, c := range []struct{ name, rules string }{{serverName, "server"}, {nodeAgentName, "node-agent"}} {
 		rules, err := rbac.For(c.rules)
@@ -31,7 +31,10 @@ func manifests(namespace, image string) ([]client.Object, error) {
 		}
 		objs = append(objs, access(namespace, c.name, rules)...)
 	}
-	return append(objs, serverDeployment(namespace, image), nodeAgentDaemonSet(namespace, image)), nil
+	server, agent := serverDeployment(namespace, image), nodeAgentDaemonSet(namespace, image)
+	server.Spec.Template.Spec.Containers[0].ImagePullPolicy = pull
+	agent.Spec.Template.Spec.Containers[0].ImagePullPolicy = pull
+	return append(objs, server, agent), nil
 }
 
 func access(namespace, name string, rules rbac.Rules) []client.Object {

@@ -1,0 +1,193 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+)
+
+func say(format string, args ...any) { fmt.Printf(format+"\n", args...) }
+
+// TestDemo is `make demo`: Ferry's main job on the real cluster, told as it happens. An
+// application with three volumes (two CSI claims and an emptyDir) gets a few hundred MiB of files;
+// a backup runs with live progress; the namespace is deleted and re-created from its manifests;
+// a restore fills the new, empty volumes; every file is checked from inside the pods; a second
+// backup shows what an unchanged volume costs.
+func TestDemo(t *testing.T) {
+	if os.Getenv("FERRY_DEMO") != "1" {
+		t.Skip("the demo runs with FERRY_DEMO=1 (make demo)")
+	}
+	c, ns := story(t, "demo")
+	ctx := t.Context()
+	start := time.Now()
+	app := c.NewApp(ns)
+	say("== Ferry demo on a real Kubernetes node (%s): kubelet, containerd, CSI volumes; backups go to S3 at %s", c.Node, c.Env["CLUSTER_S3_URL"])
+	say("   look around while it runs: kubectl --kubeconfig %s get backups,podvolumebackups,restores,podvolumerestores -n %s", c.Kubeconfig, InstallNamespace)
+	must(t, app.Deploy(ctx))
+	must(t, app.Fill(ctx, 1000, 96, 64))
+	// The emptyDir holds a copy of the shop's largest file: the repository stores it once.
+	shop, err := app.Pod(ctx, "shop")
+	must(t, err)
+	_, err = c.Exec(ctx, ns, shop, "cp -p /data/big0 /cache/copy-of-data-big0")
+	must(t, err)
+	want, err := app.Describe(ctx)
+	must(t, err)
+	files, total := Count(want)
+	say("== application %s: StatefulSet shop (CSI claim + emptyDir), Deployment web (CSI claim); %d files, %.0f MiB", ns, files, mib(total))
+
+	b, err := c.Backup(ctx, "demo-backup", nil, ns)
+	must(t, err)
+	say("== backup %s created; progress per volume (kubectl get podvolumebackups -n %s):", b.Name, InstallNamespace)
+	watch(t, c, b.Name, "", func() (bool, string, error) { return c.BackupEnded(ctx, b) })
+	if b.Status.Phase != velerov1.BackupPhaseCompleted {
+		t.Fatalf("backup ended %s: %s", b.Status.Phase, b.Status.FailureReason)
+	}
+
+	say("== deleting namespace %s (pods, claims and their volumes) and re-creating it from its manifests", ns)
+	must(t, app.Delete(ctx))
+	must(t, app.Deploy(ctx))
+	rs, err := c.Restore(ctx, "demo-restore", b.Name)
+	must(t, err)
+	say("== restore %s created; progress per volume:", rs.Name)
+	watch(t, c, "", rs.Name, func() (bool, string, error) { return c.RestoreEnded(ctx, rs) })
+	if rs.Status.Phase != velerov1.RestorePhaseCompleted {
+		t.Fatalf("restore ended %s: %s", rs.Status.Phase, rs.Status.FailureReason)
+	}
+	got, err := app.Describe(ctx)
+	must(t, err)
+	if diff := Compare(want, got); diff != "" {
+		t.Fatalf("the restored volumes differ:\n%s", diff)
+	}
+	say("== every file, mode, time and symlink checked from inside the new pods")
+
+	again, err := c.Backup(ctx, "demo-backup-2", nil, ns)
+	must(t, err)
+	say("== a second backup of the restored, unchanged volumes")
+	watch(t, c, again.Name, "", func() (bool, string, error) { return c.BackupEnded(ctx, again) })
+	if again.Status.Phase != velerov1.BackupPhaseCompleted {
+		t.Fatalf("second backup ended %s: %s", again.Status.Phase, again.Status.FailureReason)
+	}
+	stored, err := c.storedBytes(ctx)
+	must(t, err)
+	pods, _ := c.Kubectl(ctx, "", "get", "pods", "-n", InstallNamespace, "-o", "wide")
+
+	backupTime, restoreTime, againTime := took(b.Status.StartTimestamp, b.Status.CompletionTimestamp),
+		took(rs.Status.StartTimestamp, rs.Status.CompletionTimestamp), took(again.Status.StartTimestamp, again.Status.CompletionTimestamp)
+	say("== summary (durations from the objects' status timestamps, which have 1 s resolution)")
+	say("   data:        %d volumes, %.1f MiB in %d files", len(want), mib(total), files)
+	say("   backup:      %s (%s)", backupTime, rate(total, backupTime))
+	say("   restore:     %s (%s), into a re-created namespace", restoreTime, rate(total, restoreTime))
+	say("   repository:  %.1f MiB in S3 for %.1f MiB of data (/cache holds a copy of /data/big0: stored once)", mib(stored), mib(total))
+	say("   2nd backup:  %s, %.1f KiB uploaded (nothing changed)", againTime, float64(c.uploadedBy(ctx, again.Name))/1024)
+	say("   verified:    every byte, mode, time and symlink of every volume, from inside the pods")
+	say("   demo took:   %s", time.Since(start).Round(time.Second))
+	say("== Ferry's pods on the node (kubectl get pods -n %s -o wide):\n%s", InstallNamespace, indent(pods))
+}
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+func took(from, to *metav1.Time) time.Duration {
+	if from == nil || to == nil {
+		return 0
+	}
+	return to.Sub(from.Time)
+}
+
+func rate(bytes int64, d time.Duration) string {
+	if d <= 0 {
+		return "under 1 s"
+	}
+	return fmt.Sprintf("%.0f MB/s", float64(bytes)/1e6/d.Seconds())
+}
+
+// watch prints one progress line per second for the volume operations of a backup or a restore
+// until ended reports true. The one-second ticker is the display's refresh rate; ended, which
+// reads the object, is what decides.
+func watch(t *testing.T, c *Cluster, backup, restore string, ended func() (bool, string, error)) {
+	t.Helper()
+	start := time.Now()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		finished, _, err := ended()
+		if err != nil {
+			t.Fatal(err)
+		}
+		say("   %5.1fs  %s", time.Since(start).Seconds(), c.progressLine(t.Context(), backup, restore))
+		if finished {
+			return
+		}
+		if time.Since(start) > 10*time.Minute {
+			t.Fatalf("not finished after 10 minutes")
+		}
+		select {
+		case <-tick.C:
+		case <-t.Context().Done():
+			t.Fatal(t.Context().Err())
+		}
+	}
+}
+
+func (c *Cluster) progressLine(ctx context.Context, backup, restore string) string {
+	var parts []string
+	add := func(pod, vol string, phase velerov1.PodVolumePhase, done, total, files, rate int64) {
+		if phase == "" {
+			phase = "New"
+		}
+		parts = append(parts, fmt.Sprintf("%s/%s %-10s %4.0f/%4.0f MiB %5d files %4.0f MB/s", pod, vol, phase,
+			mib(done), mib(total), files, float64(rate)/1e6))
+	}
+	if backup != "" {
+		pvbs, _ := c.PodVolumeBackups(ctx, backup)
+		for _, p := range pvbs {
+			add(p.Spec.Pod.Name, p.Spec.Volume, p.Status.Phase, p.Status.Progress.BytesDone, p.Status.Progress.TotalBytes, p.Status.Progress.FilesDone, p.Status.Progress.BytesPerSecond)
+		}
+	} else {
+		pvrs, _ := c.PodVolumeRestores(ctx, restore)
+		for _, p := range pvrs {
+			add(p.Spec.Pod.Name, p.Spec.Volume, p.Status.Phase, p.Status.Progress.BytesDone, p.Status.Progress.TotalBytes, p.Status.Progress.FilesDone, p.Status.Progress.BytesPerSecond)
+		}
+	}
+	if len(parts) == 0 {
+		return "(waiting for ferry-server to create the volume operations)"
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " | ")
+}
+
+// uploadedBy sums what a backup's volume operations wrote to the repository.
+func (c *Cluster) uploadedBy(ctx context.Context, backup string) int64 {
+	pvbs, _ := c.PodVolumeBackups(ctx, backup)
+	var n int64
+	for _, p := range pvbs {
+		n += p.Status.Progress.IncrementalBytes
+	}
+	return n
+}
+
+// storedBytes is what the location's bucket holds.
+func (c *Cluster) storedBytes(ctx context.Context) (int64, error) {
+	mc, err := minio.New(strings.TrimPrefix(c.Env["CLUSTER_S3_URL"], "http://"), &minio.Options{Region: c.Env["CLUSTER_S3_REGION"],
+		Creds: credentials.NewStaticV4(c.Env["CLUSTER_S3_ACCESS_KEY"], c.Env["CLUSTER_S3_SECRET_KEY"], "")})
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for obj := range mc.ListObjects(ctx, Bucket, minio.ListObjectsOptions{Recursive: true}) {
+		if obj.Err != nil {
+			return 0, obj.Err
+		}
+		n += obj.Size
+	}
+	return n, nil
+}
