@@ -91,19 +91,25 @@ t_sa_hostnet() { pod client-hostnet true 'kubectl auth whoami | grep -q system:s
 t_no_way_out() { # a route lookup only: nothing is sent
   pod noegress false 'ip route get 192.0.2.1 2>&1 | grep -q unreachable && ! ip route | grep -q default'; waitpod noegress Succeeded
 }
-t_guard() { # a veth into a netns of our own: the host's address gets through, a cluster address is dropped
-  local ns=ferry-guard-smoke rc=0 before after
-  ip netns del $ns 2>/dev/null; ip link del fyguard0 2>/dev/null
-  ip netns add $ns && ip link add fyguard0 type veth peer name fyguard1 netns $ns &&
-    ip addr add 10.99.0.1/30 dev fyguard0 && ip link set fyguard0 up &&
-    ip -n $ns addr add 10.99.0.2/30 dev fyguard1 && ip -n $ns link set fyguard1 up || rc=1
+# t_guard: a veth into a network namespace of our own (held by a sleeping process: `ip netns add`
+# would bind-mount /run/netns over itself and hide the namespaces containerd mounted there, which
+# then can never be removed). The host's own address gets through; a cluster address is dropped.
+t_guard() {
+  local rc=0 holder before after
+  ip link del fyguard0 2>/dev/null
+  unshare --net sleep 60 & holder=$!
   guard_drops() { iptables -w -t mangle -L "$GUARD_CHAIN" -vnx | awk -v a="$NODE_IP" '$3=="DROP" && $8==a {print $1}'; }
+  in_ns() { nsenter -t "$holder" -n "$@"; }
+  until [ "$(readlink /proc/$holder/ns/net)" != "$(readlink /proc/self/ns/net)" ]; do sleep 0.05; done
+  ip link add fyguard0 type veth peer name fyguard1 && ip link set fyguard1 netns "$holder" &&
+    ip addr add 10.99.0.1/30 dev fyguard0 && ip link set fyguard0 up &&
+    in_ns ip addr add 10.99.0.2/30 dev fyguard1 && in_ns ip link set fyguard1 up || rc=1
   before=$(guard_drops)
   [ $rc = 0 ] && busybox ping -c 1 -W 2 -I 10.99.0.1 10.99.0.2 >/dev/null || { echo "control: the host's own address did not get through"; rc=1; }
   busybox ping -c 1 -W 1 -I "$NODE_IP" 10.99.0.2 >/dev/null 2>&1 && { echo "a packet from $NODE_IP left by fyguard0"; rc=1; }
   after=$(guard_drops)
   [ "${after:-0}" -gt "${before:-0}" ] || { echo "the guard chain counted no drop ($before -> $after)"; rc=1; }
-  ip link del fyguard0 2>/dev/null; ip netns del $ns 2>/dev/null
+  ip link del fyguard0 2>/dev/null; kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null
   return $rc
 }
 t_pod_to_pod() {

@@ -85,6 +85,9 @@ func seedCommandsWork(t *testing.T, c *Cluster, pvb string) {
 		{[]string{"get", "podvolumebackup", pvb, "-n", InstallNamespace, "-o", "jsonpath={.status.progress}"}, "totalBytes"},
 		{[]string{"get", "events", "-n", InstallNamespace, "--field-selector", "involvedObject.name=" + pvb}, "Completed"},
 		{[]string{"logs", "-n", InstallNamespace, "-l", "name=node-agent", "--tail=-1"}, pvb},
+		// The node-agent pod of one node. (`kubectl logs` has no --field-selector, although
+		// Velero's troubleshooting notes write it so; `get pods` has.)
+		{[]string{"get", "pods", "-n", InstallNamespace, "-l", "name=node-agent", "--field-selector", "spec.nodeName=" + c.Node, "-o", "name"}, "pod/ferry-node-agent-"},
 	} {
 		out, err := c.Kubectl(ctx, "", check.args...)
 		if err != nil {
