@@ -77,19 +77,38 @@ func New(opts Options) *Access {
 
 // Open returns the repository of the named location, opening it on first use, and a release
 // function to call when the operation is done with it.
+//
+// A handle kept open from an earlier operation is refreshed first: Kopia's indexes and manifests
+// are loaded once per handle and refreshed on their own only rarely (and never by a manifest
+// lookup), so without this an operation would not see snapshots and records written since by
+// other processes, or by this process through its other handle (backups and restores use
+// separate ones).
 func (a *Access) Open(ctx context.Context, bslName string, purpose Purpose) (*repository.Repository, func(), error) {
+	rep, release, reused, err := a.acquire(ctx, bslName, purpose)
+	if err != nil || !reused {
+		return rep, release, err
+	}
+	if err := rep.Refresh(ctx); err != nil {
+		release()
+		return nil, nil, fmt.Errorf("backup storage location %s: reload the repository's indexes: %w", bslName, err)
+	}
+	return rep, release, nil
+}
+
+// acquire returns the open repository of the location, or opens it; reused tells which.
+func (a *Access) acquire(ctx context.Context, bslName string, purpose Purpose) (rep *repository.Repository, release func(), reused bool, err error) {
 	opts, err := a.options(ctx, bslName, purpose)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	key := keyOf(opts)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if e, ok := a.open[key]; ok {
 		e.refs++
-		return e.rep, a.releaser(ctx, key, e), nil
+		return e.rep, a.releaser(ctx, key, e), true, nil
 	}
-	rep, err := repository.Open(ctx, opts)
+	rep, err = repository.Open(ctx, opts)
 	if errors.Is(err, repository.ErrWrongPassword) {
 		// A password change may be pending: the repository still has the applied password.
 		if applied, aerr := a.secretKey(ctx, AppliedPasswordSecret, PasswordKey); aerr == nil && string(applied) != opts.Password {
@@ -97,13 +116,13 @@ func (a *Access) Open(ctx context.Context, bslName string, purpose Purpose) (*re
 			key = keyOf(opts)
 			if e, ok := a.open[key]; ok {
 				e.refs++
-				return e.rep, a.releaser(ctx, key, e), nil
+				return e.rep, a.releaser(ctx, key, e), true, nil
 			}
 			rep, err = repository.Open(ctx, opts)
 		}
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("backup storage location %s: %w", bslName, err)
+		return nil, nil, false, fmt.Errorf("backup storage location %s: %w", bslName, err)
 	}
 	base := baseOf(opts)
 	for k, e := range a.open { // a new password replaces the older connections
@@ -114,7 +133,7 @@ func (a *Access) Open(ctx context.Context, bslName string, purpose Purpose) (*re
 	}
 	e := &entry{rep: rep, refs: 1, current: true, base: base}
 	a.open[key] = e
-	return rep, a.releaser(ctx, key, e), nil
+	return rep, a.releaser(ctx, key, e), false, nil
 }
 
 func (a *Access) releaser(ctx context.Context, key string, e *entry) func() {

@@ -148,6 +148,12 @@ func (a *App) Delete(ctx context.Context) error {
 	})
 }
 
+// Discard deletes the application's namespace without waiting (a story's cleanup: the next
+// story uses a namespace of its own, and down.sh removes whatever is left).
+func (a *App) Discard() {
+	_ = a.c.Client.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: a.Namespace}})
+}
+
 // Fill writes files into every volume of the application from inside its pods: smallFiles
 // small files in nested directories, one large file per entry of bigMiB, symlinks (relative,
 // absolute, to a directory), an empty file, an empty directory and unusual modes. The content

@@ -29,7 +29,7 @@ func backupThroughPodDeletion(t *testing.T, prefix, victim string) {
 	ctx := t.Context()
 	app := c.NewApp(ns)
 	app.Volumes = []AppVolume{{App: "shop", Dir: "/data"}}
-	t.Cleanup(func() { _ = app.Delete(t.Context()) })
+	t.Cleanup(app.Discard)
 	must(t, app.Deploy(ctx))
 	// Large enough, with one file at a time, that the backup is still running when the pod goes.
 	must(t, app.Fill(ctx, 100, 160, 160, 160, 160))

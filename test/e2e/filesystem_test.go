@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +16,7 @@ func TestFileSystemBackupAndRestoreIntoARecreatedNamespace(t *testing.T) {
 	c, ns := story(t, "shop")
 	ctx := t.Context()
 	app := c.NewApp(ns)
-	t.Cleanup(func() { _ = app.Delete(context.Background()) })
+	t.Cleanup(app.Discard)
 	must(t, app.Deploy(ctx))
 	must(t, app.Fill(ctx, 400, 24, 8))
 	want, err := app.Describe(ctx)
