@@ -61,6 +61,8 @@ func podSpec(name, image string, args []string) corev1.PodSpec {
 			Ports: []corev1.ContainerPort{{Name: "metrics", ContainerPort: 8085}, {Name: "health", ContainerPort: 8081}},
 			LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
 				Path: "/healthz", Port: intstrPort("health")}}},
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: "/readyz", Port: intstrPort("health")}}, PeriodSeconds: 2},
 			VolumeMounts: []corev1.VolumeMount{{Name: "work", MountPath: "/var/cache/ferry"}},
 		}},
 		Volumes: []corev1.Volume{{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},

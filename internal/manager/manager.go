@@ -110,7 +110,10 @@ func New(o Options, extra Extra) (ctrl.Manager, error) {
 		LeaderElection:          extra.LeaderElectionID != "",
 		LeaderElectionID:        extra.LeaderElectionID,
 		LeaderElectionNamespace: o.Namespace,
-		Cache:                   extra.Cache,
+		// The programs end as soon as the manager stops, so the lease can be handed back at
+		// once: a restarted or rolled server takes over in about a second, not a lease period.
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         extra.Cache,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)

@@ -67,8 +67,10 @@ func backupThroughPodDeletion(t *testing.T, prefix, victim string) {
 		t.Fatalf("the PodVolumeBackup was %s when the pod was deleted: the story needs a larger volume", running.Status.Phase)
 	}
 	t.Logf("deleted pod %s at %d of %d bytes", old.Items[0].Name, running.Status.Progress.BytesDone, running.Status.Progress.TotalBytes)
+	deletedAt := time.Now()
 
 	must(t, c.WaitBackup(ctx, b, 6*time.Minute))
+	t.Logf("backup %s %s %s after the pod was deleted", b.Name, b.Status.Phase, time.Since(deletedAt).Round(100*time.Millisecond))
 	if b.Status.Phase != velerov1.BackupPhaseCompleted {
 		t.Fatalf("backup %s: %s: %s", b.Name, b.Status.Phase, b.Status.FailureReason)
 	}
