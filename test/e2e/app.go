@@ -171,7 +171,7 @@ i=0; while [ $i -lt %d ]; do d=small/d$((i %% 7))/e$((i %% 3)); mkdir -p $d; hea
 			script += fmt.Sprintf("dd if=/dev/urandom of=big%d bs=1M count=%d 2>/dev/null\n", i, mib)
 		}
 		script += `mkdir -p nested/deep/er emptydir; : > empty; echo hello > nested/deep/er/hello.txt
-ln -s nested/deep/er/hello.txt link-to-file; ln -s ../small nested/link-to-dir; ln -s /etc/hostname absolute-link
+ln -sfn nested/deep/er/hello.txt link-to-file; ln -sfn ../small nested/link-to-dir; ln -sfn /etc/hostname absolute-link
 chmod 0600 nested/deep/er/hello.txt; chmod 0750 nested; chmod 0444 empty; sync`
 		if _, err := a.c.Exec(ctx, a.Namespace, pod, script); err != nil {
 			return fmt.Errorf("fill %s:%s: %w", pod, v.Dir, err)

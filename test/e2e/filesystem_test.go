@@ -11,7 +11,8 @@ import (
 // The file-system path on real pods: an application whose pods use CSI volumes and an emptyDir
 // is backed up by the node-agent pod; its namespace is deleted and re-created from its manifests
 // (fresh, empty claims, new pods), and a Restore fills the new pods' volumes. The application's
-// own pods check every file, mode, time and symlink.
+// own pods check every file, mode, time and symlink. Then once more, with a backup made after
+// that restore.
 func TestFileSystemBackupAndRestoreIntoARecreatedNamespace(t *testing.T) {
 	c, ns := story(t, "shop")
 	ctx := t.Context()
@@ -57,18 +58,40 @@ func TestFileSystemBackupAndRestoreIntoARecreatedNamespace(t *testing.T) {
 		}
 	}
 
-	r, err := c.Restore(ctx, ns+"-restore", b.Name)
+	restoreAndVerify(t, c, app, ns+"-restore", b.Name, want)
+
+	// A backup made after a restore restores too, by the same ferry-server and node-agent
+	// processes (their repository handles must see what was written since they opened them).
+	must(t, app.Fill(ctx, 50, 4))
+	want2, err := app.Describe(ctx)
+	must(t, err)
+	b2, err := c.Backup(ctx, ns+"-2", nil, ns)
+	must(t, err)
+	must(t, c.WaitBackup(ctx, b2, 5*time.Minute))
+	if b2.Status.Phase != velerov1.BackupPhaseCompleted {
+		t.Fatalf("backup %s: %s: %s", b2.Name, b2.Status.Phase, b2.Status.FailureReason)
+	}
+	must(t, app.Delete(ctx))
+	must(t, app.Deploy(ctx))
+	restoreAndVerify(t, c, app, ns+"-restore-2", b2.Name, want2)
+}
+
+// restoreAndVerify restores a backup into the application and checks every file from its pods.
+func restoreAndVerify(t *testing.T, c *Cluster, app *App, name, backup string, want map[AppVolume]string) {
+	t.Helper()
+	ctx := t.Context()
+	r, err := c.Restore(ctx, name, backup)
 	must(t, err)
 	must(t, c.WaitRestore(ctx, r, 5*time.Minute))
 	if r.Status.Phase != velerov1.RestorePhaseCompleted {
-		t.Fatalf("restore %s: %s: %s", r.Name, r.Status.Phase, r.Status.FailureReason)
+		t.Fatalf("restore %s: %s: %s %v", r.Name, r.Status.Phase, r.Status.FailureReason, r.Status.ValidationErrors)
 	}
 	got, err := app.Describe(ctx)
 	must(t, err)
 	if diff := Compare(want, got); diff != "" {
-		t.Fatalf("restored volumes differ from the backed-up ones:\n%s", diff)
+		t.Fatalf("restore %s: the volumes differ from backup %s:\n%s", name, backup, diff)
 	}
-	t.Logf("backup %s, restore %s", b.Status.CompletionTimestamp.Sub(b.Status.StartTimestamp.Time),
+	t.Logf("restore %s of backup %s verified (%s by its status timestamps)", name, backup,
 		r.Status.CompletionTimestamp.Sub(r.Status.StartTimestamp.Time))
 }
 
