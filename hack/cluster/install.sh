@@ -14,7 +14,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
 
-export GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 GOFLAGS="-modcacherw -buildvcs=false"
+. "$HERE/../gobuild.sh"
 mkdir -p "$BIN" "$IMAGES" "$BUILD"
 exec 9>"$BUILD/.lock"; flock 9
 
@@ -29,28 +29,16 @@ stamp_ok() { # stamp_ok NAME WANT [BIN...]: built already (stamp matches, binari
   for b in "${@:3}"; do [ -x "$BIN/$b" ] || return 1; done
 }
 stamp_set() { printf '%s' "$2" >"$CACHE/.stamp-$1"; }
-timed() { # timed LABEL CMD...: run and log wall/CPU seconds
-  local label=$1; shift
-  local t0 r; t0=$(date +%s.%N)
-  /usr/bin/time -f "%e %U %S %M" -o "$BUILD/.time" "$@"; r=$?
-  read -r w u s m <"$BUILD/.time" || true
-  log "$label: wall ${w}s cpu $(echo "$u + $s" | bc)s maxrss $((m/1024))MiB"
-  return $r
-}
-write_module() { # write_module DIR CONTENT: keep go.sum while go.mod is unchanged
-  mkdir -p "$1"
-  if ! cmp -s <(printf '%s\n' "$2") "$1/go.mod.want" 2>/dev/null; then
-    printf '%s\n' "$2" >"$1/go.mod.want"; cp "$1/go.mod.want" "$1/go.mod"; rm -f "$1/go.sum"
-  fi
-}
-tools_go() { # tools_go DIR PKG...: a tools.go importing the packages to build
-  local f="$1/tools.go" p
-  { printf '//go:build tools\n\npackage tools\n\nimport (\n'; for p in "${@:2}"; do printf '\t_ "%s"\n' "$p"; done; printf ')\n'; } >"$f"
+timed() { # timed LABEL CMD...: run and log the wall time
+  local label=$1 t0; shift
+  t0=$(date +%s)
+  "$@" || return
+  log "$label: $(($(date +%s) - t0))s"
 }
 
 install_apt() {
   command -v apt-get >/dev/null || die "apt-get not found: install containerd, runc, the CNI plugins, iptables, conntrack, iproute2, openssl, jq and busybox-static yourself"
-  local pkgs="containerd runc containernetworking-plugins iptables conntrack iproute2 openssl jq busybox-static bc time" missing=""
+  local pkgs="containerd runc containernetworking-plugins iptables conntrack iproute2 openssl jq busybox-static bc" missing=""
   for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing+=" $p"; done
   [ -z "$missing" ] && return 0
   need_root
@@ -60,53 +48,18 @@ install_apt() {
 }
 
 K8S_CMDS="kube-apiserver kubelet kube-scheduler kube-controller-manager kube-proxy kubectl"
-build_k8s() {
-  local want="$K8S_VERSION $K8S_CMDS" dir="$BUILD/kubernetes-$K8S_VERSION" gomod gover staging minor ld p mod pkgs=()
-  stamp_ok k8s "$want" $K8S_CMDS && return 0
-  gomod=$(cd "$BUILD" && go list -m -f '{{.GoMod}}' "k8s.io/kubernetes@$K8S_VERSION") ||
-    die "k8s.io/kubernetes@$K8S_VERSION is not available from the module proxy"
-  gover=$(awk '$1=="go"{print $2; exit}' "$gomod")
-  staging=$(awk '$2=="v0.0.0" && $1 ~ /^k8s\.io\// {print $1}' "$gomod" | sort -u)
-  mod="module ferry.local/cluster/kubernetes
-
-go $gover
-
-require k8s.io/kubernetes $K8S_VERSION
-
-replace ("
-  for p in $staging; do mod+=$'\n'"	$p => $p v0.${K8S_VERSION#v1.}"; done
-  mod+=$'\n)'
-  write_module "$dir" "$mod"
-  for p in $K8S_CMDS; do pkgs+=("k8s.io/kubernetes/cmd/$p"); done
-  tools_go "$dir" "${pkgs[@]}"
-  (cd "$dir" && go mod tidy) || die "go mod tidy for kubernetes $K8S_VERSION failed"
-  minor=$(echo "$K8S_VERSION" | cut -d. -f2)
-  ld="-s -w"
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
-  done
+install_k8s() {
+  stamp_ok k8s "$K8S_VERSION $K8S_CMDS" $K8S_CMDS && return 0
   log "building $K8S_CMDS $K8S_VERSION (cold: tens of CPU-minutes on 2 cores)"
-  mkdir -p "$dir/out"
-  (cd "$dir" && timed "go build kubernetes" go build -trimpath -ldflags "$ld" -o "$dir/out/" "${pkgs[@]}")
-  for p in $K8S_CMDS; do mv -f "$dir/out/$p" "$BIN/$p"; done
-  stamp_set k8s "$want"
+  # shellcheck disable=SC2086
+  timed "go build kubernetes" build_k8s "$K8S_VERSION" "$BUILD" "$BIN" $K8S_CMDS || die "building Kubernetes $K8S_VERSION failed"
+  stamp_set k8s "$K8S_VERSION $K8S_CMDS"
 }
 
-build_etcd() {
-  local want="$ETCD_VERSION" dir="$BUILD/etcd-$ETCD_VERSION" gomod gover
-  stamp_ok etcd "$want" etcd && return 0
-  gomod=$(cd "$BUILD" && go list -m -f '{{.GoMod}}' "go.etcd.io/etcd/server/v3@$ETCD_VERSION") ||
-    die "go.etcd.io/etcd/server/v3@$ETCD_VERSION is not available from the module proxy"
-  gover=$(awk '$1=="go"{print $2; exit}' "$gomod")
-  write_module "$dir" "module ferry.local/cluster/etcd
-
-go $gover
-
-require go.etcd.io/etcd/server/v3 $ETCD_VERSION"
-  tools_go "$dir" go.etcd.io/etcd/server/v3
-  (cd "$dir" && go mod tidy) || die "go mod tidy for etcd failed"
-  (cd "$dir" && timed "go build etcd" go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3)
-  stamp_set etcd "$want"
+install_etcd() {
+  stamp_ok etcd "$ETCD_VERSION" etcd && return 0
+  timed "go build etcd" build_etcd "$ETCD_VERSION" "$BUILD" "$BIN/etcd" || die "building etcd $ETCD_VERSION failed"
+  stamp_set etcd "$ETCD_VERSION"
 }
 
 # replaces_of GOMOD VERSION: the module's replace directives as wrapper lines; a relative one
@@ -120,10 +73,8 @@ build_csi() {
   local want="provisioner $PROVISIONER_VERSION snapshotter $SNAPSHOTTER_VERSION" dir="$BUILD/csi-sidecars"
   local pm sm gover mod crd
   stamp_ok csi "$want" csi-provisioner csi-snapshotter snapshot-controller && return 0
-  pm=$(cd "$BUILD" && go list -m -f '{{.GoMod}}' "github.com/kubernetes-csi/external-provisioner/v6@$PROVISIONER_VERSION") ||
-    die "external-provisioner $PROVISIONER_VERSION is not served by the module proxy"
-  sm=$(cd "$BUILD" && go list -m -f '{{.GoMod}}' "github.com/kubernetes-csi/external-snapshotter/v8@$SNAPSHOTTER_VERSION") ||
-    die "external-snapshotter $SNAPSHOTTER_VERSION is not served by the module proxy"
+  pm=$(gomod_of "$BUILD" "github.com/kubernetes-csi/external-provisioner/v6@$PROVISIONER_VERSION") || die "no csi-provisioner"
+  sm=$(gomod_of "$BUILD" "github.com/kubernetes-csi/external-snapshotter/v8@$SNAPSHOTTER_VERSION") || die "no csi-snapshotter"
   gover=$(awk '$1=="go"{print $2; exit}' "$pm")
   mod="module ferry.local/cluster/csi-sidecars
 
@@ -192,13 +143,13 @@ parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(all)
 for part in "${parts[@]}"; do
   case $part in
     apt) install_apt ;;
-    k8s) build_k8s ;;
-    etcd) build_etcd ;;
+    k8s) install_k8s ;;
+    etcd) install_etcd ;;
     tools) build_tools ;;
     images) build_images ;;
     csi) build_csi ;;
     s3) install_s3 ;;
-    all) install_apt; build_k8s; build_etcd; build_tools; build_images; build_csi; install_s3 ;;
+    all) install_apt; install_k8s; install_etcd; build_tools; build_images; build_csi; install_s3 ;;
     *) die "unknown part $part" ;;
   esac
 done
