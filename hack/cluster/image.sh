@@ -29,6 +29,10 @@ if [ "${IMPORT:-1}" = 1 ]; then
   need_root
   ctr --address "$CTRD_SOCK" version >/dev/null 2>&1 || die "the cluster's containerd is not running: hack/cluster/up.sh first"
   ctr --address "$CTRD_SOCK" -n k8s.io images import "$OUT/ferry.tar" >/dev/null || die "import $OUT/ferry.tar failed"
+  # Earlier builds would pile up in the image store (it survives down.sh): drop them.
+  for old in $(ctr --address "$CTRD_SOCK" -n k8s.io images ls -q | grep "^${ref%:*}:" | grep -vx "$ref"); do
+    ctr --address "$CTRD_SOCK" -n k8s.io images rm "$old" >/dev/null 2>&1 || log "could not remove the old image $old"
+  done
   log "image $ref imported into the cluster"
 fi
 echo "$ref"
