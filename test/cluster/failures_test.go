@@ -7,9 +7,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/repository/repotest"
 	"github.com/ferry-backup/ferry/test/harness"
 )
 
@@ -99,4 +101,30 @@ func hasEvent(events *corev1.EventList, reason, text string) bool {
 		}
 	}
 	return false
+}
+
+// A restore of a backup that no location holds fails validation naming every location it could
+// not read, and why, instead of passing over them in silence.
+func TestRestoreNamesTheLocationsItCouldNotRead(t *testing.T) {
+	c := harness.New(t)
+	loc := repotest.UnreachableS3(t)
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "unreachable"},
+		Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderAWS, Config: loc.Config,
+			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: loc.Bucket, Prefix: loc.Prefix}}}}
+	if err := c.Client.Create(context.Background(), bsl); err != nil {
+		t.Fatal(err)
+	}
+	c.StartServer()
+	rs := &velerov1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "ghost-restore"},
+		Spec: velerov1.RestoreSpec{BackupName: "ghost"}}
+	if err := c.Client.Create(context.Background(), rs); err != nil {
+		t.Fatal(err)
+	}
+	waitRestore(t, c, rs, velerov1.RestorePhaseFailedValidation)
+	msg := strings.Join(rs.Status.ValidationErrors, "; ")
+	for _, want := range []string{"backup ghost not found", "could not read backup storage location unreachable", loc.Config["s3Url"]} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("validation errors %q lack %q", msg, want)
+		}
+	}
 }

@@ -104,7 +104,8 @@ func (r *Reconciler) start(ctx context.Context, rs *velerov1.Restore) error {
 }
 
 // backupRecord finds what the backup holds: from its Backup and PodVolumeBackups in this
-// cluster, else from the record in the repository of the default location.
+// cluster, else from the record in the repository of the default location. A problem is the
+// validation error to report.
 func (r *Reconciler) backupRecord(ctx context.Context, rs *velerov1.Restore) (backuprecord.Record, string, error) {
 	if rs.Spec.BackupName == "" {
 		return backuprecord.Record{}, "spec.backupName: restoring the latest backup of a schedule is not supported yet", nil
@@ -114,19 +115,35 @@ func (r *Reconciler) backupRecord(ctx context.Context, rs *velerov1.Restore) (ba
 		if client.IgnoreNotFound(err) != nil {
 			return backuprecord.Record{}, "", err
 		}
-		return r.recordFromStorage(ctx, rs)
+		rec, found, unreadable, err := r.recordFromStorage(ctx, rs)
+		if err != nil || found {
+			return rec, "", err
+		}
+		return rec, fmt.Sprintf("spec.backupName: backup %s not found in the cluster or in any storage location%s",
+			rs.Spec.BackupName, unreadableSuffix(unreadable)), nil
 	}
 	if b.Status.Phase != velerov1.BackupPhaseCompleted && b.Status.Phase != velerov1.BackupPhasePartiallyFailed {
 		return backuprecord.Record{}, fmt.Sprintf("spec.backupName: backup %s is %s, not Completed", b.Name, b.Status.Phase), nil
 	}
-	return r.recordFromStorage(ctx, rs, b.Spec.StorageLocation)
+	rec, found, unreadable, err := r.recordFromStorage(ctx, rs, b.Spec.StorageLocation)
+	if err != nil || found {
+		return rec, "", err
+	}
+	where := "any storage location"
+	if b.Spec.StorageLocation != "" {
+		where = "storage location " + b.Spec.StorageLocation
+	}
+	return rec, fmt.Sprintf("spec.backupName: backup %s exists in the cluster, but its record is not in %s%s",
+		rs.Spec.BackupName, where, unreadableSuffix(unreadable)), nil
 }
 
-func (r *Reconciler) recordFromStorage(ctx context.Context, rs *velerov1.Restore, locations ...string) (backuprecord.Record, string, error) {
+// recordFromStorage looks for the backup's record in the locations (all when none is given);
+// unreadable lists the locations that could not be opened, and why.
+func (r *Reconciler) recordFromStorage(ctx context.Context, rs *velerov1.Restore, locations ...string) (rec backuprecord.Record, found bool, unreadable []string, err error) {
 	if len(locations) == 0 || locations[0] == "" {
 		list := &velerov1.BackupStorageLocationList{}
 		if err := r.Client.List(ctx, list, client.InNamespace(rs.Namespace)); err != nil {
-			return backuprecord.Record{}, "", err
+			return rec, false, nil, err
 		}
 		locations = nil
 		for _, l := range list.Items {
@@ -136,20 +153,27 @@ func (r *Reconciler) recordFromStorage(ctx context.Context, rs *velerov1.Restore
 	for _, loc := range locations {
 		rep, release, err := r.Repositories.Open(ctx, loc, repoaccess.ForRestore)
 		if err != nil {
+			unreadable = append(unreadable, err.Error())
 			continue
 		}
-		var rec backuprecord.Record
 		err = rep.LoadRecord(ctx, backuprecord.Kind, rs.Spec.BackupName, &rec)
 		release()
 		if err == nil {
 			rec.StorageLocation = loc
-			return rec, "", nil
+			return rec, true, nil, nil
 		}
 		if !errors.Is(err, repository.ErrNoRecord) {
-			return backuprecord.Record{}, "", err
+			return rec, false, nil, err
 		}
 	}
-	return backuprecord.Record{}, fmt.Sprintf("spec.backupName: backup %s not found in the cluster or in any storage location", rs.Spec.BackupName), nil
+	return rec, false, unreadable, nil
+}
+
+func unreadableSuffix(unreadable []string) string {
+	if len(unreadable) == 0 {
+		return ""
+	}
+	return "; could not read " + joinFirst(unreadable, 3)
 }
 
 func included(rs *velerov1.Restore, ns string) bool {
