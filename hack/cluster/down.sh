@@ -27,6 +27,9 @@ mounts_under() { # mount points at or below $1, deepest first
     sort -rn | cut -d' ' -f2-
 }
 
+# The pods' own logs go with their pods: keep a copy beside the components' logs.
+[ -d "$STATE/logs" ] && [ -d /var/log/pods ] && cp -r /var/log/pods "$STATE/logs/pods" 2>/dev/null
+
 if [ -d "$STATE/pids" ]; then
   # 1. No new pods, then let the kubelet tear the existing ones down (CNI DEL, volume unmounts).
   stop kube-controller-manager; stop kube-scheduler

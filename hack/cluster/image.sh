@@ -16,7 +16,9 @@ mkdir -p "$OUT"
 exec 9>"$OUT/.lock"; flock 9
 
 root=$(mktemp -d); trap 'rm -rf "$root"' EXIT
-(cd "$ROOT" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "-s -w" -o "$root/" \
+# The flags of the test tiers' builds (no -trimpath), so the compiled packages come from Go's
+# build cache (-s -w only changes the link).
+(cd "$ROOT" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -ldflags "-s -w" -o "$root/" \
   ./cmd/ferry-server ./cmd/ferry-node-agent ./cmd/ferry-datamover ./cmd/ferry) || die "go build failed"
 mkdir -p "$root/tmp" "$root/etc/ssl/certs" "$root/var/cache/ferry"
 chmod 1777 "$root/tmp"

@@ -128,7 +128,7 @@ func (c *Cluster) Ferry(ctx context.Context, args ...string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", dir+"/", "./cmd/ferry") // as image.sh: its build cache serves this one
+		build := exec.CommandContext(ctx, "go", "build", "-o", dir+"/", "./cmd/ferry")
 		build.Dir = moduleRoot()
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := build.CombinedOutput(); err != nil {
