@@ -92,6 +92,6 @@ if [ -d "$STATE" ]; then
   rm -rf "$STATE"
 fi
 if [ -z "$(mounts_under "$KUBELET_DIR")" ]; then rm -rf "$KUBELET_DIR"; else log "mounts remain under $KUBELET_DIR: kept"; fi
-rm -rf "$VAR/etcd" "$VAR/csi-data" "$VAR/s3"
+rm -rf "$VAR/etcd" "$VAR/csi-data" "$VAR/s3" /var/log/pods /var/log/containers   # the kubelet's pod logs (copied above)
 [ "${PURGE:-0}" = 1 ] && rm -rf "$VAR"
 log "down in $(echo "$(date +%s.%N) - $T0" | bc | xargs printf '%.1f')s"
