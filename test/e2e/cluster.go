@@ -191,10 +191,14 @@ func (c *Cluster) Install(ctx context.Context, logf func(string, ...any)) error 
 	})
 }
 
-func (c *Cluster) makeBucket(ctx context.Context, bucket string) error {
-	endpoint := strings.TrimPrefix(c.Env["CLUSTER_S3_URL"], "http://")
-	mc, err := minio.New(endpoint, &minio.Options{Region: c.Env["CLUSTER_S3_REGION"],
+// s3 returns a client of the cluster's S3 server, with the keys up.sh made.
+func (c *Cluster) s3() (*minio.Client, error) {
+	return minio.New(strings.TrimPrefix(c.Env["CLUSTER_S3_URL"], "http://"), &minio.Options{Region: c.Env["CLUSTER_S3_REGION"],
 		Creds: credentials.NewStaticV4(c.Env["CLUSTER_S3_ACCESS_KEY"], c.Env["CLUSTER_S3_SECRET_KEY"], "")})
+}
+
+func (c *Cluster) makeBucket(ctx context.Context, bucket string) error {
+	mc, err := c.s3()
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
@@ -177,8 +176,7 @@ func (c *Cluster) uploadedBy(ctx context.Context, backup string) int64 {
 
 // storedBytes is what the location's bucket holds.
 func (c *Cluster) storedBytes(ctx context.Context) (int64, error) {
-	mc, err := minio.New(strings.TrimPrefix(c.Env["CLUSTER_S3_URL"], "http://"), &minio.Options{Region: c.Env["CLUSTER_S3_REGION"],
-		Creds: credentials.NewStaticV4(c.Env["CLUSTER_S3_ACCESS_KEY"], c.Env["CLUSTER_S3_SECRET_KEY"], "")})
+	mc, err := c.s3()
 	if err != nil {
 		return 0, err
 	}
