@@ -250,7 +250,7 @@ type VolumeOperationCounts struct {
 // +kubebuilder:printcolumn:name="Storage Location",type="string",JSONPath=".spec.storageLocation"
 // +kubebuilder:printcolumn:name="Started",type="date",JSONPath=".status.startTimestamp"
 // +kubebuilder:printcolumn:name="Completed",type="date",JSONPath=".status.completionTimestamp"
-// +kubebuilder:printcolumn:name="Expires",type="date",JSONPath=".status.expiration"
+// +kubebuilder:printcolumn:name="Expires",type="string",format="date-time",JSONPath=".status.expiration"
 // +kubebuilder:printcolumn:name="Age",type="date",JSONPath=".metadata.creationTimestamp"
 type Backup struct {
 	metav1.TypeMeta `json:",inline"`
@@ -274,3 +274,7 @@ type BackupList struct {
 
 // LabelBackupName labels the objects of one backup with its name (Velero's label).
 const LabelBackupName = "velero.io/backup-name"
+
+// AnnotationSyncedFrom marks a Backup that backup sync recreated from its record in the named
+// storage location. Such a Backup is never started, even before sync has set its status.
+const AnnotationSyncedFrom = "ferry.io/synced-from"

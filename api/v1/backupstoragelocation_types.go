@@ -40,6 +40,7 @@ type BackupStorageLocationSpec struct {
 	Default bool `json:"default,omitempty"`
 
 	// AccessMode is ReadWrite (default) or ReadOnly; a ReadOnly location is never written.
+	// +kubebuilder:default=ReadWrite
 	// +optional
 	AccessMode BackupStorageLocationAccessMode `json:"accessMode,omitempty"`
 

@@ -23,6 +23,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&Restore{}, &RestoreList{},
 		&PodVolumeBackup{}, &PodVolumeBackupList{},
 		&PodVolumeRestore{}, &PodVolumeRestoreList{},
+		&DeleteBackupRequest{}, &DeleteBackupRequestList{},
 	)
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
 )
 
 // Kind is the record kind in the repository.
@@ -20,7 +22,11 @@ type Record struct {
 	Started         time.Time `json:"started"`
 	Completed       time.Time `json:"completed"`
 	Phase           string    `json:"phase"`
-	Volumes         []Volume  `json:"volumes"`
+	// Expiration is when the backup expires; zero (records of older versions) never expires.
+	Expiration time.Time `json:"expiration,omitzero"`
+	// Spec is the Backup's spec, so that backup sync recreates the object as it was.
+	Spec    *velerov1.BackupSpec `json:"spec,omitempty"`
+	Volumes []Volume             `json:"volumes"`
 	// Skipped says which volumes were not backed up and why.
 	Skipped []string `json:"skipped,omitempty"`
 }

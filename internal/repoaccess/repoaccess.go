@@ -37,6 +37,9 @@ type Purpose int
 const (
 	ForBackup Purpose = iota
 	ForRestore
+	// ForReading opens an existing repository only, without local caches: a location without
+	// a repository reports repository.ErrNotInitialized instead of getting one.
+	ForReading
 )
 
 // Options configure an Access.
@@ -188,7 +191,7 @@ func (a *Access) options(ctx context.Context, bslName string, purpose Purpose) (
 	opts := repository.Options{
 		Location: loc, Password: string(password), WorkDir: a.opts.WorkDir, Identity: a.opts.Identity,
 		ReadOnly: bsl.Spec.AccessMode == velerov1.BackupStorageLocationAccessModeReadOnly,
-		NoCache:  purpose == ForRestore, MustExist: !a.opts.Create,
+		NoCache:  purpose != ForBackup, MustExist: !a.opts.Create || purpose == ForReading,
 	}
 	if a.opts.LockCheckTimeout != nil {
 		opts.LockCheckTimeout = a.opts.LockCheckTimeout()

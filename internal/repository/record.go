@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 
 	"github.com/kopia/kopia/repo"
 	"github.com/kopia/kopia/repo/manifest"
@@ -61,4 +62,22 @@ func (r *Repository) DeleteRecord(ctx context.Context, kind, name string) error 
 		}
 		return nil
 	})
+}
+
+// RecordNames returns the names of every record of the kind, sorted.
+func (r *Repository) RecordNames(ctx context.Context, kind string) ([]string, error) {
+	found, err := r.FindManifests(ctx, map[string]string{"type": "ferry-" + kind})
+	if err != nil {
+		return nil, fmt.Errorf("list %s records: %w", kind, err)
+	}
+	seen := map[string]bool{}
+	names := make([]string, 0, len(found))
+	for _, m := range found {
+		if name := m.Labels["name"]; name != "" && !seen[name] {
+			seen[name] = true
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
 }

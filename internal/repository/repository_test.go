@@ -196,6 +196,14 @@ func TestRecordsAndProbe(t *testing.T) {
 			if err := r.SaveRecord(t.Context(), "backup", "b1", rec{Volumes: []string{"a", "b"}}); err != nil {
 				t.Fatal(err)
 			}
+			for _, name := range []string{"b3", "b2"} {
+				if err := r.SaveRecord(t.Context(), "backup", name, rec{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := r.SaveRecord(t.Context(), "other", "x", rec{}); err != nil {
+				t.Fatal(err)
+			}
 			var got rec
 			fresh, err := open(t, loc, "pw")
 			if err != nil {
@@ -204,8 +212,14 @@ func TestRecordsAndProbe(t *testing.T) {
 			if err := fresh.LoadRecord(t.Context(), "backup", "b1", &got); err != nil || len(got.Volumes) != 2 {
 				t.Fatalf("record = %+v, %v", got, err)
 			}
+			if names, err := fresh.RecordNames(t.Context(), "backup"); err != nil || strings.Join(names, ",") != "b1,b2,b3" {
+				t.Fatalf("record names = %v, %v; want b1,b2,b3 (one per name, none of another kind)", names, err)
+			}
 			if err := fresh.DeleteRecord(t.Context(), "backup", "b1"); err != nil {
 				t.Fatal(err)
+			}
+			if names, err := fresh.RecordNames(t.Context(), "backup"); err != nil || strings.Join(names, ",") != "b2,b3" {
+				t.Fatalf("record names after delete = %v, %v", names, err)
 			}
 			if err := fresh.LoadRecord(t.Context(), "backup", "b1", &got); !errors.Is(err, repository.ErrNoRecord) {
 				t.Fatalf("after delete: %v", err)

@@ -18,6 +18,8 @@ import (
 	"github.com/ferry-backup/ferry/internal/controller/backup"
 	"github.com/ferry-backup/ferry/internal/controller/backuprepository"
 	"github.com/ferry-backup/ferry/internal/controller/backupstoragelocation"
+	"github.com/ferry-backup/ferry/internal/controller/backupsync"
+	"github.com/ferry-backup/ferry/internal/controller/deletebackuprequest"
 	"github.com/ferry-backup/ferry/internal/controller/nodeagentconfig"
 	"github.com/ferry-backup/ferry/internal/controller/repositorypassword"
 	"github.com/ferry-backup/ferry/internal/controller/restore"
@@ -37,12 +39,15 @@ type Options struct {
 	LeaderElect bool
 	// WorkDir holds repository connections and caches.
 	WorkDir string
+	// BackupSyncPeriod is how often backup records are read back from locations that do not
+	// set spec.backupSyncPeriod; 0 disables it.
+	BackupSyncPeriod time.Duration
 }
 
 // NewOptions returns the defaults.
 func NewOptions() Options {
 	return Options{Options: manager.NewOptions(":8085", ":8081"), LeaderElect: true,
-		WorkDir: filepath.Join(os.TempDir(), "ferry-server")}
+		WorkDir: filepath.Join(os.TempDir(), "ferry-server"), BackupSyncPeriod: backupsync.DefaultPeriod}
 }
 
 // AddFlags registers the server's flags.
@@ -50,6 +55,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	o.Options.AddFlags(fs)
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "elect one active server among replicas through a Lease")
 	fs.StringVar(&o.WorkDir, "work-dir", o.WorkDir, "directory for repository connections and caches")
+	fs.DurationVar(&o.BackupSyncPeriod, "backup-sync-period", o.BackupSyncPeriod,
+		"how often Backups are synced from the backup records in each storage location without spec.backupSyncPeriod; 0 disables it")
 }
 
 // Validate reports invalid settings, naming their flags.
@@ -57,6 +64,9 @@ func (o *Options) Validate() error {
 	var errs []error
 	if !filepath.IsAbs(o.WorkDir) {
 		errs = append(errs, fmt.Errorf("--work-dir %q must be an absolute directory", o.WorkDir))
+	}
+	if o.BackupSyncPeriod < 0 {
+		errs = append(errs, fmt.Errorf("--backup-sync-period %s must not be negative (0 disables sync)", o.BackupSyncPeriod))
 	}
 	return errors.Join(append(errs, o.Options.Validate())...)
 }
@@ -90,6 +100,8 @@ func Run(ctx context.Context, o Options) error {
 		"BackupRepository":      &backuprepository.Reconciler{Client: mgr.GetClient(), Clock: clk, Repositories: access, Config: config.Current},
 		"Backup":                &backup.Reconciler{Client: mgr.GetClient(), Cluster: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Repositories: access},
 		"repository password":   &repositorypassword.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Namespace: o.Namespace, Repositories: access},
+		"DeleteBackupRequest":   &deletebackuprequest.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: clk, Repositories: access},
+		"backup sync":           &backupsync.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Repositories: access, Period: o.BackupSyncPeriod},
 		"Restore":               &restore.Reconciler{Client: mgr.GetClient(), Cluster: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Repositories: access},
 	}
 	for name, c := range controllers {

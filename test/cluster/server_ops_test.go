@@ -32,7 +32,7 @@ func newBackup(t *testing.T, c *harness.Cluster, name, bsl string, namespaces ..
 
 // The server's everyday work: an unreachable location fails a backup fast, two backups run at
 // once, maintenance runs and keeps a short history, a changed password Secret re-keys the
-// repository without losing earlier backups, and deleting a Backup deletes its snapshots.
+// repository without losing earlier backups, and an expired backup is deleted with its snapshots.
 func TestServerOperations(t *testing.T) {
 	c := harness.New(t)
 	c.SetNodeAgentConfig(map[string]string{"keepLatestMaintenance": "2", "concurrentRepoOperations": "2"})
@@ -71,7 +71,6 @@ func TestServerOperations(t *testing.T) {
 		}
 	})
 
-	var first *velerov1.Backup
 	t.Run("two backups at once", func(t *testing.T) {
 		first, second := newBackup(t, c, "first", "default", one), newBackup(t, c, "second", "default", one, two)
 		waitBackup(t, c, first, velerov1.BackupPhaseCompleted)
@@ -80,7 +79,6 @@ func TestServerOperations(t *testing.T) {
 			t.Errorf("counts: %+v and %+v", first.Status.PodVolumeBackups, second.Status.PodVolumeBackups)
 		}
 	})
-	first = &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "first"}}
 
 	t.Run("maintenance keeps a short history", func(t *testing.T) {
 		br := &velerov1.BackupRepository{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "default-kopia"}}
@@ -135,32 +133,41 @@ func TestServerOperations(t *testing.T) {
 			err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(b), b)
 			return err != nil, "backup short-lived is still there, phase " + string(b.Status.Phase)
 		})
+		dbr := &velerov1.DeleteBackupRequest{}
+		if err := c.Client.Get(context.Background(), client.ObjectKey{Namespace: c.Install, Name: "short-lived-expired"}, dbr); err != nil {
+			t.Fatalf("the expiry's DeleteBackupRequest: %v", err)
+		}
+		if dbr.Status.Phase != velerov1.DeleteBackupRequestPhaseProcessed || len(dbr.Status.Errors) > 0 {
+			t.Errorf("the expiry's DeleteBackupRequest: %+v", dbr.Status)
+		}
+		if left := snapshotsOf(t, c, "rotated-password-2", "short-lived"); len(left) != 0 {
+			t.Errorf("snapshots of the expired backup left: %v", left)
+		}
 	})
+}
 
-	t.Run("deleting a backup deletes its snapshots", func(t *testing.T) {
-		if err := c.Client.Delete(context.Background(), first); err != nil {
-			t.Fatal(err)
-		}
-		c.Eventually(time.Minute, func() (bool, string) {
-			err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(first), first)
-			return err != nil, "the Backup is still there: " + strings.Join(first.Finalizers, ",")
-		})
-		loc := repository.Location{Provider: repository.ProviderFilesystem, Bucket: "default", Prefix: "ferry",
-			Config: map[string]string{"path": filepath.Join(c.Dir, "storage")}}
-		rep, err := repository.Open(context.Background(), repository.Options{Location: loc, Password: "rotated-password-2", WorkDir: t.TempDir(), MustExist: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rep.Close(context.Background())
-		left, err := uploader.List(context.Background(), rep, map[string]string{"backup": "first"}, true)
-		if err != nil || len(left) != 0 {
-			t.Fatalf("snapshots of the deleted backup: %v (%v)", left, err)
-		}
-		kept, err := uploader.List(context.Background(), rep, map[string]string{"backup": "second"}, false)
-		if err != nil || len(kept) != 2 {
-			t.Fatalf("snapshots of the other backup: %d (%v), want 2", len(kept), err)
-		}
-	})
+// snapshotsOf lists the snapshots (checkpoints too) tagged with the backup in the harness's
+// default location.
+func snapshotsOf(t *testing.T, c *harness.Cluster, password, backup string) []uploader.Snapshot {
+	t.Helper()
+	found, err := uploader.List(context.Background(), openDefault(t, c, password), map[string]string{"backup": backup}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
+// openDefault opens the harness's default location as another process would.
+func openDefault(t *testing.T, c *harness.Cluster, password string) *repository.Repository {
+	t.Helper()
+	loc := repository.Location{Provider: repository.ProviderFilesystem, Bucket: "default", Prefix: "ferry",
+		Config: map[string]string{"path": filepath.Join(c.Dir, "storage")}}
+	rep, err := repository.Open(context.Background(), repository.Options{Location: loc, Password: password, WorkDir: t.TempDir(), MustExist: true, NoCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rep.Close(context.Background()) })
+	return rep
 }
 
 func describeRuns(runs []velerov1.BackupRepositoryMaintenanceStatus) string {

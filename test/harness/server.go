@@ -15,17 +15,17 @@ type Server struct {
 	LogPath string
 }
 
-// StartServer starts ferry-server.
-func (c *Cluster) StartServer() *Server {
+// StartServer starts ferry-server with extra flags.
+func (c *Cluster) StartServer(flags ...string) *Server {
 	c.t.Helper()
 	s := &Server{c: c, LogPath: filepath.Join(c.Dir, "ferry-server.log")}
 	logFile, err := os.Create(s.LogPath)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	s.cmd = exec.Command(filepath.Join(c.binDir, "ferry-server"),
-		"--kubeconfig", c.Env.Kubeconfig, "--namespace", c.Install, "--work-dir", filepath.Join(c.Dir, "server-process"),
-		"--leader-elect=false", "--metrics-bind-address", "0", "--health-probe-bind-address", "0")
+	args := append([]string{"--kubeconfig", c.Env.Kubeconfig, "--namespace", c.Install, "--work-dir", filepath.Join(c.Dir, "server-process"),
+		"--leader-elect=false", "--metrics-bind-address", "0", "--health-probe-bind-address", "0"}, flags...)
+	s.cmd = exec.Command(filepath.Join(c.binDir, "ferry-server"), args...)
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	if err := s.cmd.Start(); err != nil {
 		c.t.Fatalf("harness: start ferry-server: %v", err)

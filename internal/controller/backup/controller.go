@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/operation"
@@ -27,6 +28,7 @@ import (
 // +kubebuilder:rbac:groups=velero.io,resources=podvolumebackups,verbs=get;list;watch;create,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backuprepositories,verbs=get;list;watch;create,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get;list;watch,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=deletebackuprequests,verbs=create,namespace=velero
 // +kubebuilder:rbac:groups="",resources=namespaces;pods;persistentvolumeclaims,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
 
@@ -61,32 +63,24 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, b); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if dropped, err := r.dropLegacyFinalizer(ctx, b); dropped || err != nil {
+		return ctrl.Result{}, err // the patch brings the Backup back
+	}
 	if !b.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.deleteData(ctx, b)
+		return ctrl.Result{}, nil // the object only: its data stays, and backup sync brings it back
 	}
 	switch b.Status.Phase {
 	case "", velerov1.BackupPhaseNew:
-		if err := r.addFinalizer(ctx, b); err != nil {
-			return ctrl.Result{}, err
+		if _, synced := b.Annotations[velerov1.AnnotationSyncedFrom]; synced {
+			return ctrl.Result{}, nil // made by backup sync, which sets its status next
 		}
 		return r.start(ctx, b)
 	case velerov1.BackupPhaseInProgress:
 		return r.progress(ctx, b)
+	case velerov1.BackupPhaseDeleting:
+		return ctrl.Result{}, nil // a DeleteBackupRequest owns it now
 	}
 	return r.expire(ctx, b)
-}
-
-// expire deletes an ended backup once status.expiration has passed (its snapshots go with it,
-// through the finalizer), and otherwise comes back then.
-func (r *Reconciler) expire(ctx context.Context, b *velerov1.Backup) (ctrl.Result, error) {
-	if b.Status.Expiration == nil {
-		return ctrl.Result{}, nil
-	}
-	if left := b.Status.Expiration.Sub(r.Clock.Now()); left > 0 {
-		return ctrl.Result{RequeueAfter: left}, nil
-	}
-	r.Recorder.Eventf(b, corev1.EventTypeNormal, "Expired", "expired at %s; deleting it and its snapshots", b.Status.Expiration.UTC().Format(time.RFC3339))
-	return ctrl.Result{}, client.IgnoreNotFound(r.Client.Delete(ctx, b))
 }
 
 // start validates the backup, creates its PodVolumeBackups and moves it to InProgress.
@@ -97,6 +91,7 @@ func (r *Reconciler) start(ctx context.Context, b *velerov1.Backup) (ctrl.Result
 	}
 	if len(problems) > 0 {
 		r.Recorder.Eventf(b, corev1.EventTypeWarning, "FailedValidation", "%v", problems)
+		log.FromContext(ctx).Info("backup ended", "backup", b.Name, "phase", velerov1.BackupPhaseFailedValidation, "problems", problems)
 		return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, map[string]any{
 			"phase": velerov1.BackupPhaseFailedValidation, "validationErrors": problems, "completionTimestamp": r.now()})
 	}
@@ -116,6 +111,14 @@ func (r *Reconciler) start(ctx context.Context, b *velerov1.Backup) (ctrl.Result
 			return ctrl.Result{}, err
 		}
 	}
+	if b.Spec.StorageLocation == "" {
+		// Say which location the default was, as Velero does: describe, sync and deletion use it.
+		patch := client.MergeFrom(b.DeepCopy())
+		b.Spec.StorageLocation = bsl.Name
+		if err := r.Client.Patch(ctx, b, patch); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	ttl := b.Spec.TTL.Duration
 	if ttl <= 0 {
 		ttl = DefaultTTL
@@ -123,6 +126,7 @@ func (r *Reconciler) start(ctx context.Context, b *velerov1.Backup) (ctrl.Result
 	start := r.now()
 	expires := metav1.NewTime(start.Add(ttl))
 	r.Recorder.Eventf(b, corev1.EventTypeNormal, "Started", "backing up %d volumes (%d skipped) into %s", len(volumes), len(skipped), bsl.Name)
+	log.FromContext(ctx).Info("backup started", "backup", b.Name, "volumes", len(volumes), "skipped", len(skipped), "backupStorageLocation", bsl.Name)
 	return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, map[string]any{
 		"phase": velerov1.BackupPhaseInProgress, "startTimestamp": start, "expiration": expires, "formatVersion": "1.1.0",
 		"podVolumeBackups": velerov1.VolumeOperationCounts{Total: len(volumes), Skipped: len(skipped)},
@@ -174,6 +178,7 @@ func (r *Reconciler) location(ctx context.Context, b *velerov1.Backup) (*velerov
 
 func (r *Reconciler) fail(ctx context.Context, b *velerov1.Backup, reason string) error {
 	r.Recorder.Event(b, corev1.EventTypeWarning, string(velerov1.BackupPhaseFailed), reason)
+	log.FromContext(ctx).Info("backup ended", "backup", b.Name, "phase", velerov1.BackupPhaseFailed, "reason", reason)
 	return operation.PatchStatus(ctx, r.Client, b, map[string]any{
 		"phase": velerov1.BackupPhaseFailed, "failureReason": reason, "completionTimestamp": r.now()})
 }

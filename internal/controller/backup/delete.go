@@ -2,92 +2,66 @@ package backup
 
 import (
 	"context"
-	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
-	"github.com/ferry-backup/ferry/internal/backuprecord"
-	"github.com/ferry-backup/ferry/internal/repoaccess"
-	"github.com/ferry-backup/ferry/internal/uploader"
 )
 
-// Finalizer keeps a deleted Backup until its snapshots and record are deleted from the
-// repository. Their data is reclaimed by the next full maintenance after Kopia's safety margins.
-const Finalizer = "ferry.io/delete-snapshots"
+// LegacyFinalizer was put on every Backup by Ferry versions that deleted a backup's data when
+// its object was deleted. Data is now deleted only through a DeleteBackupRequest, so the
+// finalizer is taken off wherever it is found, without deleting anything.
+const LegacyFinalizer = "ferry.io/delete-snapshots"
 
-// addFinalizer makes sure deleting the Backup deletes its data too.
-func (r *Reconciler) addFinalizer(ctx context.Context, b *velerov1.Backup) error {
-	if controllerutil.ContainsFinalizer(b, Finalizer) {
-		return nil
+// expiryRetry is how long an expired backup whose deletion request failed waits before the next
+// request, once the failed one is cleaned up.
+const expiryRetry = time.Hour
+
+// dropLegacyFinalizer removes LegacyFinalizer; it reports whether it did.
+func (r *Reconciler) dropLegacyFinalizer(ctx context.Context, b *velerov1.Backup) (bool, error) {
+	if !controllerutil.ContainsFinalizer(b, LegacyFinalizer) {
+		return false, nil
 	}
 	patch := client.MergeFrom(b.DeepCopy())
-	controllerutil.AddFinalizer(b, Finalizer)
-	return r.Client.Patch(ctx, b, patch)
+	controllerutil.RemoveFinalizer(b, LegacyFinalizer)
+	return true, client.IgnoreNotFound(r.Client.Patch(ctx, b, patch))
 }
 
-// deleteData deletes the backup's snapshots and record, then lets the Backup go.
-func (r *Reconciler) deleteData(ctx context.Context, b *velerov1.Backup) error {
-	if !controllerutil.ContainsFinalizer(b, Finalizer) {
-		return nil
-	}
-	pvbs := &velerov1.PodVolumeBackupList{}
-	if err := r.Client.List(ctx, pvbs, client.InNamespace(b.Namespace), client.MatchingLabels{velerov1.LabelBackupName: b.Name}); err != nil {
-		return err
-	}
-	byLocation := map[string][]string{}
-	for _, p := range pvbs.Items {
-		if p.Status.SnapshotID != "" {
-			byLocation[p.Spec.BackupStorageLocation] = append(byLocation[p.Spec.BackupStorageLocation], p.Status.SnapshotID)
-		}
-	}
-	if bsl, _ := r.location(ctx, b); bsl != nil {
-		if _, ok := byLocation[bsl.Name]; !ok {
-			byLocation[bsl.Name] = nil // the record, even without snapshots
-		}
-	}
-	for loc, ids := range byLocation {
-		if err := r.deleteFrom(ctx, loc, b.Name, ids); err != nil {
-			r.Recorder.Eventf(b, corev1.EventTypeWarning, "DeleteFailed", "%v; retrying", err)
-			return err
-		}
-	}
-	patch := client.MergeFrom(b.DeepCopy())
-	controllerutil.RemoveFinalizer(b, Finalizer)
-	return r.Client.Patch(ctx, b, patch)
-}
+// ExpiryRequestName is the name of the DeleteBackupRequest that expiry creates for a backup.
+func ExpiryRequestName(backup string) string { return backup + "-expired" }
 
-func (r *Reconciler) deleteFrom(ctx context.Context, location, backup string, ids []string) error {
-	rep, release, err := r.Repositories.Open(ctx, location, repoaccess.ForBackup)
+// expire asks for the backup's deletion once status.expiration has passed, with a
+// DeleteBackupRequest as Velero's garbage collection does, and otherwise comes back then.
+func (r *Reconciler) expire(ctx context.Context, b *velerov1.Backup) (ctrl.Result, error) {
+	if b.Status.Expiration == nil {
+		return ctrl.Result{}, nil
+	}
+	if left := b.Status.Expiration.Sub(r.Clock.Now()); left > 0 {
+		return ctrl.Result{RequeueAfter: left}, nil
+	}
+	dbr := &velerov1.DeleteBackupRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: b.Namespace, Name: ExpiryRequestName(b.Name),
+			Labels: map[string]string{velerov1.LabelBackupName: b.Name, velerov1.LabelBackupUID: string(b.UID)}},
+		Spec: velerov1.DeleteBackupRequestSpec{BackupName: b.Name},
+	}
+	err := r.Client.Create(ctx, dbr)
+	if apierrors.IsAlreadyExists(err) {
+		// Being deleted, or a previous request failed (its errors say why); once that request
+		// is cleaned up, the next one is made.
+		return ctrl.Result{RequeueAfter: expiryRetry}, nil
+	}
 	if err != nil {
-		return err
+		return ctrl.Result{}, err
 	}
-	defer release()
-	existing, err := uploader.List(ctx, rep, map[string]string{"backup": backup}, true)
-	if err != nil {
-		return err
-	}
-	known := map[string]bool{}
-	for _, s := range existing {
-		known[s.ID] = true
-	}
-	var gone []string
-	for _, id := range ids {
-		if known[id] {
-			gone = append(gone, id)
-		}
-	}
-	for _, s := range existing { // checkpoints of the backup's volumes too
-		if s.Incomplete {
-			gone = append(gone, s.ID)
-		}
-	}
-	if len(gone) > 0 {
-		if err := uploader.Delete(ctx, rep, gone...); err != nil {
-			return fmt.Errorf("delete snapshots of backup %s: %w", backup, err)
-		}
-	}
-	return rep.DeleteRecord(ctx, backuprecord.Kind, backup)
+	r.Recorder.Eventf(b, corev1.EventTypeNormal, "Expired", "expired at %s; DeleteBackupRequest %s deletes it and its snapshots",
+		b.Status.Expiration.UTC().Format(time.RFC3339), dbr.Name)
+	log.FromContext(ctx).Info("backup expired", "backup", b.Name, "deleteBackupRequest", dbr.Name)
+	return ctrl.Result{RequeueAfter: expiryRetry}, nil
 }

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/backuprecord"
@@ -49,6 +50,8 @@ func (r *Reconciler) progress(ctx context.Context, b *velerov1.Backup) (ctrl.Res
 	}
 	r.Recorder.Eventf(b, eventType(phase), string(phase), "%d of %d volumes backed up, %d failed, %d skipped",
 		counts.Completed, counts.Total, counts.Failed, counts.Skipped)
+	log.FromContext(ctx).Info("backup ended", "backup", b.Name, "phase", phase, "volumes", counts.Total,
+		"completed", counts.Completed, "failed", counts.Failed, "skipped", counts.Skipped)
 	return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, map[string]any{
 		"phase": phase, "podVolumeBackups": counts, "errors": counts.Failed, "failureReason": reason,
 		"completionTimestamp": r.now(), "volumeSnapshotsAttempted": counts.Total, "volumeSnapshotsCompleted": counts.Completed,
@@ -65,7 +68,10 @@ func eventType(phase velerov1.BackupPhase) string {
 // record describes the backup for the repository, with each claim's spec.
 func (r *Reconciler) record(ctx context.Context, b *velerov1.Backup, pvbs []velerov1.PodVolumeBackup, phase velerov1.BackupPhase) backuprecord.Record {
 	rec := backuprecord.Record{Name: b.Name, UID: string(b.UID), StorageLocation: b.Spec.StorageLocation,
-		Phase: string(phase), Completed: r.Clock.Now().UTC()}
+		Phase: string(phase), Completed: r.Clock.Now().UTC(), Spec: b.Spec.DeepCopy()}
+	if b.Status.Expiration != nil {
+		rec.Expiration = b.Status.Expiration.UTC()
+	}
 	if b.Status.StartTimestamp != nil {
 		rec.Started = b.Status.StartTimestamp.UTC()
 	}

@@ -15,9 +15,6 @@ import (
 	"github.com/ferry-backup/ferry/internal/operation"
 )
 
-// LabelBackupUID labels the objects of one backup with its UID (Velero's label).
-const LabelBackupUID = "velero.io/backup-uid"
-
 // RepositoryName is the name of the BackupRepository of a location (one repository per location).
 func RepositoryName(bsl string) string { return bsl + "-kopia" }
 
@@ -29,7 +26,7 @@ func (r *Reconciler) ensureRepository(ctx context.Context, b *velerov1.Backup, b
 	if apierrors.IsNotFound(err) {
 		br = &velerov1.BackupRepository{
 			ObjectMeta: metav1.ObjectMeta{Namespace: b.Namespace, Name: RepositoryName(bsl.Name),
-				Labels: map[string]string{"velero.io/storage-location": bsl.Name, "velero.io/repository-type": velerov1.RepositoryTypeKopia}},
+				Labels: map[string]string{velerov1.LabelStorageLocation: bsl.Name, "velero.io/repository-type": velerov1.RepositoryTypeKopia}},
 			Spec: velerov1.BackupRepositorySpec{BackupStorageLocation: bsl.Name, RepositoryType: velerov1.RepositoryTypeKopia,
 				MaintenanceFrequency: metav1.Duration{Duration: time.Hour}},
 		}
@@ -58,7 +55,7 @@ func (r *Reconciler) createPodVolumeBackup(ctx context.Context, b *velerov1.Back
 	pvb := &velerov1.PodVolumeBackup{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: b.Namespace, Name: operation.ShortName(b.Name, v.Pod.Namespace, v.Pod.Name, v.Volume),
-			Labels: map[string]string{velerov1.LabelBackupName: b.Name, LabelBackupUID: string(b.UID)},
+			Labels: map[string]string{velerov1.LabelBackupName: b.Name, velerov1.LabelBackupUID: string(b.UID)},
 		},
 		Spec: velerov1.PodVolumeBackupSpec{
 			Node:                  v.Pod.Spec.NodeName,

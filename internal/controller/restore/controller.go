@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/backuprecord"
@@ -73,15 +74,17 @@ func (r *Reconciler) start(ctx context.Context, rs *velerov1.Restore) error {
 	}
 	if problem != "" {
 		r.Recorder.Event(rs, corev1.EventTypeWarning, "FailedValidation", problem)
+		log.FromContext(ctx).Info("restore ended", "restore", rs.Name, "phase", velerov1.RestorePhaseFailedValidation, "problem", problem)
 		return operation.PatchStatus(ctx, r.Client, rs, map[string]any{
 			"phase": velerov1.RestorePhaseFailedValidation, "validationErrors": []string{problem}, "completionTimestamp": r.now()})
 	}
 	var skipped []string
-	created := 0
+	wanted, created := 0, 0
 	for _, v := range rec.Volumes {
 		if v.Phase != string(velerov1.PodVolumePhaseCompleted) || !included(rs, v.Namespace) {
 			continue
 		}
+		wanted++
 		target, volumeName, err := r.targetPod(ctx, rs, v)
 		if err != nil {
 			skipped = append(skipped, err.Error())
@@ -92,14 +95,27 @@ func (r *Reconciler) start(ctx context.Context, rs *velerov1.Restore) error {
 		}
 		created++
 	}
-	r.Recorder.Eventf(rs, corev1.EventTypeNormal, "Started", "restoring %d volumes of backup %s (%d without a target pod)", created, rec.Name, len(skipped))
-	fields := map[string]any{"phase": velerov1.RestorePhaseInProgress, "startTimestamp": r.now(),
-		"podVolumeRestores": velerov1.VolumeOperationCounts{Total: created, Skipped: len(skipped)}}
+	counts := velerov1.VolumeOperationCounts{Total: created, Skipped: len(skipped)}
+	fields := map[string]any{"startTimestamp": r.now(), "podVolumeRestores": counts}
 	if len(skipped) > 0 {
 		fields["warnings"] = len(skipped)
 		fields["conditions"] = []metav1.Condition{{Type: "VolumesSkipped", Status: metav1.ConditionTrue, Reason: "NoTargetPod",
 			Message: joinFirst(skipped, 10), LastTransitionTime: r.now()}}
 	}
+	if created == 0 {
+		// Nothing to wait for: a restore that restores none of the volumes it was asked for failed.
+		reason := fmt.Sprintf("no volume restored: %s", joinFirst(skipped, 10))
+		if wanted == 0 {
+			reason = fmt.Sprintf("backup %s holds no backed-up volume in the namespaces this restore includes", rec.Name)
+		}
+		fields["phase"], fields["failureReason"], fields["completionTimestamp"] = velerov1.RestorePhaseFailed, reason, r.now()
+		r.Recorder.Event(rs, corev1.EventTypeWarning, string(velerov1.RestorePhaseFailed), reason)
+		log.FromContext(ctx).Info("restore ended", "restore", rs.Name, "backup", rec.Name, "phase", velerov1.RestorePhaseFailed, "reason", reason)
+		return operation.PatchStatus(ctx, r.Client, rs, fields)
+	}
+	fields["phase"] = velerov1.RestorePhaseInProgress
+	r.Recorder.Eventf(rs, corev1.EventTypeNormal, "Started", "restoring %d volumes of backup %s (%d without a target pod)", created, rec.Name, len(skipped))
+	log.FromContext(ctx).Info("restore started", "restore", rs.Name, "backup", rec.Name, "volumes", created, "skipped", len(skipped))
 	return operation.PatchStatus(ctx, r.Client, rs, fields)
 }
 

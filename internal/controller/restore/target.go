@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/backuprecord"
@@ -121,12 +122,20 @@ func (r *Reconciler) progress(ctx context.Context, rs *velerov1.Restore) error {
 	}
 	phase, eventType := velerov1.RestorePhaseCompleted, corev1.EventTypeNormal
 	switch {
-	case counts.Failed > 0 && counts.Completed > 0:
-		phase, eventType = velerov1.RestorePhasePartiallyFailed, corev1.EventTypeWarning
-	case counts.Failed > 0:
+	case counts.Completed == 0:
 		phase, eventType = velerov1.RestorePhaseFailed, corev1.EventTypeWarning
+	case counts.Failed > 0 || counts.Skipped > 0:
+		phase, eventType = velerov1.RestorePhasePartiallyFailed, corev1.EventTypeWarning
 	}
-	r.Recorder.Eventf(rs, eventType, string(phase), "%d of %d volumes restored, %d failed", counts.Completed, counts.Total, counts.Failed)
+	for _, c := range rs.Status.Conditions {
+		if c.Type == "VolumesSkipped" && c.Status == metav1.ConditionTrue {
+			failures = append(failures, "skipped: "+c.Message)
+		}
+	}
+	r.Recorder.Eventf(rs, eventType, string(phase), "%d of %d volumes restored, %d failed, %d skipped",
+		counts.Completed, counts.Total+counts.Skipped, counts.Failed, counts.Skipped)
+	log.FromContext(ctx).Info("restore ended", "restore", rs.Name, "phase", phase, "restored", counts.Completed,
+		"failed", counts.Failed, "skipped", counts.Skipped)
 	return operation.PatchStatus(ctx, r.Client, rs, map[string]any{
 		"phase": phase, "podVolumeRestores": counts, "errors": counts.Failed,
 		"failureReason": joinFirst(failures, 5), "completionTimestamp": r.now()})

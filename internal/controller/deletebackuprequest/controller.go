@@ -1,0 +1,393 @@
+// Package deletebackuprequest provides ferry-server's DeleteBackupRequest controller: the one
+// way a backup's data is deleted. A request stops the backup if it still runs, deletes its
+// snapshots and record from the repository, then the Backup object; it ends Processed, with
+// errors naming what could not be done. Deleting a Backup object alone never deletes data.
+package deletebackuprequest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/backuprecord"
+	"github.com/ferry-backup/ferry/internal/operation"
+	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/repository"
+	"github.com/ferry-backup/ferry/internal/uploader"
+)
+
+// +kubebuilder:rbac:groups=velero.io,resources=deletebackuprequests,verbs=get;list;watch;patch;delete,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=deletebackuprequests/status,verbs=get;patch;update,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backups,verbs=get;list;watch;delete,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backups/status,verbs=get;patch;update,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=podvolumebackups,verbs=get;list;watch;patch,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=podvolumebackups/status,verbs=get;patch;update,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get;list;watch,namespace=velero
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
+
+// Defaults.
+const (
+	// KeepProcessed is how long a processed request stays before it is deleted (Velero's 24 h).
+	KeepProcessed = 24 * time.Hour
+	// AcceptGrace is how long a canceled PodVolumeBackup that no node-agent ever accepted
+	// (its node has none) may wait before the server ends it itself.
+	AcceptGrace = time.Minute
+	// StopLimit bounds the wait for a running backup's operations to stop.
+	StopLimit = 10 * time.Minute
+	// DeleteLimit bounds the deletion from one repository.
+	DeleteLimit = 10 * time.Minute
+	recheck     = 30 * time.Second
+)
+
+// AnnotationPreviousPhase keeps the backup's phase from before the request, to put it back when
+// nothing could be deleted.
+const AnnotationPreviousPhase = "ferry.io/backup-phase"
+
+// Reconciler processes DeleteBackupRequests.
+type Reconciler struct {
+	Client       client.Client
+	Recorder     record.EventRecorder
+	Clock        clock.PassiveClock
+	Repositories *repoaccess.Access
+}
+
+// SetupWithManager registers the controller; a change to one of the backup's
+// PodVolumeBackups wakes the requests for that backup.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.DeleteBackupRequest{}).
+		Watches(&velerov1.PodVolumeBackup{}, handler.EnqueueRequestsFromMapFunc(r.requestsOfBackup)).
+		Named("deletebackuprequest").Complete(r)
+}
+
+func (r *Reconciler) requestsOfBackup(ctx context.Context, obj client.Object) []reconcile.Request {
+	name := obj.GetLabels()[velerov1.LabelBackupName]
+	if name == "" {
+		return nil
+	}
+	list := &velerov1.DeleteBackupRequestList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(obj.GetNamespace()), client.MatchingLabels{velerov1.LabelBackupName: name}); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, d := range list.Items {
+		if d.Status.Phase == velerov1.DeleteBackupRequestPhaseInProgress {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&d)})
+		}
+	}
+	return reqs
+}
+
+// Reconcile: New → (checks) → InProgress → (the backup stopped, its data deleted) → Processed →
+// deleted after KeepProcessed.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	dbr := &velerov1.DeleteBackupRequest{}
+	if err := r.Client.Get(ctx, req.NamespacedName, dbr); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	switch dbr.Status.Phase {
+	case velerov1.DeleteBackupRequestPhaseProcessed:
+		if left := dbr.CreationTimestamp.Add(KeepProcessed).Sub(r.Clock.Now()); left > 0 {
+			return ctrl.Result{RequeueAfter: left}, nil
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(r.Client.Delete(ctx, dbr))
+	case velerov1.DeleteBackupRequestPhaseInProgress:
+		return r.process(ctx, dbr)
+	}
+	return ctrl.Result{}, r.accept(ctx, dbr)
+}
+
+// accept checks that the backup and its location allow deletion, then marks the backup
+// Deleting (so that it neither progresses nor restores) and the request InProgress.
+func (r *Reconciler) accept(ctx context.Context, dbr *velerov1.DeleteBackupRequest) error {
+	b := &velerov1.Backup{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: dbr.Namespace, Name: dbr.Spec.BackupName}, b)
+	if apierrors.IsNotFound(err) {
+		return r.finish(ctx, dbr, nil, fmt.Sprintf("spec.backupName: backup %s not found in namespace %s; nothing was deleted "+
+			"(a Backup object deleted with kubectl keeps its data: backup sync brings it back from its location, then ask again)",
+			dbr.Spec.BackupName, dbr.Namespace))
+	}
+	if err != nil {
+		return err
+	}
+	location, err := r.locationOf(ctx, b)
+	if err != nil {
+		return err
+	}
+	if problem := r.checkLocation(ctx, b, location); problem != "" {
+		return r.finish(ctx, dbr, nil, problem)
+	}
+	previous := string(b.Status.Phase)
+	if b.Status.Phase == velerov1.BackupPhaseDeleting {
+		previous = dbr.Annotations[AnnotationPreviousPhase] // resumed after a restart, or asked again
+	}
+	patch := client.MergeFrom(dbr.DeepCopy())
+	metav1.SetMetaDataLabel(&dbr.ObjectMeta, velerov1.LabelBackupName, b.Name)
+	metav1.SetMetaDataLabel(&dbr.ObjectMeta, velerov1.LabelBackupUID, string(b.UID))
+	metav1.SetMetaDataAnnotation(&dbr.ObjectMeta, AnnotationPreviousPhase, previous)
+	if err := r.Client.Patch(ctx, dbr, patch); err != nil {
+		return err
+	}
+	if err := r.markDeleting(ctx, b); err != nil {
+		return err
+	}
+	log.FromContext(ctx).Info("backup deletion started", "backup", b.Name, "deleteBackupRequest", dbr.Name, "backupStorageLocation", location)
+	r.Recorder.Eventf(dbr, corev1.EventTypeNormal, "Accepted", "deleting backup %s (was %s) from %s", b.Name, previous, location)
+	return operation.PatchStatus(ctx, r.Client, dbr, map[string]any{"phase": velerov1.DeleteBackupRequestPhaseInProgress})
+}
+
+// locationOf names the backup's location: its spec, the label backup sync sets, its
+// PodVolumeBackups (backups of older versions left the spec empty), else the default location.
+func (r *Reconciler) locationOf(ctx context.Context, b *velerov1.Backup) (string, error) {
+	if b.Spec.StorageLocation != "" {
+		return b.Spec.StorageLocation, nil
+	}
+	if l := b.Labels[velerov1.LabelStorageLocation]; l != "" {
+		return l, nil
+	}
+	pvbs, err := r.podVolumeBackups(ctx, b)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range pvbs {
+		if p.Spec.BackupStorageLocation != "" {
+			return p.Spec.BackupStorageLocation, nil
+		}
+	}
+	list := &velerov1.BackupStorageLocationList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(b.Namespace)); err != nil {
+		return "", err
+	}
+	for _, l := range list.Items {
+		if l.Spec.Default || len(list.Items) == 1 {
+			return l.Name, nil
+		}
+	}
+	return "", nil
+}
+
+// checkLocation says why the backup's data cannot be deleted from location, or "".
+func (r *Reconciler) checkLocation(ctx context.Context, b *velerov1.Backup, location string) string {
+	if location == "" {
+		return fmt.Sprintf("backup %s names no storage location and there is no default one; nothing was deleted", b.Name)
+	}
+	bsl := &velerov1.BackupStorageLocation{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: location}, bsl); err != nil {
+		return fmt.Sprintf("backup storage location %s of backup %s: %v; nothing was deleted (the Backup object is kept; kubectl delete removes only the object)",
+			location, b.Name, errorText(err))
+	}
+	if bsl.Spec.AccessMode == velerov1.BackupStorageLocationAccessModeReadOnly {
+		return fmt.Sprintf("backup storage location %s of backup %s is ReadOnly; nothing was deleted", location, b.Name)
+	}
+	return ""
+}
+
+func errorText(err error) string {
+	if apierrors.IsNotFound(err) {
+		return "not found"
+	}
+	return err.Error()
+}
+
+// markDeleting sets the backup's phase to Deleting.
+func (r *Reconciler) markDeleting(ctx context.Context, b *velerov1.Backup) error {
+	if b.Status.Phase == velerov1.BackupPhaseDeleting {
+		return nil
+	}
+	return operation.PatchStatus(ctx, r.Client, b, map[string]any{"phase": velerov1.BackupPhaseDeleting})
+}
+
+// process stops the backup's operations, then deletes its data and the Backup object.
+func (r *Reconciler) process(ctx context.Context, dbr *velerov1.DeleteBackupRequest) (ctrl.Result, error) {
+	b := &velerov1.Backup{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: dbr.Namespace, Name: dbr.Spec.BackupName}, b)
+	if apierrors.IsNotFound(err) || (err == nil && string(b.UID) != dbr.Labels[velerov1.LabelBackupUID]) {
+		// Deleted, by this request before a restart or by hand, or replaced by another backup of
+		// the same name: this request is done either way.
+		return ctrl.Result{}, r.finish(ctx, dbr, nil)
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.markDeleting(ctx, b); err != nil { // a racing backup controller may have moved it on
+		return ctrl.Result{}, err
+	}
+	pvbs, err := r.podVolumeBackups(ctx, b)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	running, err := r.stop(ctx, dbr, pvbs)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	waited := r.Clock.Since(dbr.CreationTimestamp.Time)
+	if len(running) > 0 && waited < StopLimit {
+		return ctrl.Result{RequeueAfter: recheck}, nil // their changes wake this request sooner
+	}
+	var problems []string
+	if len(running) > 0 {
+		problems = append(problems, fmt.Sprintf("still running after %s, their snapshots (if they complete) are not deleted: %s",
+			StopLimit, joinFirst(running, 5)))
+	}
+	location, err := r.locationOf(ctx, b)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if problem := r.checkLocation(ctx, b, location); problem != "" {
+		return ctrl.Result{}, r.undo(ctx, dbr, b, append(problems, problem))
+	}
+	deleted, err := r.deleteData(ctx, location, b, pvbs)
+	if err != nil {
+		problems = append(problems, err.Error())
+		if deleted == 0 {
+			return ctrl.Result{}, r.undo(ctx, dbr, b, problems)
+		}
+		return ctrl.Result{}, r.finish(ctx, dbr, b, problems...)
+	}
+	if len(problems) == 0 {
+		if err := r.Client.Delete(ctx, b); client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	r.Recorder.Eventf(dbr, corev1.EventTypeNormal, "Deleted", "backup %s: %d snapshots and its record deleted from %s; "+
+		"full maintenance reclaims their space once Kopia's safety margins have passed", b.Name, deleted, location)
+	return ctrl.Result{}, r.finish(ctx, dbr, b, problems...)
+}
+
+func (r *Reconciler) podVolumeBackups(ctx context.Context, b *velerov1.Backup) ([]velerov1.PodVolumeBackup, error) {
+	list := &velerov1.PodVolumeBackupList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(b.Namespace), client.MatchingLabels{velerov1.LabelBackupName: b.Name}); err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(list.Items, func(p velerov1.PodVolumeBackup) bool {
+		uid, ok := p.Labels[velerov1.LabelBackupUID]
+		return ok && uid != string(b.UID) // an older backup of the same name
+	}), nil
+}
+
+// stop asks every running PodVolumeBackup of the backup to cancel, and ends those no node-agent
+// accepted within AcceptGrace; it returns those that still run.
+func (r *Reconciler) stop(ctx context.Context, dbr *velerov1.DeleteBackupRequest, pvbs []velerov1.PodVolumeBackup) ([]string, error) {
+	var running []string
+	for i := range pvbs {
+		p := &pvbs[i]
+		if p.Status.Phase.Terminal() {
+			continue
+		}
+		if !p.Spec.Cancel {
+			patch := client.MergeFrom(p.DeepCopy())
+			p.Spec.Cancel = true
+			if err := r.Client.Patch(ctx, p, patch); client.IgnoreNotFound(err) != nil {
+				return nil, err
+			}
+		}
+		unaccepted := p.Status.Phase == "" || p.Status.Phase == velerov1.PodVolumePhaseNew
+		if unaccepted && r.Clock.Since(dbr.CreationTimestamp.Time) >= AcceptGrace {
+			err := operation.PatchStatus(ctx, r.Client, p, map[string]any{"phase": velerov1.PodVolumePhaseCanceled,
+				"message":             fmt.Sprintf("canceled by DeleteBackupRequest %s; no node-agent accepted it within %s", dbr.Name, AcceptGrace),
+				"completionTimestamp": metav1.NewTime(r.Clock.Now().Truncate(time.Second))})
+			if client.IgnoreNotFound(err) != nil {
+				return nil, err
+			}
+			continue
+		}
+		running = append(running, fmt.Sprintf("%s (%s on node %s)", p.Name, p.Status.Phase, p.Spec.Node))
+	}
+	return running, nil
+}
+
+// deleteData deletes the backup's snapshots (checkpoints too) and its record from the location's
+// repository, and returns how many snapshots it deleted. A snapshot belongs to the backup when
+// its PodVolumeBackup or the record names it, or its tags carry the backup's name and the UID
+// of the Backup (or of the original one, for a Backup recreated by backup sync).
+func (r *Reconciler) deleteData(ctx context.Context, location string, b *velerov1.Backup, pvbs []velerov1.PodVolumeBackup) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, DeleteLimit)
+	defer cancel()
+	rep, release, err := r.Repositories.Open(ctx, location, repoaccess.ForBackup)
+	if err != nil {
+		return 0, fmt.Errorf("delete the data of backup %s: %w", b.Name, err)
+	}
+	defer release()
+	owned := map[string]bool{}
+	uids := map[string]bool{string(b.UID): true}
+	for _, p := range pvbs {
+		owned[p.Status.SnapshotID] = true
+	}
+	var rec backuprecord.Record
+	switch err := rep.LoadRecord(ctx, backuprecord.Kind, b.Name, &rec); {
+	case err == nil:
+		uids[rec.UID] = true
+		for _, v := range rec.Volumes {
+			owned[v.SnapshotID] = true
+		}
+	case !errors.Is(err, repository.ErrNoRecord):
+		return 0, fmt.Errorf("read the record of backup %s: %w", b.Name, err)
+	}
+	tagged, err := uploader.List(ctx, rep, map[string]string{"backup": b.Name}, true)
+	if err != nil {
+		return 0, fmt.Errorf("list the snapshots of backup %s: %w", b.Name, err)
+	}
+	var ids []string
+	for _, s := range tagged {
+		if owned[s.ID] || uids[s.Tags["backup-uid"]] {
+			ids = append(ids, s.ID)
+		}
+	}
+	if len(ids) > 0 {
+		if err := uploader.Delete(ctx, rep, ids...); err != nil {
+			return 0, fmt.Errorf("delete the snapshots of backup %s: %w", b.Name, err)
+		}
+	}
+	if err := rep.DeleteRecord(ctx, backuprecord.Kind, b.Name); err != nil {
+		return len(ids), fmt.Errorf("delete the record of backup %s (its %d snapshots are deleted): %w", b.Name, len(ids), err)
+	}
+	return len(ids), nil
+}
+
+// undo puts the backup back in its previous phase (nothing of it was deleted) and ends the
+// request with problems.
+func (r *Reconciler) undo(ctx context.Context, dbr *velerov1.DeleteBackupRequest, b *velerov1.Backup, problems []string) error {
+	if previous := dbr.Annotations[AnnotationPreviousPhase]; previous != "" && b.Status.Phase == velerov1.BackupPhaseDeleting {
+		if err := operation.PatchStatus(ctx, r.Client, b, map[string]any{"phase": previous}); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+	}
+	return r.finish(ctx, dbr, b, problems...)
+}
+
+// finish ends the request: Processed, with problems as its errors.
+func (r *Reconciler) finish(ctx context.Context, dbr *velerov1.DeleteBackupRequest, b *velerov1.Backup, problems ...string) error {
+	logger := log.FromContext(ctx).WithValues("backup", dbr.Spec.BackupName, "deleteBackupRequest", dbr.Name)
+	if len(problems) > 0 {
+		logger.Info("backup deletion ended with errors", "errors", problems)
+		r.Recorder.Eventf(dbr, corev1.EventTypeWarning, "DeleteFailed", "%s", joinFirst(problems, 3))
+		if b != nil {
+			r.Recorder.Eventf(b, corev1.EventTypeWarning, "DeleteFailed", "DeleteBackupRequest %s: %s", dbr.Name, joinFirst(problems, 3))
+		}
+	} else {
+		logger.Info("backup deleted")
+	}
+	return operation.PatchStatus(ctx, r.Client, dbr, map[string]any{"phase": velerov1.DeleteBackupRequestPhaseProcessed, "errors": problems})
+}
+
+func joinFirst(items []string, n int) string {
+	s := strings.Join(items[:min(len(items), n)], "; ")
+	if len(items) > n {
+		s += fmt.Sprintf("; and %d more", len(items)-n)
+	}
+	return s
+}

@@ -1,0 +1,230 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/backuprecord"
+	"github.com/ferry-backup/ferry/internal/repository"
+	"github.com/ferry-backup/ferry/test/harness"
+)
+
+const harnessPassword = "harness-password-1"
+
+// A backup's life after it completed: deleting the Backup object keeps the data and sync brings
+// it back; a DeleteBackupRequest deletes the data, refuses a ReadOnly location, stops a running
+// backup first; sync removes a Backup whose record is gone; restores that skip volumes say so.
+func TestDeletionIsExplicitAndSyncBringsBackupsBack(t *testing.T) {
+	c := harness.New(t)
+	c.StartServer("--backup-sync-period=1s")
+	node := c.StartNode("node-a")
+	ns := c.Namespace("app")
+	pod := c.CreatePod(node, ns, "app", harness.VolumeSpec{Name: "data", Claim: "app-data"}, harness.VolumeSpec{Name: "logs", Claim: "app-logs"})
+	for i, vol := range []string{"data", "logs"} {
+		if err := harness.FillVolume(pod.Dirs[vol], 8, 4<<20, uint64(90+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := harness.Describe(pod.Dirs["data"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := newBackup(t, c, "first", "", ns) // the default location, by omission
+	waitBackup(t, c, first, velerov1.BackupPhaseCompleted)
+	if first.Spec.StorageLocation != "default" {
+		t.Errorf("spec.storageLocation = %q, want the default location the server resolved", first.Spec.StorageLocation)
+	}
+	second := newBackup(t, c, "second", "default", ns)
+	waitBackup(t, c, second, velerov1.BackupPhaseCompleted)
+
+	t.Run("kubectl delete keeps the data and sync brings the Backup back", func(t *testing.T) {
+		oldUID := first.UID
+		if err := c.Client.Delete(context.Background(), first); err != nil {
+			t.Fatal(err)
+		}
+		c.Eventually(time.Minute, func() (bool, string) {
+			err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(first), first)
+			return err == nil && first.UID != oldUID && first.Status.Phase == velerov1.BackupPhaseCompleted,
+				"the Backup is not back yet: " + string(first.Status.Phase)
+		})
+		if first.Annotations[velerov1.AnnotationSyncedFrom] != "default" || first.Labels[velerov1.LabelStorageLocation] != "default" ||
+			first.Status.PodVolumeBackups == nil || first.Status.PodVolumeBackups.Completed != 2 || first.Status.Expiration == nil ||
+			len(first.Spec.IncludedNamespaces) != 1 {
+			t.Errorf("synced Backup: meta %v %v, spec %+v, status %+v", first.Annotations, first.Labels, first.Spec, first.Status)
+		}
+		if got := snapshotsOf(t, c, harnessPassword, "first"); len(got) != 2 {
+			t.Errorf("snapshots of the kubectl-deleted backup: %d, want 2", len(got))
+		}
+		target := c.CreatePod(node, c.Namespace("synced"), "app", harness.VolumeSpec{Name: "data", Claim: "app-data"}, harness.VolumeSpec{Name: "logs", Claim: "app-logs"})
+		rs := newRestore(t, c, "from-synced", "first", ns, target.Namespace)
+		waitRestore(t, c, rs, velerov1.RestorePhaseCompleted)
+		if got, _ := harness.Describe(target.Dirs["data"]); got != want {
+			t.Error("the synced backup restores differently")
+		}
+	})
+
+	t.Run("restores that skip volumes say so", func(t *testing.T) {
+		partial := c.CreatePod(node, c.Namespace("partial"), "app", harness.VolumeSpec{Name: "data", Claim: "app-data"})
+		rs := newRestore(t, c, "partial", "second", ns, partial.Namespace)
+		waitRestore(t, c, rs, velerov1.RestorePhasePartiallyFailed)
+		if !strings.Contains(rs.Status.FailureReason, "volume logs: no scheduled pod in "+partial.Namespace+" mounts claim app-logs") {
+			t.Errorf("failure reason %q does not name the skipped volume", rs.Status.FailureReason)
+		}
+		if got, _ := harness.Describe(partial.Dirs["data"]); got != want {
+			t.Error("the volume that had a target restores differently")
+		}
+		none := newRestore(t, c, "nowhere", "second", ns, "no-pods-here")
+		waitRestore(t, c, none, velerov1.RestorePhaseFailed)
+		if !strings.Contains(none.Status.FailureReason, "no volume restored") || !strings.Contains(none.Status.FailureReason, "claim app-data") {
+			t.Errorf("failure reason %q", none.Status.FailureReason)
+		}
+	})
+
+	t.Run("a request for a missing backup", func(t *testing.T) {
+		dbr := deleteRequest(t, c, "no-such-backup")
+		if len(dbr.Status.Errors) != 1 || !strings.Contains(dbr.Status.Errors[0], "backup no-such-backup not found") {
+			t.Errorf("errors: %q", dbr.Status.Errors)
+		}
+	})
+
+	t.Run("a ReadOnly location deletes nothing", func(t *testing.T) {
+		bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "default"}}
+		c.PatchSpec(bsl, map[string]any{"accessMode": "ReadOnly"})
+		dbr := deleteRequest(t, c, "second")
+		c.PatchSpec(bsl, map[string]any{"accessMode": "ReadWrite"})
+		if len(dbr.Status.Errors) != 1 || !strings.Contains(dbr.Status.Errors[0], "default of backup second is ReadOnly") {
+			t.Errorf("errors: %q", dbr.Status.Errors)
+		}
+		if err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(second), second); err != nil || second.Status.Phase != velerov1.BackupPhaseCompleted {
+			t.Errorf("backup second after a refused deletion: %v, %s", err, second.Status.Phase)
+		}
+		if got := snapshotsOf(t, c, harnessPassword, "second"); len(got) != 2 {
+			t.Errorf("snapshots of backup second: %d, want 2", len(got))
+		}
+	})
+
+	t.Run("a request deletes the snapshots, the record and the Backup", func(t *testing.T) {
+		dbr := deleteRequest(t, c, "first")
+		if len(dbr.Status.Errors) > 0 {
+			t.Fatalf("errors: %q", dbr.Status.Errors)
+		}
+		if err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(first), first); err == nil {
+			t.Errorf("the Backup is still there, %s", first.Status.Phase)
+		}
+		if got := snapshotsOf(t, c, harnessPassword, "first"); len(got) != 0 {
+			t.Errorf("snapshots left: %v", got)
+		}
+		if got := snapshotsOf(t, c, harnessPassword, "second"); len(got) != 2 {
+			t.Errorf("snapshots of the other backup: %d, want 2", len(got))
+		}
+		var rec backuprecord.Record
+		if err := openDefault(t, c, harnessPassword).LoadRecord(context.Background(), backuprecord.Kind, "first", &rec); !errors.Is(err, repository.ErrNoRecord) {
+			t.Errorf("the record of the deleted backup: %v", err)
+		}
+	})
+
+	t.Run("a request stops a running backup before it deletes it", func(t *testing.T) {
+		big := c.CreatePod(node, c.Namespace("big"), "big", harness.VolumeSpec{Name: "data", Claim: "big-data"})
+		if err := harness.FillVolume(big.Dirs["data"], 32, 384<<20, 7); err != nil {
+			t.Fatal(err)
+		}
+		yes := true
+		running := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "running"},
+			Spec: velerov1.BackupSpec{IncludedNamespaces: []string{big.Namespace}, DefaultVolumesToFsBackup: &yes,
+				UploaderConfig: &velerov1.UploaderConfigForBackup{ParallelFilesUpload: 1}}}
+		if err := c.Client.Create(context.Background(), running); err != nil {
+			t.Fatal(err)
+		}
+		pvb := &velerov1.PodVolumeBackup{}
+		c.Eventually(time.Minute, func() (bool, string) {
+			list := &velerov1.PodVolumeBackupList{}
+			_ = c.Client.List(context.Background(), list, client.InNamespace(c.Install), client.MatchingLabels{velerov1.LabelBackupName: "running"})
+			if len(list.Items) == 0 {
+				return false, "no PodVolumeBackup yet"
+			}
+			*pvb = list.Items[0]
+			return true, ""
+		})
+		c.WaitProgress(pvb, time.Minute)
+		dbr := deleteRequest(t, c, "running")
+		if len(dbr.Status.Errors) > 0 {
+			t.Fatalf("errors: %q", dbr.Status.Errors)
+		}
+		if err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(pvb), pvb); err != nil || pvb.Status.Phase != velerov1.PodVolumePhaseCanceled {
+			t.Errorf("the PodVolumeBackup: %v, %s", err, pvb.Status.Phase)
+		}
+		if got := snapshotsOf(t, c, harnessPassword, "running"); len(got) != 0 {
+			t.Errorf("snapshots (checkpoints) of the stopped backup left: %v", got)
+		}
+	})
+
+	t.Run("sync removes a Completed Backup whose record is gone, and nothing else", func(t *testing.T) {
+		if err := openDefault(t, c, harnessPassword).DeleteRecord(context.Background(), backuprecord.Kind, "second"); err != nil {
+			t.Fatal(err)
+		}
+		c.Eventually(time.Minute, func() (bool, string) {
+			err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(second), second)
+			return err != nil, "backup second is still there"
+		})
+		if got := snapshotsOf(t, c, harnessPassword, "second"); len(got) != 2 {
+			t.Errorf("snapshots of backup second: %d, want 2 (sync never deletes data)", len(got))
+		}
+	})
+
+	t.Run("a Backup of an older version loses its finalizer and a mistyped location never blocks", func(t *testing.T) {
+		legacy := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "legacy", Finalizers: []string{"ferry.io/delete-snapshots"}},
+			Spec: velerov1.BackupSpec{StorageLocation: "defualt"}}
+		if err := c.Client.Create(context.Background(), legacy); err != nil {
+			t.Fatal(err)
+		}
+		waitBackup(t, c, legacy, velerov1.BackupPhaseFailedValidation)
+		c.Eventually(time.Minute, func() (bool, string) {
+			_ = c.Client.Get(context.Background(), client.ObjectKeyFromObject(legacy), legacy)
+			return len(legacy.Finalizers) == 0, "finalizers: " + strings.Join(legacy.Finalizers, ",")
+		})
+		dbr := deleteRequest(t, c, "legacy")
+		if len(dbr.Status.Errors) != 1 || !strings.Contains(dbr.Status.Errors[0], "backup storage location defualt of backup legacy: not found") {
+			t.Errorf("errors: %q", dbr.Status.Errors)
+		}
+		if err := c.Client.Delete(context.Background(), legacy); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(legacy), legacy); err == nil {
+			t.Errorf("kubectl delete did not delete the Backup at once: finalizers %v", legacy.Finalizers)
+		}
+	})
+}
+
+func newRestore(t *testing.T, c *harness.Cluster, name, backup, from, to string) *velerov1.Restore {
+	t.Helper()
+	rs := &velerov1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: name},
+		Spec: velerov1.RestoreSpec{BackupName: backup, NamespaceMapping: map[string]string{from: to}}}
+	if err := c.Client.Create(context.Background(), rs); err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// deleteRequest creates a DeleteBackupRequest for the backup and returns it once Processed.
+func deleteRequest(t *testing.T, c *harness.Cluster, backup string) *velerov1.DeleteBackupRequest {
+	t.Helper()
+	dbr := &velerov1.DeleteBackupRequest{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, GenerateName: backup + "-"},
+		Spec: velerov1.DeleteBackupRequestSpec{BackupName: backup}}
+	if err := c.Client.Create(context.Background(), dbr); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c.Eventually(2*time.Minute, func() (bool, string) {
+		_ = c.Client.Get(context.Background(), client.ObjectKeyFromObject(dbr), dbr)
+		return dbr.Status.Phase == velerov1.DeleteBackupRequestPhaseProcessed, "request is " + string(dbr.Status.Phase)
+	})
+	t.Logf("DeleteBackupRequest for %s processed in %s; errors %q", backup, time.Since(start).Round(time.Millisecond), dbr.Status.Errors)
+	return dbr
+}
