@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
@@ -176,16 +175,10 @@ func (c *Cluster) uploadedBy(ctx context.Context, backup string) int64 {
 
 // storedBytes is what the location's bucket holds.
 func (c *Cluster) storedBytes(ctx context.Context) (int64, error) {
-	mc, err := c.s3()
-	if err != nil {
-		return 0, err
-	}
+	objects, err := c.StoredObjects(ctx)
 	var n int64
-	for obj := range mc.ListObjects(ctx, Bucket, minio.ListObjectsOptions{Recursive: true}) {
-		if obj.Err != nil {
-			return 0, obj.Err
-		}
-		n += obj.Size
+	for _, size := range objects {
+		n += size
 	}
-	return n, nil
+	return n, err
 }

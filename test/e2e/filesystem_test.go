@@ -5,17 +5,26 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/controller/backupsync"
+	"github.com/ferry-backup/ferry/internal/repository/repotest"
 )
 
 // The file-system path on real pods: an application whose pods use CSI volumes and an emptyDir
 // is backed up by the node-agent pod; its namespace is deleted and re-created from its manifests
 // (fresh, empty claims, new pods), and a Restore fills the new pods' volumes. The application's
 // own pods check every file, mode, time and symlink. Then once more, with a backup made after
-// that restore.
+// that restore; then the first backup is deleted with a DeleteBackupRequest and the second
+// restores again; then the second's Backup object is deleted with kubectl and sync brings it
+// back. Ferry's pods are never restarted in between.
 func TestFileSystemBackupAndRestoreIntoARecreatedNamespace(t *testing.T) {
 	c, ns := story(t, "shop")
 	ctx := t.Context()
+	podsBefore, err := c.FerryPods(ctx)
+	must(t, err)
 	app := c.NewApp(ns)
 	t.Cleanup(app.Discard)
 	must(t, app.Deploy(ctx))
@@ -74,6 +83,76 @@ func TestFileSystemBackupAndRestoreIntoARecreatedNamespace(t *testing.T) {
 	must(t, app.Delete(ctx))
 	must(t, app.Deploy(ctx))
 	restoreAndVerify(t, c, app, ns+"-restore-2", b2.Name, want2)
+
+	// The first backup's data is deleted by a DeleteBackupRequest: its snapshots are gone from
+	// the repository (the kopia CLI says so), the second backup's stay and restore again.
+	kopia, err := c.NewKopia(ctx, repotest.Tool(t, "kopia"), t.TempDir())
+	must(t, err)
+	first, err := c.SnapshotIDs(ctx, b.Name)
+	must(t, err)
+	second, err := c.SnapshotIDs(ctx, b2.Name)
+	must(t, err)
+	before, err := kopia.Snapshots(ctx)
+	must(t, err)
+	for _, id := range append(first, second...) {
+		if !before[id] {
+			t.Fatalf("the kopia CLI does not list snapshot %s before the deletion", id)
+		}
+	}
+	asked := time.Now()
+	dbr, err := c.DeleteBackup(ctx, b.Name, 3*time.Minute)
+	must(t, err)
+	if len(dbr.Status.Errors) > 0 {
+		t.Fatalf("DeleteBackupRequest %s: %q", dbr.Name, dbr.Status.Errors)
+	}
+	took := time.Since(asked)
+	after, err := kopia.Snapshots(ctx)
+	must(t, err)
+	for _, id := range first {
+		if after[id] {
+			t.Errorf("snapshot %s of the deleted backup %s is still in the repository", id, b.Name)
+		}
+	}
+	for _, id := range second {
+		if !after[id] {
+			t.Errorf("snapshot %s of backup %s was deleted with backup %s", id, b2.Name, b.Name)
+		}
+	}
+	if err := c.Client.Get(ctx, client.ObjectKeyFromObject(b), &velerov1.Backup{}); !apierrors.IsNotFound(err) {
+		t.Errorf("Backup %s after its deletion: %v", b.Name, err)
+	}
+	t.Logf("DeleteBackupRequest for %s processed in %s: snapshots in the repository %d -> %d (kopia CLI)",
+		b.Name, took.Round(time.Millisecond), len(before), len(after))
+	must(t, app.Delete(ctx))
+	must(t, app.Deploy(ctx))
+	restoreAndVerify(t, c, app, ns+"-restore-3", b2.Name, want2)
+
+	// kubectl delete removes the Backup object only; backup sync brings it back from the
+	// location within one period (1 min by default).
+	oldUID := b2.UID
+	_, err = c.Kubectl(ctx, "", "delete", "backup", "-n", InstallNamespace, b2.Name)
+	must(t, err)
+	deleted := time.Now()
+	must(t, c.Poll(ctx, backupsync.DefaultPeriod+30*time.Second, "backup sync to bring back "+b2.Name, func() (bool, string, error) {
+		err := c.Client.Get(ctx, client.ObjectKeyFromObject(b2), b2)
+		if apierrors.IsNotFound(err) {
+			return false, "not back", nil
+		}
+		return err == nil && b2.UID != oldUID && b2.Status.Phase == velerov1.BackupPhaseCompleted, string(b2.Status.Phase), err
+	}))
+	t.Logf("kubectl delete backup %s: back by sync in %s", b2.Name, time.Since(deleted).Round(time.Second))
+	kept, err := kopia.Snapshots(ctx)
+	must(t, err)
+	for _, id := range second {
+		if !kept[id] {
+			t.Errorf("snapshot %s went with the kubectl-deleted Backup %s", id, b2.Name)
+		}
+	}
+	podsAfter, err := c.FerryPods(ctx)
+	must(t, err)
+	if podsAfter != podsBefore {
+		t.Errorf("Ferry's pods were replaced or restarted during the story:\nbefore:\n%s\nafter:\n%s", podsBefore, podsAfter)
+	}
 }
 
 // restoreAndVerify restores a backup into the application and checks every file from its pods.
