@@ -8,11 +8,9 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ferry-backup/ferry/config/crd"
@@ -28,6 +26,8 @@ type installOptions struct {
 	Image string
 	// PullPolicy is the containers' imagePullPolicy; empty leaves Kubernetes' default.
 	PullPolicy string
+	// ServerRequests and NodeAgentRequests are the containers' resource requests, resource=quantity.
+	ServerRequests, NodeAgentRequests map[string]string
 	// CRDsOnly installs the CRDs and the namespace only (e.g. next to Velero's own server).
 	CRDsOnly bool
 	// DryRun prints the objects as YAML instead of installing them.
@@ -38,78 +38,90 @@ type installOptions struct {
 var DefaultImage = "ghcr.io/ferry-backup/ferry:" + buildinfo.String()
 
 func newInstallCommand(o *Options) *cobra.Command {
-	io := &installOptions{Options: o, Wait: time.Minute, Image: DefaultImage}
+	io := &installOptions{Options: o, Wait: time.Minute, Image: DefaultImage,
+		ServerRequests: defaultServerRequests, NodeAgentRequests: defaultNodeAgentRequests}
 	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Install Ferry into the cluster: CRDs, namespace, RBAC, ferry-server and the node-agent DaemonSet",
-		Long: "Creates or updates the velero.io CRDs Ferry serves, the install namespace, a ServiceAccount and\n" +
-			"the generated least-privilege RBAC for each component, the ferry-server Deployment and the\n" +
-			"ferry-node-agent DaemonSet (kubelet pods directory at /host_pods), then waits until the API server\n" +
-			"serves the CRDs. Safe to run again. ferry-server creates the repository password Secret\n" +
+		Long: "Applies (server-side apply, field manager " + fieldManager + ") the velero.io CRDs Ferry serves, the install\n" +
+			"namespace, a ServiceAccount and the generated least-privilege RBAC for each component, the\n" +
+			"ferry-server Deployment and the ferry-node-agent DaemonSet (kubelet pods directory at /host_pods),\n" +
+			"then waits until the API server serves the CRDs. Safe to run again: a run that changes nothing\n" +
+			"restarts nothing, and fields install does not set (annotations, a nodeSelector, tolerations, an\n" +
+			"extra env var) are kept. ferry-server creates the repository password Secret\n" +
 			"velero-repo-credentials with a random password if it does not exist: back it up.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := io.validate(); err != nil {
+			objs, err := io.objects()
+			if err != nil {
 				return err
 			}
 			if io.DryRun {
-				return io.print()
+				return io.print(objs)
 			}
 			c, err := io.client()
 			if err != nil {
 				return err
 			}
-			return io.run(cmd.Context(), c)
+			return io.run(cmd.Context(), c, objs)
 		},
 	}
 	cmd.Flags().DurationVar(&io.Wait, "wait", io.Wait, "how long to wait for the CRDs to be established")
 	cmd.Flags().StringVar(&io.Image, "image", io.Image, "container image with the ferry-server and ferry-node-agent binaries")
 	cmd.Flags().StringVar(&io.PullPolicy, "image-pull-policy", "",
 		"imagePullPolicy of Ferry's containers: Always, IfNotPresent or Never (an image imported into the nodes' runtime); default: Kubernetes' own")
+	cmd.Flags().StringToStringVar(&io.ServerRequests, "server-requests", io.ServerRequests,
+		"resource requests of ferry-server (cpu, memory, ephemeral-storage); no limits are set")
+	cmd.Flags().StringToStringVar(&io.NodeAgentRequests, "node-agent-requests", io.NodeAgentRequests,
+		"resource requests of each ferry-node-agent (cpu, memory, ephemeral-storage); no limits are set")
 	cmd.Flags().BoolVar(&io.CRDsOnly, "crds-only", false, "install only the CRDs and the namespace")
 	cmd.Flags().BoolVar(&io.DryRun, "dry-run", false, "print the objects as YAML instead of installing them")
 	return cmd
 }
 
-func (o *installOptions) validate() error {
-	switch corev1.PullPolicy(o.PullPolicy) {
+// workloads checks the flags and returns the settings of the Deployment and the DaemonSet.
+func (o *installOptions) workloads() (workloads, error) {
+	w := workloads{Namespace: o.Namespace, Image: o.Image, PullPolicy: corev1.PullPolicy(o.PullPolicy)}
+	switch w.PullPolicy {
 	case "", corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
-		return nil
+	default:
+		return w, fmt.Errorf("--image-pull-policy %q: want Always, IfNotPresent or Never", o.PullPolicy)
 	}
-	return fmt.Errorf("--image-pull-policy %q: want Always, IfNotPresent or Never", o.PullPolicy)
+	var err error
+	if w.ServerRequests, err = parseRequests("server-requests", o.ServerRequests); err != nil {
+		return w, err
+	}
+	w.NodeAgentRequests, err = parseRequests("node-agent-requests", o.NodeAgentRequests)
+	return w, err
 }
 
 // objects returns everything to install, CRDs first.
 func (o *installOptions) objects() ([]client.Object, error) {
-	crds, err := crd.All()
+	w, err := o.workloads()
 	if err != nil {
 		return nil, err
 	}
-	objs := []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.Namespace}}}
-	for _, c := range crds {
-		objs = append(objs, c)
+	crds, err := crdObjects()
+	if err != nil {
+		return nil, err
 	}
+	objs := append([]client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.Namespace}}}, crds...)
 	if o.CRDsOnly {
 		return objs, nil
 	}
-	rest, err := manifests(o.Namespace, o.Image, corev1.PullPolicy(o.PullPolicy))
+	rest, err := w.manifests()
 	return append(objs, rest...), err
 }
 
-// print writes the objects as a multi-document YAML stream.
-func (o *installOptions) print() error {
-	objs, err := o.objects()
-	if err != nil {
-		return err
-	}
+// print writes the objects as a multi-document YAML stream, as install applies them.
+func (o *installOptions) print(objs []client.Object) error {
 	s := installScheme()
 	for _, obj := range objs {
-		gvk, err := apiutil.GVKForObject(obj, s)
+		u, err := applyConfiguration(obj, s)
 		if err != nil {
 			return err
 		}
-		obj.GetObjectKind().SetGroupVersionKind(gvk)
-		data, err := yaml.Marshal(obj)
+		data, err := yaml.Marshal(u.Object)
 		if err != nil {
 			return err
 		}
@@ -120,13 +132,9 @@ func (o *installOptions) print() error {
 	return nil
 }
 
-func (o *installOptions) run(ctx context.Context, c client.Client) error {
-	objs, err := o.objects()
-	if err != nil {
-		return err
-	}
+func (o *installOptions) run(ctx context.Context, c client.Client, objs []client.Object) error {
 	for _, want := range objs {
-		if err := createOrUpdate(ctx, c, want); err != nil {
+		if err := apply(ctx, c, want); err != nil {
 			return fmt.Errorf("install %s: %w", describe(want), err)
 		}
 	}
@@ -145,23 +153,17 @@ func (o *installOptions) run(ctx context.Context, c client.Client) error {
 	return nil
 }
 
-// createOrUpdate makes the object as wanted; what the server keeps (status, defaults of fields
-// left empty) stays.
-func createOrUpdate(ctx context.Context, c client.Client, want client.Object) error {
-	have := want.DeepCopyObject().(client.Object)
-	err := c.Get(ctx, client.ObjectKeyFromObject(want), have)
-	if apierrors.IsNotFound(err) {
-		return c.Create(ctx, want.DeepCopyObject().(client.Object))
-	}
+// crdObjects returns the velero.io CRDs Ferry installs.
+func crdObjects() ([]client.Object, error) {
+	crds, err := crd.All()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if _, ok := want.(*corev1.Namespace); ok {
-		return nil
+	objs := make([]client.Object, len(crds))
+	for i, c := range crds {
+		objs[i] = c
 	}
-	update := want.DeepCopyObject().(client.Object)
-	update.SetResourceVersion(have.GetResourceVersion())
-	return c.Update(ctx, update)
+	return objs, nil
 }
 
 func waitEstablished(ctx context.Context, c client.Client, name string, timeout time.Duration) error {

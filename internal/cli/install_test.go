@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bytes"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -9,12 +11,26 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/config/crd"
 	"github.com/ferry-backup/ferry/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Run(m) }
+
+// ferry runs the ferry command against the test API server and returns what it printed.
+func ferry(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := NewCommand(&out)
+	cmd.SetArgs(append([]string{"--kubeconfig", testenv.Get(t).Kubeconfig}, args...))
+	err := cmd.ExecuteContext(testenv.Context(t))
+	return out.String(), err
+}
 
 // TestInstallIsRepeatable runs `ferry install` twice against a real API server: the namespace is
 // created, every CRD is reported established, and a CRD changed by hand is put back.
@@ -31,15 +47,17 @@ func TestInstallIsRepeatable(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	crds, err := crd.All()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for run := 1; run <= 2; run++ {
-		var out bytes.Buffer
-		cmd := NewCommand(&out)
-		cmd.SetArgs([]string{"install", "--kubeconfig", env.Kubeconfig, "--namespace", "ferry-install-test"})
-		if err := cmd.ExecuteContext(ctx); err != nil {
+		out, err := ferry(t, "install", "--namespace", "ferry-install-test")
+		if err != nil {
 			t.Fatalf("run %d: %v", run, err)
 		}
-		if got := strings.Count(out.String(), "established"); got != 8 {
-			t.Errorf("run %d: %d CRDs reported established, want 8:\n%s", run, got, out.String())
+		if got := strings.Count(out, "established"); got != len(crds) {
+			t.Errorf("run %d: %d CRDs reported established, want %d:\n%s", run, got, len(crds), out)
 		}
 	}
 	if err := env.Client.Get(ctx, client.ObjectKey{Name: "ferry-install-test"}, &corev1.Namespace{}); err != nil {
@@ -121,5 +139,125 @@ func TestInstallReportsAnUnreachableCluster(t *testing.T) {
 	err := cmd.ExecuteContext(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "missing.kubeconfig") {
 		t.Fatalf("want an error naming the kubeconfig file, got %v", err)
+	}
+}
+
+// TestReinstallRestartsNothingAndKeepsUserChanges patches the installed workloads the way
+// `kubectl patch` does (an annotation, a nodeSelector, a toleration, an env var), then installs
+// again: with the same image nothing is written and the patches stay; with a new image only the
+// image changes and the pods roll.
+func TestReinstallRestartsNothingAndKeepsUserChanges(t *testing.T) {
+	env := testenv.Get(t)
+	ctx := testenv.Context(t)
+	const ns = "ferry-reinstall-test"
+	install := func(image string) {
+		t.Helper()
+		if out, err := ferry(t, "install", "--namespace", ns, "--image", image); err != nil {
+			t.Fatalf("install %s: %v\n%s", image, err, out)
+		}
+	}
+	install("registry.example/ferry:v1")
+	workloads := []struct {
+		obj       client.Object
+		container string
+		requests  corev1.ResourceList
+	}{
+		{&appsv1.Deployment{}, serverName, corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("256Mi")}},
+		{&appsv1.DaemonSet{}, nodeAgentName, corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m"), corev1.ResourceMemory: resource.MustParse("384Mi")}},
+	}
+	for _, w := range workloads {
+		patch := fmt.Sprintf(`{"metadata":{"annotations":{"example.com/owner":"team-a"}},"spec":{"template":{"spec":{
+			"nodeSelector":{"disktype":"ssd"},"tolerations":[{"key":"backup","operator":"Exists"}],
+			"containers":[{"name":%q,"env":[{"name":"EXTRA","value":"1"}]}]}}}}`, w.container)
+		w.obj.SetNamespace(ns)
+		w.obj.SetName(w.container)
+		if err := env.Client.Patch(ctx, w.obj, client.RawPatch(types.StrategicMergePatchType, []byte(patch)), client.FieldOwner("kubectl-patch")); err != nil {
+			t.Fatalf("patch %s: %v", w.container, err)
+		}
+	}
+	patched := map[string]client.Object{}
+	for _, w := range workloads {
+		patched[w.container] = w.obj.DeepCopyObject().(client.Object)
+	}
+
+	install("registry.example/ferry:v1")
+	for _, w := range workloads {
+		have := w.obj.DeepCopyObject().(client.Object)
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(w.obj), have); err != nil {
+			t.Fatal(err)
+		}
+		if before := patched[w.container]; have.GetResourceVersion() != before.GetResourceVersion() || have.GetGeneration() != before.GetGeneration() {
+			t.Errorf("%s written by an install that changes nothing: generation %d → %d, resourceVersion %s → %s",
+				w.container, before.GetGeneration(), have.GetGeneration(), before.GetResourceVersion(), have.GetResourceVersion())
+		}
+		checkUserChanges(t, have, w.container)
+		if c := podTemplate(have).Spec.Containers[0]; !equality.Semantic.DeepEqual(c.Resources.Requests, w.requests) || len(c.Resources.Limits) != 0 {
+			t.Errorf("%s resources = %+v, want requests %v and no limits", w.container, c.Resources, w.requests)
+		}
+	}
+
+	install("registry.example/ferry:v2")
+	for _, w := range workloads {
+		have := w.obj.DeepCopyObject().(client.Object)
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(w.obj), have); err != nil {
+			t.Fatal(err)
+		}
+		if want := patched[w.container].GetGeneration() + 1; have.GetGeneration() != want {
+			t.Errorf("%s generation after a new image = %d, want %d", w.container, have.GetGeneration(), want)
+		}
+		if image := podTemplate(have).Spec.Containers[0].Image; image != "registry.example/ferry:v2" {
+			t.Errorf("%s image = %s, want registry.example/ferry:v2", w.container, image)
+		}
+		checkUserChanges(t, have, w.container)
+	}
+}
+
+func podTemplate(obj client.Object) *corev1.PodTemplateSpec {
+	switch obj := obj.(type) {
+	case *appsv1.Deployment:
+		return &obj.Spec.Template
+	case *appsv1.DaemonSet:
+		return &obj.Spec.Template
+	}
+	panic(fmt.Sprintf("no pod template in %T", obj))
+}
+
+// checkUserChanges fails unless the patch of TestReinstallRestartsNothingAndKeepsUserChanges is
+// still there.
+func checkUserChanges(t *testing.T, obj client.Object, container string) {
+	t.Helper()
+	pod := podTemplate(obj).Spec
+	var env []string
+	for _, e := range pod.Containers[0].Env {
+		env = append(env, e.Name)
+	}
+	if obj.GetAnnotations()["example.com/owner"] != "team-a" || pod.NodeSelector["disktype"] != "ssd" ||
+		len(pod.Tolerations) != 1 || !slices.Contains(env, "EXTRA") {
+		t.Errorf("%s lost what the user set: annotations %v, nodeSelector %v, tolerations %v, env %v",
+			container, obj.GetAnnotations(), pod.NodeSelector, pod.Tolerations, env)
+	}
+	if container == nodeAgentName && !slices.Contains(env, "NODE_NAME") {
+		t.Errorf("%s lost NODE_NAME: env %v", container, env)
+	}
+}
+
+func TestInstallRequestsFlags(t *testing.T) {
+	out, err := ferry(t, "install", "--dry-run", "--server-requests", "cpu=1,memory=1Gi", "--node-agent-requests", "memory=2Gi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"cpu: \"1\"\n            memory: 1Gi", "requests:\n            memory: 2Gi"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run output lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "limits:") {
+		t.Error("dry run output sets limits")
+	}
+	for _, bad := range [][]string{{"--server-requests", "gpu=1"}, {"--node-agent-requests", "memory=lots"}} {
+		_, err := ferry(t, append([]string{"install", "--dry-run"}, bad...)...)
+		if err == nil || !strings.Contains(err.Error(), bad[0]) {
+			t.Errorf("%v: want an error naming %s, got %v", bad, bad[0], err)
+		}
 	}
 }

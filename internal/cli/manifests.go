@@ -6,6 +6,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,22 +20,66 @@ const (
 	nodeAgentName = "ferry-node-agent"
 )
 
-// manifests returns everything `ferry install` creates besides the CRDs and the namespace: per
-// component a ServiceAccount, its generated rules bound cluster-wide and in the namespace, and
-// the ferry-server Deployment and ferry-node-agent DaemonSet running image.
-func manifests(namespace, image string, pull corev1.PullPolicy) ([]client.Object, error) {
+// workloads are the settings of what `ferry install` creates besides the CRDs and the namespace.
+type workloads struct {
+	Namespace string
+	// Image has the ferry-server and ferry-node-agent binaries.
+	Image string
+	// PullPolicy is the containers' imagePullPolicy; empty leaves Kubernetes' default.
+	PullPolicy corev1.PullPolicy
+	// ServerRequests and NodeAgentRequests are the containers' resource requests. There are no
+	// limits: an OOM kill in the middle of a backup is worse than overcommitting a node.
+	ServerRequests, NodeAgentRequests corev1.ResourceList
+}
+
+// Default requests, from what the programs used after real work: ferry-server ~254 MB resident,
+// the node-agent ~325 MB while it uploads.
+var (
+	defaultServerRequests    = map[string]string{"cpu": "100m", "memory": "256Mi"}
+	defaultNodeAgentRequests = map[string]string{"cpu": "250m", "memory": "384Mi"}
+)
+
+// manifests returns, per component, a ServiceAccount and its generated rules bound cluster-wide
+// and in the namespace, then the ferry-server Deployment and the ferry-node-agent DaemonSet.
+func (w workloads) manifests() ([]client.Object, error) {
 	var objs []client.Object
 	for _, c := range []struct{ name, rules string }{{serverName, "server"}, {nodeAgentName, "node-agent"}} {
 		rules, err := rbac.For(c.rules)
 		if err != nil {
 			return nil, err
 		}
-		objs = append(objs, access(namespace, c.name, rules)...)
+		objs = append(objs, access(w.Namespace, c.name, rules)...)
 	}
-	server, agent := serverDeployment(namespace, image), nodeAgentDaemonSet(namespace, image)
-	server.Spec.Template.Spec.Containers[0].ImagePullPolicy = pull
-	agent.Spec.Template.Spec.Containers[0].ImagePullPolicy = pull
+	server, agent := serverDeployment(w.Namespace, w.Image), nodeAgentDaemonSet(w.Namespace, w.Image)
+	for _, c := range []struct {
+		container *corev1.Container
+		requests  corev1.ResourceList
+	}{{&server.Spec.Template.Spec.Containers[0], w.ServerRequests}, {&agent.Spec.Template.Spec.Containers[0], w.NodeAgentRequests}} {
+		c.container.ImagePullPolicy = w.PullPolicy
+		c.container.Resources.Requests = c.requests
+	}
 	return append(objs, server, agent), nil
+}
+
+// parseRequests reads a flag's resource=quantity pairs, e.g. cpu=100m and memory=256Mi.
+func parseRequests(flag string, pairs map[string]string) (corev1.ResourceList, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	list := corev1.ResourceList{}
+	for name, value := range pairs {
+		switch corev1.ResourceName(name) {
+		case corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage:
+		default:
+			return nil, fmt.Errorf("--%s: resource %q: want cpu, memory or ephemeral-storage", flag, name)
+		}
+		q, err := resource.ParseQuantity(value)
+		if err != nil {
+			return nil, fmt.Errorf("--%s: %s=%q: %w", flag, name, value, err)
+		}
+		list[corev1.ResourceName(name)] = q
+	}
+	return list, nil
 }
 
 func access(namespace, name string, rules rbac.Rules) []client.Object {

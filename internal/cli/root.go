@@ -36,7 +36,7 @@ func NewCommand(out io.Writer) *cobra.Command {
 	root.SetOut(out)
 	root.PersistentFlags().StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
 	root.PersistentFlags().StringVarP(&o.Namespace, "namespace", "n", o.Namespace, "namespace Ferry is installed in")
-	root.AddCommand(newVersionCommand(o), newInstallCommand(o))
+	root.AddCommand(newVersionCommand(o), newInstallCommand(o), newUninstallCommand(o))
 	return root
 }
 
@@ -48,6 +48,7 @@ func (o *Options) client() (client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.QPS, cfg.Burst = 50, 100 // like kubectl: install and uninstall make dozens of calls
 	return client.New(cfg, client.Options{Scheme: installScheme()})
 }
 
