@@ -21,9 +21,12 @@ root=$(mktemp -d); trap 'rm -rf "$root"' EXIT
 (cd "$ROOT" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -ldflags "-s -w" -o "$root/" \
   ./cmd/ferry-server ./cmd/ferry-node-agent ./cmd/ferry-datamover ./cmd/ferry) || die "go build failed"
 mkdir -p "$root/tmp" "$root/etc/ssl/certs" "$root/var/cache/ferry"
-chmod 1777 "$root/tmp"
 [ -f /etc/ssl/certs/ca-certificates.crt ] && cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
-printf 'root:x:0:0:root:/:/ferry\nnobody:x:65534:65534:nobody:/:/ferry\n' >"$root/etc/passwd"
+printf 'root:x:0:0:root:/:/ferry\nnobody:x:65534:65534:nobody:/:/ferry\nnonroot:x:65532:65532:nonroot:/:/ferry\n' >"$root/etc/passwd"
+# Everything is owned by root (mkimage.sh); ferry-server runs as 65532 and must still run the
+# programs and read the CA bundle, whatever this machine's umask.
+chmod -R a+rX "$root"
+chmod 1777 "$root/tmp"
 tag=$(cd "$root" && find . -type f | sort | xargs sha256sum | sha256sum | cut -c1-16)
 ref="registry.local/ferry/ferry:$tag"
 "$HERE/mkimage.sh" "$ref" "$OUT/ferry.tar" "$root" /ferry

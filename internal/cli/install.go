@@ -3,12 +3,15 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -26,8 +29,13 @@ type installOptions struct {
 	Image string
 	// PullPolicy is the containers' imagePullPolicy; empty leaves Kubernetes' default.
 	PullPolicy string
-	// ServerRequests and NodeAgentRequests are the containers' resource requests, resource=quantity.
-	ServerRequests, NodeAgentRequests map[string]string
+	// ServerRequests and NodeAgentRequests are the containers' resource requests, resource=quantity;
+	// ServerLimits and NodeAgentLimits their limits.
+	ServerRequests, NodeAgentRequests, ServerLimits, NodeAgentLimits map[string]string
+	// WorkDirSizeLimit bounds each pod's work directory (an emptyDir); "0" leaves it unbounded.
+	WorkDirSizeLimit string
+	// CredentialSecrets are the storage credential Secrets the node-agent may read.
+	CredentialSecrets []string
 	// CRDsOnly installs the CRDs and the namespace only (e.g. next to Velero's own server).
 	CRDsOnly bool
 	// DryRun prints the objects as YAML instead of installing them.
@@ -39,12 +47,16 @@ var DefaultImage = "ghcr.io/ferry-backup/ferry:" + buildinfo.String()
 
 func newInstallCommand(o *Options) *cobra.Command {
 	io := &installOptions{Options: o, Wait: time.Minute, Image: DefaultImage,
-		ServerRequests: defaultServerRequests, NodeAgentRequests: defaultNodeAgentRequests}
+		ServerRequests: defaultServerRequests, NodeAgentRequests: defaultNodeAgentRequests,
+		ServerLimits: defaultServerLimits, NodeAgentLimits: defaultNodeAgentLimits,
+		WorkDirSizeLimit: defaultWorkDirSizeLimit, CredentialSecrets: []string{"cloud-credentials"}}
 	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Install Ferry into the cluster: CRDs, namespace, RBAC, ferry-server and the node-agent DaemonSet",
 		Long: "Applies (server-side apply, field manager " + fieldManager + ") the velero.io CRDs Ferry serves, the install\n" +
-			"namespace, a ServiceAccount and the generated least-privilege RBAC for each component, the\n" +
+			"namespace (labelled for Pod Security Admission: enforce privileged, which the node-agent's hostPath\n" +
+			"needs; audit restricted), a ServiceAccount and the generated least-privilege RBAC for each\n" +
+			"component (the node-agent reads only the password Secrets and those --credential-secrets names), the\n" +
 			"ferry-server Deployment and the ferry-node-agent DaemonSet (kubelet pods directory at /host_pods),\n" +
 			"then waits until the API server serves the CRDs. Safe to run again: a run that changes nothing\n" +
 			"restarts nothing, and fields install does not set (annotations, a nodeSelector, tolerations, an\n" +
@@ -71,9 +83,17 @@ func newInstallCommand(o *Options) *cobra.Command {
 	cmd.Flags().StringVar(&io.PullPolicy, "image-pull-policy", "",
 		"imagePullPolicy of Ferry's containers: Always, IfNotPresent or Never (an image imported into the nodes' runtime); default: Kubernetes' own")
 	cmd.Flags().StringToStringVar(&io.ServerRequests, "server-requests", io.ServerRequests,
-		"resource requests of ferry-server (cpu, memory, ephemeral-storage); no limits are set")
+		"resource requests of ferry-server (cpu, memory, ephemeral-storage)")
 	cmd.Flags().StringToStringVar(&io.NodeAgentRequests, "node-agent-requests", io.NodeAgentRequests,
-		"resource requests of each ferry-node-agent (cpu, memory, ephemeral-storage); no limits are set")
+		"resource requests of each ferry-node-agent (cpu, memory, ephemeral-storage)")
+	cmd.Flags().StringToStringVar(&io.ServerLimits, "server-limits", io.ServerLimits,
+		"resource limits of ferry-server (cpu, memory, ephemeral-storage); no CPU limit by default")
+	cmd.Flags().StringToStringVar(&io.NodeAgentLimits, "node-agent-limits", io.NodeAgentLimits,
+		"resource limits of each ferry-node-agent (cpu, memory, ephemeral-storage); no CPU limit by default")
+	cmd.Flags().StringVar(&io.WorkDirSizeLimit, "work-dir-size-limit", io.WorkDirSizeLimit,
+		"size limit of each pod's work directory (an emptyDir with Kopia's caches; a pod above it is evicted); 0: none")
+	cmd.Flags().StringSliceVar(&io.CredentialSecrets, "credential-secrets", io.CredentialSecrets,
+		"Secrets of the install namespace that BackupStorageLocations name in spec.credential: the only ones the node-agent may read besides the repository password")
 	cmd.Flags().BoolVar(&io.CRDsOnly, "crds-only", false, "install only the CRDs and the namespace")
 	cmd.Flags().BoolVar(&io.DryRun, "dry-run", false, "print the objects as YAML instead of installing them")
 	return cmd
@@ -88,11 +108,24 @@ func (o *installOptions) workloads() (workloads, error) {
 		return w, fmt.Errorf("--image-pull-policy %q: want Always, IfNotPresent or Never", o.PullPolicy)
 	}
 	var err error
-	if w.ServerRequests, err = parseRequests("server-requests", o.ServerRequests); err != nil {
+	if w.ServerResources, err = parseRequirements("server", o.ServerRequests, o.ServerLimits); err != nil {
 		return w, err
 	}
-	w.NodeAgentRequests, err = parseRequests("node-agent-requests", o.NodeAgentRequests)
-	return w, err
+	if w.NodeAgentResources, err = parseRequirements("node-agent", o.NodeAgentRequests, o.NodeAgentLimits); err != nil {
+		return w, err
+	}
+	if size, err := resource.ParseQuantity(o.WorkDirSizeLimit); err != nil || size.Sign() < 0 {
+		return w, fmt.Errorf("--work-dir-size-limit %q: want a size such as 4Gi, or 0 for none", o.WorkDirSizeLimit)
+	} else if size.Sign() > 0 {
+		w.WorkDirSizeLimit = &size
+	}
+	for _, name := range o.CredentialSecrets {
+		if problems := validation.IsDNS1123Subdomain(name); len(problems) > 0 {
+			return w, fmt.Errorf("--credential-secrets: %q is not a Secret name: %s", name, strings.Join(problems, "; "))
+		}
+	}
+	w.CredentialSecrets = o.CredentialSecrets
+	return w, nil
 }
 
 // objects returns everything to install, CRDs first.
@@ -105,7 +138,8 @@ func (o *installOptions) objects() ([]client.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	objs := append([]client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.Namespace}}}, crds...)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.Namespace, Labels: podSecurityLabels}}
+	objs := append([]client.Object{ns}, crds...)
 	if o.CRDsOnly {
 		return objs, nil
 	}

@@ -160,10 +160,14 @@ func TestReinstallRestartsNothingAndKeepsUserChanges(t *testing.T) {
 	workloads := []struct {
 		obj       client.Object
 		container string
-		requests  corev1.ResourceList
+		resources corev1.ResourceRequirements
 	}{
-		{&appsv1.Deployment{}, serverName, corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("256Mi")}},
-		{&appsv1.DaemonSet{}, nodeAgentName, corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m"), corev1.ResourceMemory: resource.MustParse("384Mi")}},
+		{&appsv1.Deployment{}, serverName, corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("256Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}}},
+		{&appsv1.DaemonSet{}, nodeAgentName, corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m"), corev1.ResourceMemory: resource.MustParse("384Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")}}},
 	}
 	for _, w := range workloads {
 		patch := fmt.Sprintf(`{"metadata":{"annotations":{"example.com/owner":"team-a"}},"spec":{"template":{"spec":{
@@ -191,8 +195,8 @@ func TestReinstallRestartsNothingAndKeepsUserChanges(t *testing.T) {
 				w.container, before.GetGeneration(), have.GetGeneration(), before.GetResourceVersion(), have.GetResourceVersion())
 		}
 		checkUserChanges(t, have, w.container)
-		if c := podTemplate(have).Spec.Containers[0]; !equality.Semantic.DeepEqual(c.Resources.Requests, w.requests) || len(c.Resources.Limits) != 0 {
-			t.Errorf("%s resources = %+v, want requests %v and no limits", w.container, c.Resources, w.requests)
+		if c := podTemplate(have).Spec.Containers[0]; !equality.Semantic.DeepEqual(c.Resources, w.resources) {
+			t.Errorf("%s resources = %+v, want %+v", w.container, c.Resources, w.resources)
 		}
 	}
 
@@ -241,20 +245,23 @@ func checkUserChanges(t *testing.T, obj client.Object, container string) {
 	}
 }
 
-func TestInstallRequestsFlags(t *testing.T) {
-	out, err := ferry(t, "install", "--dry-run", "--server-requests", "cpu=1,memory=1Gi", "--node-agent-requests", "memory=2Gi")
+func TestInstallResourcesFlags(t *testing.T) {
+	out, err := ferry(t, "install", "--dry-run", "--server-requests", "cpu=1,memory=1Gi", "--node-agent-requests", "memory=2Gi",
+		"--server-limits", "cpu=2,memory=3Gi", "--node-agent-limits", "memory=0", "--work-dir-size-limit", "10Gi")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"cpu: \"1\"\n            memory: 1Gi", "requests:\n            memory: 2Gi"} {
+	for _, want := range []string{"cpu: \"1\"\n            memory: 1Gi", "requests:\n            memory: 2Gi",
+		"limits:\n            cpu: \"2\"\n            memory: 3Gi", "sizeLimit: 10Gi"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry run output lacks %q", want)
 		}
 	}
-	if strings.Contains(out, "limits:") {
-		t.Error("dry run output sets limits")
+	if n := strings.Count(out, "limits:"); n != 1 {
+		t.Errorf("dry run output sets limits %d times, want once (memory=0 means no limit for the node-agent)", n)
 	}
-	for _, bad := range [][]string{{"--server-requests", "gpu=1"}, {"--node-agent-requests", "memory=lots"}} {
+	for _, bad := range [][]string{{"--server-requests", "gpu=1"}, {"--node-agent-requests", "memory=lots"},
+		{"--node-agent-limits", "memory=100Mi"}, {"--work-dir-size-limit", "big"}, {"--credential-secrets", "Not_A_Name"}} {
 		_, err := ferry(t, append([]string{"install", "--dry-run"}, bad...)...)
 		if err == nil || !strings.Contains(err.Error(), bad[0]) {
 			t.Errorf("%v: want an error naming %s, got %v", bad, bad[0], err)

@@ -27,42 +27,64 @@ type workloads struct {
 	Image string
 	// PullPolicy is the containers' imagePullPolicy; empty leaves Kubernetes' default.
 	PullPolicy corev1.PullPolicy
-	// ServerRequests and NodeAgentRequests are the containers' resource requests. There are no
-	// limits: an OOM kill in the middle of a backup is worse than overcommitting a node.
-	ServerRequests, NodeAgentRequests corev1.ResourceList
+	// ServerResources and NodeAgentResources are the containers' requests and limits.
+	ServerResources, NodeAgentResources corev1.ResourceRequirements
+	// WorkDirSizeLimit bounds the emptyDir with Kopia's caches and temporary files; nil: no bound.
+	WorkDirSizeLimit *resource.Quantity
+	// CredentialSecrets are the Secrets of the install namespace the node-agent may read besides
+	// the repository password: the storage credentials BackupStorageLocations name in
+	// spec.credential.
+	CredentialSecrets []string
 }
 
 // Default requests, from what the programs used after real work: ferry-server ~254 MB resident,
-// the node-agent ~325 MB while it uploads.
+// the node-agent ~325 MB while it uploads. The memory limits leave room for the peaks (the
+// node-agent reached ~750 MB on 235k small files) and stop a runaway before it takes the node;
+// there is no CPU limit: throttling only makes a backup slower.
 var (
 	defaultServerRequests    = map[string]string{"cpu": "100m", "memory": "256Mi"}
 	defaultNodeAgentRequests = map[string]string{"cpu": "250m", "memory": "384Mi"}
+	defaultServerLimits      = map[string]string{"memory": "1Gi"}
+	defaultNodeAgentLimits   = map[string]string{"memory": "2Gi"}
 )
+
+// defaultWorkDirSizeLimit bounds the work directory: each location a process uses gets Kopia
+// caches of 256 MiB (contents) and 512 MiB (metadata) plus its index cache, about 1 GiB, and
+// full maintenance writes temporary files; 4Gi covers three locations.
+const defaultWorkDirSizeLimit = "4Gi"
+
+// workDir is where both programs keep Kopia's connections and caches, and their temporary files.
+const workDir = "/var/cache/ferry"
 
 // manifests returns, per component, a ServiceAccount and its generated rules bound cluster-wide
 // and in the namespace, then the ferry-server Deployment and the ferry-node-agent DaemonSet.
 func (w workloads) manifests() ([]client.Object, error) {
 	var objs []client.Object
-	for _, c := range []struct{ name, rules string }{{serverName, "server"}, {nodeAgentName, "node-agent"}} {
+	for _, c := range []struct {
+		name, rules string
+		extra       []rbacv1.PolicyRule
+	}{{serverName, "server", nil}, {nodeAgentName, "node-agent", credentialRule(w.CredentialSecrets)}} {
 		rules, err := rbac.For(c.rules)
 		if err != nil {
 			return nil, err
 		}
+		rules.Namespace = append(rules.Namespace, c.extra...)
 		objs = append(objs, access(w.Namespace, c.name, rules)...)
 	}
 	server, agent := serverDeployment(w.Namespace, w.Image), nodeAgentDaemonSet(w.Namespace, w.Image)
 	for _, c := range []struct {
-		container *corev1.Container
-		requests  corev1.ResourceList
-	}{{&server.Spec.Template.Spec.Containers[0], w.ServerRequests}, {&agent.Spec.Template.Spec.Containers[0], w.NodeAgentRequests}} {
-		c.container.ImagePullPolicy = w.PullPolicy
-		c.container.Resources.Requests = c.requests
+		pod       *corev1.PodSpec
+		resources corev1.ResourceRequirements
+	}{{&server.Spec.Template.Spec, w.ServerResources}, {&agent.Spec.Template.Spec, w.NodeAgentResources}} {
+		c.pod.Containers[0].ImagePullPolicy = w.PullPolicy
+		c.pod.Containers[0].Resources = c.resources
+		c.pod.Volumes[0].EmptyDir.SizeLimit = w.WorkDirSizeLimit
 	}
 	return append(objs, server, agent), nil
 }
 
-// parseRequests reads a flag's resource=quantity pairs, e.g. cpu=100m and memory=256Mi.
-func parseRequests(flag string, pairs map[string]string) (corev1.ResourceList, error) {
+// parseResources reads a flag's resource=quantity pairs, e.g. cpu=100m and memory=256Mi.
+func parseResources(flag string, pairs map[string]string) (corev1.ResourceList, error) {
 	if len(pairs) == 0 {
 		return nil, nil
 	}
@@ -80,6 +102,30 @@ func parseRequests(flag string, pairs map[string]string) (corev1.ResourceList, e
 		list[corev1.ResourceName(name)] = q
 	}
 	return list, nil
+}
+
+// parseRequirements reads the requests and limits flags of one component. A limit of 0 means
+// none (e.g. memory=0); a limit below its request is refused here rather than by the API server.
+func parseRequirements(component string, requests, limits map[string]string) (corev1.ResourceRequirements, error) {
+	var r corev1.ResourceRequirements
+	var err error
+	if r.Requests, err = parseResources(component+"-requests", requests); err != nil {
+		return r, err
+	}
+	if r.Limits, err = parseResources(component+"-limits", limits); err != nil {
+		return r, err
+	}
+	for name, limit := range r.Limits {
+		if limit.IsZero() {
+			delete(r.Limits, name)
+		} else if request, ok := r.Requests[name]; ok && limit.Cmp(request) < 0 {
+			return r, fmt.Errorf("--%s-limits: %s=%s is below --%s-requests %s=%s", component, name, limit.String(), component, name, request.String())
+		}
+	}
+	if len(r.Limits) == 0 {
+		r.Limits = nil
+	}
+	return r, nil
 }
 
 func access(namespace, name string, rules rbac.Rules) []client.Object {
@@ -108,7 +154,10 @@ func podSpec(name, image string, args []string) corev1.PodSpec {
 				Path: "/healthz", Port: intstrPort("health")}}},
 			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
 				Path: "/readyz", Port: intstrPort("health")}}, PeriodSeconds: 2},
-			VolumeMounts: []corev1.VolumeMount{{Name: "work", MountPath: "/var/cache/ferry"}},
+			// The root file system is read-only: temporary files (Kopia's full maintenance
+			// writes some) go to the work volume too, under its size limit.
+			Env:          []corev1.EnvVar{{Name: "TMPDIR", Value: workDir}},
+			VolumeMounts: []corev1.VolumeMount{{Name: "work", MountPath: workDir}},
 		}},
 		Volumes: []corev1.Volume{{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
 	}
@@ -116,7 +165,8 @@ func podSpec(name, image string, args []string) corev1.PodSpec {
 
 func serverDeployment(namespace, image string) *appsv1.Deployment {
 	labels := map[string]string{"app.kubernetes.io/name": serverName}
-	spec := podSpec(serverName, image, []string{"--namespace=" + namespace, "--work-dir=/var/cache/ferry"})
+	spec := podSpec(serverName, image, []string{"--namespace=" + namespace, "--work-dir=" + workDir})
+	serverSecurity(&spec)
 	one := int32(1)
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: serverName, Labels: labels},
@@ -125,16 +175,17 @@ func serverDeployment(namespace, image string) *appsv1.Deployment {
 	}
 }
 
-// nodeAgentDaemonSet runs the agent on every node, as root (it reads and writes every file of the
-// volumes), with the kubelet pods directory at /host_pods and its node name from the downward API.
+// nodeAgentDaemonSet runs the agent on every node, as root with a few capabilities (it reads and
+// writes every file of the volumes), with the kubelet pods directory at /host_pods (changes made
+// on the host, such as new volume mounts, propagate into the pod) and its node name from the
+// downward API.
 func nodeAgentDaemonSet(namespace, image string) *appsv1.DaemonSet {
 	labels := map[string]string{"app.kubernetes.io/name": nodeAgentName, "name": "node-agent"}
-	spec := podSpec(nodeAgentName, image, []string{"--namespace=" + namespace, "--work-dir=/var/cache/ferry", "--host-pods-root=/host_pods"})
-	root := int64(0)
+	spec := podSpec(nodeAgentName, image, []string{"--namespace=" + namespace, "--work-dir=" + workDir, "--host-pods-root=/host_pods"})
+	nodeAgentSecurity(&spec)
 	propagation := corev1.MountPropagationHostToContainer
 	c := &spec.Containers[0]
-	c.Env = []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}}
-	c.SecurityContext = &corev1.SecurityContext{RunAsUser: &root}
+	c.Env = append([]corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}}, c.Env...)
 	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "host-pods", MountPath: "/host_pods", MountPropagation: &propagation})
 	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "host-pods", VolumeSource: corev1.VolumeSource{
 		HostPath: &corev1.HostPathVolumeSource{Path: "/var/lib/kubelet/pods"}}})

@@ -18,7 +18,9 @@ import (
 // PatchStatus merges fields into the object's status through the status subresource. Only the
 // named fields change, so concurrent writers of other fields (progress and phase) do not
 // overwrite each other. CRDs installed by Velero have no status subresource; there the status is
-// patched through the object itself.
+// patched through the object itself. A process that may patch only the status (the node-agent
+// as `ferry install` sets it up) gets the NotFound of a deleted object, not the Forbidden of that
+// second try.
 func PatchStatus(ctx context.Context, c client.Client, obj client.Object, fields map[string]any) error {
 	data, err := json.Marshal(map[string]any{"status": fields})
 	if err != nil {
@@ -27,7 +29,10 @@ func PatchStatus(ctx context.Context, c client.Client, obj client.Object, fields
 	patch := client.RawPatch(types.MergePatchType, data)
 	err = c.Status().Patch(ctx, obj, patch)
 	if apierrors.IsNotFound(err) {
-		err = c.Patch(ctx, obj, patch) // no status subresource; NotFound again if the object is gone
+		// No status subresource, or the object is gone (NotFound again).
+		if perr := c.Patch(ctx, obj, patch); !apierrors.IsForbidden(perr) {
+			err = perr
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("update status of %s: %w", client.ObjectKeyFromObject(obj), err)

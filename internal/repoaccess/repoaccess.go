@@ -248,6 +248,10 @@ func (a *Access) secretKey(ctx context.Context, name, key string) ([]byte, error
 		if apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("secret %s/%s not found", a.opts.Namespace, name)
 		}
+		if apierrors.IsForbidden(err) {
+			return nil, fmt.Errorf("may not read secret %s/%s: the node-agent reads only the repository password and "+
+				"the Secrets `ferry install --credential-secrets` names: %w", a.opts.Namespace, name, err)
+		}
 		return nil, fmt.Errorf("read secret %s/%s: %w", a.opts.Namespace, name, err)
 	}
 	v, ok := s.Data[key]

@@ -2,12 +2,17 @@ package repoaccess_test
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/config/rbac"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 	"github.com/ferry-backup/ferry/internal/testenv"
 )
@@ -68,5 +73,46 @@ func TestReusedHandleSeesNewerWrites(t *testing.T) {
 	}
 	if got["volumes"] != "3" {
 		t.Fatalf("record: %v", got)
+	}
+}
+
+// The node-agent's generated rules name the two password Secrets this package reads (the RBAC
+// markers cannot refer to the constants).
+func TestNodeAgentMayReadThePasswordSecrets(t *testing.T) {
+	rules, err := rbac.For("node-agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range rules.Namespace {
+		if slices.Contains(r.Resources, "secrets") && slices.Contains(r.Verbs, "get") {
+			names = append(names, r.ResourceNames...)
+		}
+	}
+	for _, want := range []string{repoaccess.PasswordSecret, repoaccess.AppliedPasswordSecret} {
+		if !slices.Contains(names, want) {
+			t.Errorf("the node-agent may read the Secrets %v, not %s", names, want)
+		}
+	}
+}
+
+// A location whose credential Secret the node-agent may not read fails with a message that
+// names the install flag that grants it.
+func TestForbiddenCredentialsNameTheFlag(t *testing.T) {
+	env := testenv.Get(t)
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "nobody-in-particular"}
+	c, err := client.New(cfg, client.Options{Scheme: env.Client.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := repoaccess.New(repoaccess.Options{Client: c, Namespace: "default", WorkDir: t.TempDir()})
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "site-b"},
+		Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderAWS,
+			Credential:  &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "site-b-credentials"}, Key: "cloud"},
+			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "b"}}}}
+	_, err = a.LocationOf(testenv.Context(t), bsl)
+	if err == nil || !strings.Contains(err.Error(), "--credential-secrets") || !strings.Contains(err.Error(), "site-b-credentials") {
+		t.Fatalf("LocationOf with credentials it may not read = %v, want an error naming the Secret and --credential-secrets", err)
 	}
 }

@@ -28,9 +28,14 @@ import (
 	"github.com/ferry-backup/ferry/internal/repository"
 )
 
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete,namespace=velero
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// Leader election creates the Lease leaderElectionID and then only reads and renews it (client-go's
+// LeaseLock: get, create, update); its Events go to the install namespace, as all of the server's.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=create,namespace=velero
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;update,resourceNames=ferry-server.velero.io,namespace=velero
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
+
+// leaderElectionID names the Lease of the active server (and the resourceNames above).
+const leaderElectionID = "ferry-server.velero.io"
 
 // Options configure ferry-server.
 type Options struct {
@@ -80,7 +85,7 @@ func Run(ctx context.Context, o Options) error {
 	// namespaces elsewhere are read directly when a backup or restore starts, never watched.
 	extra := manager.Extra{Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{o.Namespace: {}}}}
 	if o.LeaderElect {
-		extra.LeaderElectionID = "ferry-server.velero.io"
+		extra.LeaderElectionID = leaderElectionID
 	}
 	mgr, err := manager.New(o.Options, extra)
 	if err != nil {

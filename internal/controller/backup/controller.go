@@ -23,13 +23,13 @@ import (
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 )
 
-// +kubebuilder:rbac:groups=velero.io,resources=backups,verbs=get;list;watch;patch;update;delete,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backups,verbs=get;list;watch;patch;delete,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backups/status,verbs=get;patch;update,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=podvolumebackups,verbs=get;list;watch;create,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backuprepositories,verbs=get;list;watch;create,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get;list;watch,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=deletebackuprequests,verbs=create,namespace=velero
-// +kubebuilder:rbac:groups="",resources=namespaces;pods;persistentvolumeclaims,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces;pods;persistentvolumeclaims,verbs=get;list
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
 
 // Defaults.

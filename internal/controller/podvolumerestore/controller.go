@@ -20,10 +20,15 @@ import (
 
 // Least privilege: the operations and the Secrets, locations and ConfigMap of the install
 // namespace only; pods, claims and volumes are read one at a time, never listed or watched.
-// +kubebuilder:rbac:groups=velero.io,resources=podvolumerestores,verbs=get;list;watch;patch,namespace=velero
+// The agent writes only the status of its operations, never their spec or metadata (under
+// Velero's CRDs, which lack the status subresource, status is written through the object and
+// the agent needs patch on it). Secrets: the repository password and the password the server
+// last applied (repoaccess.PasswordSecret, AppliedPasswordSecret), by name; `ferry install
+// --credential-secrets` adds the locations' storage credentials.
+// +kubebuilder:rbac:groups=velero.io,resources=podvolumerestores,verbs=get;list;watch,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=podvolumerestores/status,verbs=get;patch;update,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get,namespace=velero
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get,namespace=velero
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get,resourceNames=velero-repo-credentials;ferry-applied-repo-credentials,namespace=velero
 // +kubebuilder:rbac:groups="",resources=pods;persistentvolumeclaims;persistentvolumes,verbs=get
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
 

@@ -27,7 +27,11 @@ import (
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 )
 
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update,namespace=velero
+// The Secrets are watched (the cache lists and watches every Secret of the install namespace:
+// RBAC cannot narrow a list to two names); the server creates velero-repo-credentials when it is
+// missing and updates only its own record of the applied password.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create,namespace=velero
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=update,resourceNames=ferry-applied-repo-credentials,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get;list;watch,namespace=velero
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
 

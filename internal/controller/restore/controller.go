@@ -29,7 +29,7 @@ import (
 // +kubebuilder:rbac:groups=velero.io,resources=restores/status,verbs=get;patch;update,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backups,verbs=get;list;watch,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=podvolumerestores,verbs=get;list;watch;create,namespace=velero
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
 
 // LabelRestoreName labels the objects of one restore with its name (Velero's label).
