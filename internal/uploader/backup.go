@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"time"
 
-	"github.com/kopia/kopia/fs/localfs"
 	"github.com/kopia/kopia/repo"
 	"github.com/kopia/kopia/repo/manifest"
 	"github.com/kopia/kopia/snapshot"
@@ -70,12 +68,14 @@ const DefaultCheckpointInterval = 5 * time.Minute
 // Backup snapshots dir into the repository.
 func Backup(ctx context.Context, rep repo.Repository, dir string, opts BackupOptions) (BackupResult, error) {
 	start := time.Now()
-	root, err := localfs.Directory(dir)
+	t, err := openTree(dir)
+	if err != nil {
+		return BackupResult{}, fmt.Errorf("back up %s: not a readable directory: %w", dir, err)
+	}
+	defer t.Close()
+	root, err := sourceRoot(t)
 	if err != nil {
 		return BackupResult{}, fmt.Errorf("back up %s: %w", dir, err)
-	}
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return BackupResult{}, fmt.Errorf("back up %s: not a readable directory", dir)
 	}
 	source := snapshot.SourceInfo{Host: rep.ClientOptions().Hostname, UserName: rep.ClientOptions().Username, Path: opts.Source}
 	if source.Path == "" {

@@ -3,10 +3,10 @@ package uploader
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
 	"time"
 
@@ -16,6 +16,7 @@ import (
 	"github.com/kopia/kopia/snapshot"
 	"github.com/kopia/kopia/snapshot/restore"
 	"github.com/kopia/kopia/snapshot/snapshotfs"
+	"golang.org/x/sys/unix"
 )
 
 // RestoreOptions tune one restore.
@@ -44,11 +45,11 @@ type RestoreStats struct {
 // DefaultRestoreParallel is the number of files a restore writes at once.
 const DefaultRestoreParallel = 2
 
-// Restore writes snapshot snapshotID into dir. Pass a repository opened with
-// repository.Options.NoCache: restores run faster without the local caches., creating dir if needed. Contents, modes, times,
-// symlinks and empty directories are restored, and owners when running as root. No entry is
-// written outside dir: names that would climb out, and symlinks already in dir that would
-// redirect a write, are refused.
+// Restore writes snapshot snapshotID into dir, creating dir if needed. Pass a repository opened
+// with repository.Options.NoCache: restores run faster without the local caches. Contents,
+// modes, times, symlinks and empty directories are restored, and owners when running as root.
+// No byte is written outside dir, even while its owner swaps entries for symlinks: everything
+// is written beneath an open handle of dir (see beneath.go and treeOutput).
 func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, opts RestoreOptions) (RestoreStats, error) {
 	start := time.Now()
 	man, err := snapshot.LoadSnapshot(ctx, rep, manifest.ID(snapshotID))
@@ -63,17 +64,12 @@ func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, o
 	if err != nil {
 		return RestoreStats{}, err
 	}
-	out := &guardedOutput{FilesystemOutput: &restore.FilesystemOutput{
-		TargetPath:           target,
-		OverwriteDirectories: true, // merge into existing directories; files decide below
-		OverwriteFiles:       !opts.KeepExisting,
-		OverwriteSymlinks:    !opts.KeepExisting,
-		SkipOwners:           os.Geteuid() != 0,
-		WriteSparseFiles:     opts.WriteSparseFiles,
-	}}
-	if err := out.Init(ctx); err != nil {
+	t, err := openTree(target)
+	if err != nil {
 		return RestoreStats{}, fmt.Errorf("restore into %s: %w", target, err)
 	}
+	defer t.Close()
+	out := &treeOutput{t: t, overwrite: !opts.KeepExisting, owners: os.Geteuid() == 0, sparse: opts.WriteSparseFiles}
 
 	rpt := newReporter(opts.Progress, opts.ProgressInterval)
 	rpt.totalBytes.Store(man.Stats.TotalFileSize)
@@ -98,7 +94,7 @@ func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, o
 		err = fmt.Errorf("%w: %w", ErrCanceled, context.Cause(ctx))
 	}
 	if err == nil {
-		err = fixDirectoryTimes(ctx, rep, man, target)
+		err = fixDirectoryTimes(ctx, rep, man, t)
 	}
 	rpt.finish(err == nil)
 	if err != nil {
@@ -134,12 +130,12 @@ func prepareTarget(dir string) (string, error) {
 // loads a listing it replaces each subdirectory's time with that summary value, and writing
 // files after a directory was finished moves its time too (KOPIA-NOTES pitfall 2). The true
 // values are in the stored listings, read here directly.
-func fixDirectoryTimes(ctx context.Context, rep repo.Repository, man *snapshot.Manifest, target string) error {
+func fixDirectoryTimes(ctx context.Context, rep repo.Repository, man *snapshot.Manifest, t *tree) error {
 	if man.RootEntry == nil || man.RootEntry.Type != snapshot.EntryTypeDirectory {
 		return nil
 	}
-	var walk func(oid object.ID, path string, mtime time.Time) error
-	walk = func(oid object.ID, path string, mtime time.Time) error {
+	var walk func(oid object.ID, rel string, mtime time.Time) error
+	walk = func(oid object.ID, rel string, mtime time.Time) error {
 		entries, err := storedListing(ctx, rep, oid)
 		if err != nil {
 			return err
@@ -148,17 +144,18 @@ func fixDirectoryTimes(ctx context.Context, rep repo.Repository, man *snapshot.M
 			if e.Type != snapshot.EntryTypeDirectory {
 				continue
 			}
-			child := filepath.Join(path, filepath.FromSlash(e.Name))
-			if err := walk(e.ObjectID, child, e.ModTime.ToTime()); err != nil {
+			if err := walk(e.ObjectID, path.Join(rel, e.Name), e.ModTime.ToTime()); err != nil {
 				return err
 			}
 		}
-		if st, err := os.Lstat(path); err != nil || !st.IsDir() {
-			return errors.Join(err, fmt.Errorf("%s is not the restored directory", path))
+		fd, err := t.open(rel, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		if err != nil {
+			return err
 		}
-		return os.Chtimes(path, mtime, mtime)
+		defer unix.Close(fd)
+		return t.pathError("set times of", rel, futimens(fd, mtime))
 	}
-	return walk(man.RootEntry.ObjectID, target, man.RootEntry.ModTime.ToTime())
+	return walk(man.RootEntry.ObjectID, "", man.RootEntry.ModTime.ToTime())
 }
 
 // storedListing reads a directory object as stored, without Kopia's in-memory adjustments.

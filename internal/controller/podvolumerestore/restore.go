@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -94,11 +92,9 @@ func markDone(dir string, pvr *velerov1.PodVolumeRestore) error {
 		if ref.Kind != "Restore" {
 			continue
 		}
-		marker := filepath.Join(dir, ".velero")
-		if err := os.MkdirAll(marker, 0o755); err != nil {
-			return fmt.Errorf("write the restore marker: %w", err)
-		}
-		if err := os.WriteFile(filepath.Join(marker, string(ref.UID)), nil, 0o644); err != nil {
+		// Written beneath the volume's open root: a symlink the pod planted at .velero is replaced,
+		// never followed.
+		if err := uploader.WriteBeneath(dir, ".velero/"+string(ref.UID), nil); err != nil {
 			return fmt.Errorf("write the restore marker: %w", err)
 		}
 	}

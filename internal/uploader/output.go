@@ -1,0 +1,351 @@
+package uploader
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+	"unsafe"
+
+	"github.com/kopia/kopia/fs"
+	"github.com/kopia/kopia/snapshot"
+	"github.com/kopia/kopia/snapshot/restore"
+	"golang.org/x/sys/unix"
+)
+
+// treeOutput is the restore side of the tree (see beneath.go): Kopia's restore output writing
+// beneath the volume root. Directories are made with mkdirat in their open parent. A file is
+// written to a new temporary name (O_CREAT|O_EXCL, so nothing existing is ever opened for
+// writing), given its owner, mode and times on the open handle, and renamed over its name —
+// rename replaces a symlink planted there instead of following it. Symlinks are made the same
+// way with symlinkat. What is in the way is replaced when overwriting, else refused.
+type treeOutput struct {
+	t *tree
+	// overwrite replaces existing files and symlinks (directories are always merged into).
+	overwrite bool
+	// owners sets uid and gid (only root may).
+	owners bool
+	sparse bool
+}
+
+var _ restore.Output = (*treeOutput)(nil)
+
+// tempPrefix starts the names files are written under before they are renamed into place.
+const tempPrefix = ".ferry-restore-"
+
+func (o *treeOutput) Parallelizable() bool { return true }
+
+func (o *treeOutput) BeginDirectory(_ context.Context, rel string, _ fs.Directory) error {
+	if rel == "" {
+		return nil
+	}
+	dir, name, err := o.t.parent(rel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dir)
+	err = unix.Mkdirat(dir, name, 0o700)
+	if !errors.Is(err, unix.EEXIST) {
+		return o.t.pathError("mkdir", rel, err)
+	}
+	st, err := lstatAt(dir, name)
+	if err != nil {
+		return o.t.pathError("stat", rel, err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return nil // merged into
+	}
+	if !o.overwrite {
+		return o.inTheWay(rel, st.Mode, "a directory")
+	}
+	if err := unix.Unlinkat(dir, name, 0); err != nil {
+		return o.t.pathError("remove", rel, err)
+	}
+	return o.t.pathError("mkdir", rel, unix.Mkdirat(dir, name, 0o700))
+}
+
+func (o *treeOutput) WriteDirEntry(context.Context, string, *snapshot.DirEntry, fs.Directory) error {
+	return nil
+}
+
+// FinishDirectory sets the directory's owner, mode and time on its open handle.
+func (o *treeOutput) FinishDirectory(_ context.Context, rel string, e fs.Directory) error {
+	fd, err := o.t.open(rel, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return o.setAttributes(fd, rel, e)
+}
+
+// setAttributes sets owner (as root), then mode (chown clears setuid and setgid), then times.
+func (o *treeOutput) setAttributes(fd int, rel string, e fs.Entry) error {
+	if o.owners {
+		if err := unix.Fchown(fd, int(e.Owner().UserID), int(e.Owner().GroupID)); err != nil {
+			return o.t.pathError("chown", rel, err)
+		}
+	}
+	if err := unix.Fchmod(fd, unixMode(e.Mode())); err != nil {
+		return o.t.pathError("chmod", rel, err)
+	}
+	return o.t.pathError("set times of", rel, futimens(fd, e.ModTime()))
+}
+
+// futimens sets the access and modification times of an open file.
+func futimens(fd int, t time.Time) error {
+	ts := []unix.Timespec{unix.NsecToTimespec(t.UnixNano()), unix.NsecToTimespec(t.UnixNano())}
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// place checks what is at name in dir before an entry is renamed over it.
+func (o *treeOutput) place(dir int, name, rel string) error {
+	st, err := lstatAt(dir, name)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return nil
+	case err != nil:
+		return o.t.pathError("stat", rel, err)
+	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		return fmt.Errorf("%s exists and is a directory", rel)
+	case !o.overwrite:
+		return o.inTheWay(rel, st.Mode, "restored")
+	}
+	return nil
+}
+
+// inTheWay is the error for an existing entry that is kept (KeepExisting); a symlink is
+// reported as ErrOutsideTarget, since writing through it would leave the volume.
+func (o *treeOutput) inTheWay(rel string, mode uint32, want string) error {
+	if mode&unix.S_IFMT == unix.S_IFLNK {
+		return fmt.Errorf("%w: %s is an existing symlink and existing entries are kept", ErrOutsideTarget, rel)
+	}
+	return fmt.Errorf("%s exists (a %s) and existing entries are kept; not %s", rel, kindOf(mode), want)
+}
+
+func tempName() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return tempPrefix + hex.EncodeToString(b)
+}
+
+func (o *treeOutput) WriteFile(ctx context.Context, rel string, f fs.File, progress restore.FileWriteProgress) error {
+	dir, name, err := o.t.parent(rel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dir)
+	if err := o.place(dir, name, rel); err != nil {
+		return err
+	}
+	tmp := tempName()
+	fd, err := unix.Openat(dir, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|safeFlags, 0o600)
+	if err != nil {
+		return o.t.pathError("create", rel, err)
+	}
+	out := os.NewFile(uintptr(fd), rel)
+	err = o.writeContent(ctx, out, f, progress)
+	if err == nil {
+		err = o.setAttributes(fd, rel, f)
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = o.t.pathError("rename into", rel, unix.Renameat(dir, tmp, dir, name))
+	}
+	if err != nil {
+		_ = unix.Unlinkat(dir, tmp, 0)
+		return fmt.Errorf("restore %s: %w", rel, err)
+	}
+	return nil
+}
+
+// copyBuffer is the size of the chunks a file is written in.
+const copyBuffer = 1 << 20
+
+// writeContent copies the file's content; with sparse set, all-zero chunks become holes.
+func (o *treeOutput) writeContent(ctx context.Context, out *os.File, f fs.File, progress restore.FileWriteProgress) error {
+	in, err := f.Open(ctx)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	buf := make([]byte, copyBuffer)
+	var written int64
+	for {
+		n, rerr := io.ReadFull(in, buf)
+		if n > 0 {
+			if err := o.writeChunk(out, buf[:n], written); err != nil {
+				return err
+			}
+			written += int64(n)
+			if progress != nil {
+				progress(int64(n))
+			}
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+	if o.sparse {
+		return out.Truncate(written) // a trailing hole
+	}
+	return nil
+}
+
+// sparseBlock is the granularity of holes.
+const sparseBlock = 4096
+
+// writeChunk writes chunk at offset; with sparse set, its all-zero blocks are left as holes.
+func (o *treeOutput) writeChunk(out *os.File, chunk []byte, offset int64) error {
+	if !o.sparse {
+		_, err := out.Write(chunk)
+		return err
+	}
+	for start := 0; start < len(chunk); {
+		end := min(start+sparseBlock, len(chunk))
+		if allZero(chunk[start:end]) {
+			start = end
+			continue
+		}
+		for end < len(chunk) && !allZero(chunk[end:min(end+sparseBlock, len(chunk))]) {
+			end = min(end+sparseBlock, len(chunk))
+		}
+		if _, err := out.WriteAt(chunk[start:end], offset+int64(start)); err != nil {
+			return err
+		}
+		start = end
+	}
+	return nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (o *treeOutput) FileExists(_ context.Context, rel string, f fs.File) bool {
+	st, ok := o.stat(rel)
+	return ok && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == f.Size() &&
+		time.Unix(st.Mtim.Unix()).Sub(f.ModTime()).Abs() < time.Second
+}
+
+func (o *treeOutput) SymlinkExists(_ context.Context, rel string, _ fs.Symlink) bool {
+	st, ok := o.stat(rel)
+	return ok && st.Mode&unix.S_IFMT == unix.S_IFLNK
+}
+
+func (o *treeOutput) stat(rel string) (unix.Stat_t, bool) {
+	dir, name, err := o.t.parent(rel)
+	if err != nil {
+		return unix.Stat_t{}, false
+	}
+	defer unix.Close(dir)
+	st, err := lstatAt(dir, name)
+	return st, err == nil
+}
+
+// CreateSymlink makes the link under a temporary name, sets its owner and time without
+// following it, and renames it into place.
+func (o *treeOutput) CreateSymlink(ctx context.Context, rel string, l fs.Symlink) error {
+	target, err := l.Readlink(ctx)
+	if err != nil {
+		return err
+	}
+	dir, name, err := o.t.parent(rel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dir)
+	if err := o.place(dir, name, rel); err != nil {
+		return err
+	}
+	tmp := tempName()
+	if err := unix.Symlinkat(target, dir, tmp); err != nil {
+		return o.t.pathError("symlink", rel, err)
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(l.ModTime().UnixNano()), unix.NsecToTimespec(l.ModTime().UnixNano())}
+	err = unix.UtimesNanoAt(dir, tmp, ts, unix.AT_SYMLINK_NOFOLLOW)
+	if err == nil && o.owners {
+		err = unix.Fchownat(dir, tmp, int(l.Owner().UserID), int(l.Owner().GroupID), unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err == nil {
+		err = unix.Renameat(dir, tmp, dir, name)
+	}
+	if err != nil {
+		_ = unix.Unlinkat(dir, tmp, 0)
+		return o.t.pathError("symlink", rel, err)
+	}
+	return nil
+}
+
+func (o *treeOutput) Close(context.Context) error { return nil }
+
+// WriteBeneath writes data to rel (slash-separated) below dir, creating its parent directories
+// (mode 0755) beneath dir; it never follows a symlink, and replaces what is at rel.
+func WriteBeneath(dir, rel string, data []byte) error {
+	t, err := openTree(dir)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	o := &treeOutput{t: t, overwrite: true}
+	parts := strings.Split(rel, "/")
+	for i := range parts[:len(parts)-1] {
+		sub := strings.Join(parts[:i+1], "/")
+		if err := o.BeginDirectory(context.Background(), sub, nil); err != nil {
+			return err
+		}
+		fd, err := t.open(sub, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		if err != nil {
+			return err
+		}
+		err = unix.Fchmod(fd, 0o755)
+		unix.Close(fd)
+		if err != nil {
+			return err
+		}
+	}
+	parent, name, err := t.parent(rel)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(parent)
+	if err := o.place(parent, name, rel); err != nil {
+		return err
+	}
+	tmp := tempName()
+	fd, err := unix.Openat(parent, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|safeFlags, 0o644)
+	if err != nil {
+		return t.pathError("create", rel, err)
+	}
+	f := os.NewFile(uintptr(fd), rel)
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = unix.Renameat(parent, tmp, parent, name)
+	}
+	if err != nil {
+		_ = unix.Unlinkat(parent, tmp, 0)
+		return t.pathError("write", rel, err)
+	}
+	return nil
+}
