@@ -135,3 +135,8 @@ type PodVolumeBackupList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []PodVolumeBackup `json:"items"`
 }
+
+// ConditionEntriesNotBackedUp is set on a Completed PodVolumeBackup whose snapshot lacks entries
+// it could not read, or that are FIFOs, sockets or device nodes; its message counts and names
+// them. The Backup then ends PartiallyFailed.
+const ConditionEntriesNotBackedUp = "EntriesNotBackedUp"

@@ -3,10 +3,13 @@ package cluster
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -227,4 +230,33 @@ func deleteRequest(t *testing.T, c *harness.Cluster, backup string) *velerov1.De
 	})
 	t.Logf("DeleteBackupRequest for %s processed in %s; errors %q", backup, time.Since(start).Round(time.Millisecond), dbr.Status.Errors)
 	return dbr
+}
+
+// Nothing is lost silently: a volume holding a FIFO is backed up without it (never opened, so
+// nothing hangs), its PodVolumeBackup says so, and the Backup ends PartiallyFailed naming it.
+func TestAVolumeWithAFIFOMakesThePartialBackupSaySo(t *testing.T) {
+	c := harness.New(t)
+	c.StartServer()
+	node := c.StartNode("node-a")
+	ns := c.Namespace("pipes")
+	pod := c.CreatePod(node, ns, "app", harness.VolumeSpec{Name: "data", Claim: "app-data"})
+	if err := harness.FillVolume(pod.Dirs["data"], 4, 1<<20, 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(pod.Dirs["data"], "control.fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := newBackup(t, c, "with-fifo", "default", ns)
+	waitBackup(t, c, b, velerov1.BackupPhasePartiallyFailed)
+	if !strings.Contains(b.Status.FailureReason, "control.fifo is a FIFO: not backed up") || !strings.Contains(b.Status.FailureReason, "1 entries not backed up") {
+		t.Errorf("failure reason %q does not name the FIFO", b.Status.FailureReason)
+	}
+	list := &velerov1.PodVolumeBackupList{}
+	if err := c.Client.List(context.Background(), list, client.InNamespace(c.Install), client.MatchingLabels{velerov1.LabelBackupName: b.Name}); err != nil || len(list.Items) != 1 {
+		t.Fatalf("PodVolumeBackups: %v, %d", err, len(list.Items))
+	}
+	if p := list.Items[0]; p.Status.Phase != velerov1.PodVolumePhaseCompleted || p.Status.SnapshotID == "" ||
+		!meta.IsStatusConditionTrue(p.Status.Conditions, velerov1.ConditionEntriesNotBackedUp) {
+		t.Errorf("PodVolumeBackup: %s, snapshot %q, conditions %+v", p.Status.Phase, p.Status.SnapshotID, p.Status.Conditions)
+	}
 }

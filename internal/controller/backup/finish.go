@@ -3,8 +3,11 @@ package backup
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -23,8 +26,13 @@ func (r *Reconciler) progress(ctx context.Context, b *velerov1.Backup) (ctrl.Res
 		return ctrl.Result{}, err
 	}
 	phases := make([]velerov1.PodVolumePhase, len(pvbs.Items))
+	var incomplete []string
 	for i, p := range pvbs.Items {
 		phases[i] = p.Status.Phase
+		if c := meta.FindStatusCondition(p.Status.Conditions, velerov1.ConditionEntriesNotBackedUp); c != nil &&
+			c.Status == metav1.ConditionTrue && p.Status.Phase == velerov1.PodVolumePhaseCompleted {
+			incomplete = append(incomplete, fmt.Sprintf("%s/%s volume %s: %s", p.Spec.Pod.Namespace, p.Spec.Pod.Name, p.Spec.Volume, c.Message))
+		}
 	}
 	counts, done := operation.Tally(phases)
 	if prev := b.Status.PodVolumeBackups; prev != nil {
@@ -39,10 +47,11 @@ func (r *Reconciler) progress(ctx context.Context, b *velerov1.Backup) (ctrl.Res
 	phase := velerov1.BackupPhaseCompleted
 	reason := ""
 	switch {
-	case counts.Failed > 0 && counts.Completed > 0:
-		phase = velerov1.BackupPhasePartiallyFailed
-	case counts.Failed > 0:
+	case counts.Failed > 0 && counts.Completed == 0:
 		phase, reason = velerov1.BackupPhaseFailed, "every volume backup failed"
+	case counts.Failed > 0 || len(incomplete) > 0:
+		// Nothing is lost silently: a volume whose snapshot lacks entries makes the backup partial.
+		phase, reason = velerov1.BackupPhasePartiallyFailed, strings.Join(incomplete, "; ")
 	}
 	rec := r.record(ctx, b, pvbs.Items, phase)
 	if err := r.saveRecord(ctx, b, rec); err != nil {

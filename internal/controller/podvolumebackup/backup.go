@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/ferry-backup/ferry/api/shared"
@@ -98,6 +101,12 @@ func (r *Reconciler) finish(ctx context.Context, pvb *velerov1.PodVolumeBackup, 
 			TotalBytes: res.Stats.Bytes, BytesDone: res.Stats.Bytes, IncrementalBytes: res.Stats.UploadedBytes,
 			TotalFiles: res.Stats.Files, FilesDone: res.Stats.Files,
 		}}
+		if res.Stats.Errors > 0 {
+			// The snapshot lacks these entries: the Backup ends PartiallyFailed because of it.
+			extra["conditions"] = []metav1.Condition{{Type: velerov1.ConditionEntriesNotBackedUp, Status: metav1.ConditionTrue,
+				Reason: "UnreadableOrSpecialEntries", LastTransitionTime: metav1.NewTime(r.Clock.Now().Truncate(time.Second)),
+				Message: fmt.Sprintf("%d entries not backed up: %s", res.Stats.Errors, strings.Join(res.Stats.ErrorMessages, "; "))}}
+		}
 	}
 	return r.reporter().Finish(ctx, pvb, phase, msg, extra, pvb.Status.StartTimestamp)
 }
