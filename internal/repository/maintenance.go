@@ -68,12 +68,19 @@ func (r *Repository) maintain(ctx context.Context, rec *MaintenanceRecord, opts 
 		return fmt.Errorf("maintenance is owned by %q, not %q; force it to take over", params.Owner, MaintenanceOwner)
 	}
 	if rec.Mode == MaintenanceFull {
-		release, err := r.lock.acquire(ctx, r.holder, "full maintenance")
+		held, err := r.lock.acquire(ctx, r.holder, "full maintenance")
 		if err != nil {
 			return err
 		}
-		defer release()
+		defer held.release()
+		return held.explain(r.runMaintenance(held.ctx, rec, opts))
 	}
+	return r.runMaintenance(ctx, rec, opts)
+}
+
+// runMaintenance runs maintenance once the checks passed (and, for a full run, under the lock).
+func (r *Repository) runMaintenance(ctx context.Context, rec *MaintenanceRecord, opts MaintenanceOptions) error {
+	var err error
 	if rec.StorageBytesBefore, err = storageBytes(ctx, r.BlobReader()); err != nil {
 		return err
 	}
@@ -83,7 +90,7 @@ func (r *Repository) maintain(ctx context.Context, rec *MaintenanceRecord, opts 
 	}
 	err = repo.DirectWriteSession(ctx, r, repo.WriteSessionOptions{Purpose: "ferry: maintenance"},
 		func(ctx context.Context, w repo.DirectRepositoryWriter) error {
-			// The owner check was done above against Ferry's own identity, hence force.
+			// maintain checked the owner against Ferry's own identity, hence force.
 			return snapshotmaintenance.Run(ctx, w, rec.Mode, true, safety)
 		})
 	if err != nil {
@@ -119,13 +126,13 @@ func (r *Repository) ChangePassword(ctx context.Context, newPassword string) err
 	if newPassword == "" {
 		return fmt.Errorf("change password of %s: the new password is empty", r.location)
 	}
-	release, err := r.lock.acquire(ctx, r.holder, "password change")
+	held, err := r.lock.acquire(ctx, r.holder, "password change")
 	if err != nil {
 		return err
 	}
-	defer release()
-	if err := r.FormatManager().ChangePassword(ctx, newPassword); err != nil {
-		return fmt.Errorf("change password of %s: %w", r.location, err)
+	defer held.release()
+	if err := r.FormatManager().ChangePassword(held.ctx, newPassword); err != nil {
+		return fmt.Errorf("change password of %s: %w", r.location, held.explain(err))
 	}
 	return nil
 }
