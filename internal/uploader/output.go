@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -143,9 +144,6 @@ func (o *treeOutput) WriteFile(ctx context.Context, rel string, f fs.File, progr
 		return err
 	}
 	defer unix.Close(dir)
-	if err := o.place(dir, name, rel); err != nil {
-		return err
-	}
 	tmp := tempName()
 	fd, err := unix.Openat(dir, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|safeFlags, 0o600)
 	if err != nil {
@@ -160,7 +158,7 @@ func (o *treeOutput) WriteFile(ctx context.Context, rel string, f fs.File, progr
 		err = cerr
 	}
 	if err == nil {
-		err = o.t.pathError("rename into", rel, unix.Renameat(dir, tmp, dir, name))
+		err = o.rename(dir, tmp, name, rel)
 	}
 	if err != nil {
 		_ = unix.Unlinkat(dir, tmp, 0)
@@ -169,8 +167,39 @@ func (o *treeOutput) WriteFile(ctx context.Context, rel string, f fs.File, progr
 	return nil
 }
 
+// rename moves the entry written under tmp to name: over what is there when overwriting (rename
+// replaces a file or symlink without following it, and fails on a directory), else only if
+// nothing is there (RENAME_NOREPLACE), so that no separate check can be raced.
+func (o *treeOutput) rename(dir int, tmp, name, rel string) error {
+	flags := uint(0)
+	if !o.overwrite {
+		flags = unix.RENAME_NOREPLACE
+	}
+	err := unix.Renameat2(dir, tmp, dir, name, flags)
+	if errors.Is(err, unix.EINVAL) && flags != 0 { // a file system without RENAME_NOREPLACE
+		if err = o.place(dir, name, rel); err != nil {
+			return err
+		}
+		err = unix.Renameat(dir, tmp, dir, name)
+	}
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EISDIR) || errors.Is(err, unix.ENOTEMPTY):
+		return fmt.Errorf("%s exists and is a directory", rel)
+	case errors.Is(err, unix.EEXIST):
+		st, _ := lstatAt(dir, name)
+		return o.inTheWay(rel, st.Mode, "restored")
+	}
+	return o.t.pathError("rename into", rel, err)
+}
+
 // copyBuffer is the size of the chunks a file is written in.
 const copyBuffer = 1 << 20
+
+// copyBuffers are reused across files: a restore of many small files would otherwise allocate
+// one buffer per file.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBuffer); return &b }}
 
 // writeContent copies the file's content; with sparse set, all-zero chunks become holes.
 func (o *treeOutput) writeContent(ctx context.Context, out *os.File, f fs.File, progress restore.FileWriteProgress) error {
@@ -179,7 +208,9 @@ func (o *treeOutput) writeContent(ctx context.Context, out *os.File, f fs.File, 
 		return err
 	}
 	defer in.Close()
-	buf := make([]byte, copyBuffer)
+	bufp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bufp)
+	buf := *bufp
 	var written int64
 	for {
 		n, rerr := io.ReadFull(in, buf)
@@ -273,9 +304,6 @@ func (o *treeOutput) CreateSymlink(ctx context.Context, rel string, l fs.Symlink
 		return err
 	}
 	defer unix.Close(dir)
-	if err := o.place(dir, name, rel); err != nil {
-		return err
-	}
 	tmp := tempName()
 	if err := unix.Symlinkat(target, dir, tmp); err != nil {
 		return o.t.pathError("symlink", rel, err)
@@ -285,12 +313,13 @@ func (o *treeOutput) CreateSymlink(ctx context.Context, rel string, l fs.Symlink
 	if err == nil && o.owners {
 		err = unix.Fchownat(dir, tmp, int(l.Owner().UserID), int(l.Owner().GroupID), unix.AT_SYMLINK_NOFOLLOW)
 	}
-	if err == nil {
-		err = unix.Renameat(dir, tmp, dir, name)
-	}
 	if err != nil {
 		_ = unix.Unlinkat(dir, tmp, 0)
 		return o.t.pathError("symlink", rel, err)
+	}
+	if err := o.rename(dir, tmp, name, rel); err != nil {
+		_ = unix.Unlinkat(dir, tmp, 0)
+		return err
 	}
 	return nil
 }
