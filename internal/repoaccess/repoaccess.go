@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -128,7 +129,7 @@ func (a *Access) acquire(ctx context.Context, bslName string, purpose Purpose) (
 		return nil, nil, false, fmt.Errorf("backup storage location %s: %w", bslName, err)
 	}
 	base := baseOf(opts)
-	for k, e := range a.open { // a new password replaces the older connections
+	for k, e := range a.open { // a new password or new credentials replace the older connections
 		if e.base == base && e.current {
 			e.current = false
 			a.closeIfUnusedLocked(ctx, k, e)
@@ -261,13 +262,32 @@ func (a *Access) secretKey(ctx context.Context, name, key string) ([]byte, error
 	return v, nil
 }
 
-// keyOf identifies a connection: its base and the password (hashed; never kept in clear).
+// keyOf identifies a connection: its base, its fingerprint and the password (hashed; never kept
+// in clear).
 func keyOf(opts repository.Options) string {
 	sum := sha256.Sum256([]byte(opts.Password))
-	return baseOf(opts) + "|" + hex.EncodeToString(sum[:8])
+	return baseOf(opts) + "|" + fingerprint(opts.Location) + "|" + hex.EncodeToString(sum[:8])
 }
 
-// baseOf identifies a connection but for its password.
+// baseOf identifies a location's connections: a newly opened one (new password, new
+// credentials or settings) replaces the older ones of the same base.
 func baseOf(opts repository.Options) string {
 	return fmt.Sprintf("%s|nocache=%t|ro=%t", opts.Location, opts.NoCache, opts.ReadOnly)
+}
+
+// fingerprint hashes everything else that shapes how the location is reached — settings, CA
+// bundle, credentials — so that rotated S3 keys or a changed setting open a new connection at
+// once.
+func fingerprint(loc repository.Location) string {
+	h := sha256.New()
+	keys := make([]string, 0, len(loc.Config))
+	for k := range loc.Config {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(h, "%s=%s\x00", k, loc.Config[k])
+	}
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00", loc.CACert, loc.Credentials.AccessKeyID, loc.Credentials.SecretAccessKey, loc.Credentials.SessionToken)
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }

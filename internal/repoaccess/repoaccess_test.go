@@ -2,6 +2,7 @@ package repoaccess_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -14,10 +15,11 @@ import (
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/config/rbac"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/repository/repotest"
 	"github.com/ferry-backup/ferry/internal/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Run(m) }
+func TestMain(m *testing.M) { testenv.Run(m, repotest.Stop) }
 
 // A handle kept open from an earlier operation sees what other processes wrote since: a backup
 // made after a restore can be restored (the server kept its restore handle open meanwhile).
@@ -115,4 +117,58 @@ func TestForbiddenCredentialsNameTheFlag(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--credential-secrets") || !strings.Contains(err.Error(), "site-b-credentials") {
 		t.Fatalf("LocationOf with credentials it may not read = %v, want an error naming the Secret and --credential-secrets", err)
 	}
+}
+
+// Rotated S3 keys apply at once: a connection opened with the old keys is not reused once the
+// credentials Secret changed (revoked keys fail the next operation instead of working on until
+// a restart), and the new keys work.
+func TestRotatedCredentialsOpenANewConnection(t *testing.T) {
+	env := testenv.Get(t)
+	ctx := t.Context()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "repoaccess-"}}
+	if err := env.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	loc := repotest.S3(t)
+	ini := func(id, secret string) []byte {
+		return []byte(fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", id, secret))
+	}
+	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "cloud-credentials"},
+		Data: map[string][]byte{"cloud": ini(loc.Credentials.AccessKeyID, loc.Credentials.SecretAccessKey)}}
+	password := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: repoaccess.PasswordSecret},
+		StringData: map[string]string{repoaccess.PasswordKey: "access-test-password"}}
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default"},
+		Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderAWS, Config: loc.Config,
+			Credential:  &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: creds.Name}, Key: "cloud"},
+			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: loc.Bucket, Prefix: loc.Prefix}}}}
+	for _, obj := range []client.Object{creds, password, bsl} {
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	access := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir(), Create: true})
+	defer access.Close(context.Background())
+	_, release, err := access.Open(ctx, "default", repoaccess.ForBackup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+
+	creds.Data["cloud"] = ini(loc.Credentials.AccessKeyID, "revoked-secret-key")
+	if err := env.Client.Update(ctx, creds); err != nil {
+		t.Fatal(err)
+	}
+	if _, release, err := access.Open(ctx, "default", repoaccess.ForBackup); err == nil {
+		release()
+		t.Fatal("the connection opened with the old keys was reused after the keys changed")
+	}
+	creds.Data["cloud"] = ini(loc.Credentials.AccessKeyID, loc.Credentials.SecretAccessKey)
+	if err := env.Client.Update(ctx, creds); err != nil {
+		t.Fatal(err)
+	}
+	_, release, err = access.Open(ctx, "default", repoaccess.ForBackup)
+	if err != nil {
+		t.Fatalf("the restored keys: %v", err)
+	}
+	release()
 }

@@ -178,7 +178,8 @@ func describeRuns(runs []velerov1.BackupRepositoryMaintenanceStatus) string {
 	return strings.Join(parts, "; ")
 }
 
-// With no password Secret, the server creates one with a random password.
+// With no password Secret, the server creates one with a random password; deleted later, the
+// Secret comes back with that password.
 func TestServerGeneratesThePasswordSecret(t *testing.T) {
 	c := harness.New(t)
 	for _, name := range []string{repoaccess.PasswordSecret, repoaccess.AppliedPasswordSecret} {
@@ -196,4 +197,27 @@ func TestServerGeneratesThePasswordSecret(t *testing.T) {
 	if strings.Contains(server.Log(), string(s.Data[repoaccess.PasswordKey])) {
 		t.Fatal("the generated password appears in the server's log")
 	}
+
+	// Deleted by mistake, it comes back with the password in force, not a new random one: the
+	// copy the user was told to keep goes on working.
+	generated := string(s.Data[repoaccess.PasswordKey])
+	applied := &corev1.Secret{}
+	c.Eventually(time.Minute, func() (bool, string) {
+		err := c.Client.Get(context.Background(), client.ObjectKey{Namespace: c.Install, Name: repoaccess.AppliedPasswordSecret}, applied)
+		return err == nil, "the password is not recorded as applied yet"
+	})
+	if err := c.Client.Delete(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(time.Minute, func() (bool, string) {
+		again := &corev1.Secret{}
+		err := c.Client.Get(context.Background(), client.ObjectKey{Namespace: c.Install, Name: repoaccess.PasswordSecret}, again)
+		if err != nil || again.UID == s.UID {
+			return false, "not re-created yet"
+		}
+		if got := string(again.Data[repoaccess.PasswordKey]); got != generated {
+			t.Fatalf("re-created with another password (%d bytes) than the one in force", len(got))
+		}
+		return true, ""
+	})
 }

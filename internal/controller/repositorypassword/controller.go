@@ -126,20 +126,32 @@ func (r *Reconciler) secret(ctx context.Context, name string) (*corev1.Secret, e
 }
 
 // generate creates the Secret with 32 random bytes; the repositories do not exist yet.
+// generate creates the missing password Secret: with the password the repositories are keyed
+// with when the server has applied one (a deleted Secret comes back as it was, so the copy users
+// were told to keep goes on working), else with a random one.
 func (r *Reconciler) generate(ctx context.Context) error {
-	buf := make([]byte, 32)
-	if _, err := rand.Read(buf); err != nil {
+	password, how := "", "a random password; back it up outside the cluster"
+	applied, err := r.secret(ctx, repoaccess.AppliedPasswordSecret)
+	switch {
+	case err == nil && len(applied.Data[repoaccess.PasswordKey]) > 0:
+		password, how = string(applied.Data[repoaccess.PasswordKey]), "the password the repositories are keyed with (it had been deleted)"
+	case err != nil && !apierrors.IsNotFound(err):
 		return err
+	default:
+		buf := make([]byte, 32)
+		if _, err := rand.Read(buf); err != nil {
+			return err
+		}
+		password = base64.StdEncoding.EncodeToString(buf)
 	}
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: repoaccess.PasswordSecret},
-		Data:       map[string][]byte{repoaccess.PasswordKey: []byte(base64.StdEncoding.EncodeToString(buf))},
+		Data:       map[string][]byte{repoaccess.PasswordKey: []byte(password)},
 	}
 	if err := r.Client.Create(ctx, s); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create secret %s: %w", repoaccess.PasswordSecret, err)
 	}
-	log.FromContext(ctx).Info("created the repository password Secret with a random password; back it up outside the cluster",
-		"secret", r.Namespace+"/"+repoaccess.PasswordSecret)
+	log.FromContext(ctx).Info("created the repository password Secret with "+how, "secret", r.Namespace+"/"+repoaccess.PasswordSecret)
 	return nil
 }
 
