@@ -31,6 +31,10 @@ const (
 	AppliedPasswordSecret = "ferry-applied-repo-credentials"
 )
 
+// LocationPasswordKey is the key of AppliedPasswordSecret that records the password of one
+// location whose repository kept an older password: a ReadOnly location is never re-keyed.
+func LocationPasswordKey(location string) string { return "location." + location }
+
 // Purpose says what an opened repository is for: restores open it without local caches.
 type Purpose int
 
@@ -113,18 +117,25 @@ func (a *Access) acquire(ctx context.Context, bslName string, purpose Purpose) (
 		return e.rep, a.releaser(ctx, key, e), true, nil
 	}
 	rep, err = repository.Open(ctx, opts)
-	if errors.Is(err, repository.ErrWrongPassword) {
-		// A password change may be pending: the repository still has the applied password.
-		if applied, aerr := a.secretKey(ctx, AppliedPasswordSecret, PasswordKey); aerr == nil && string(applied) != opts.Password {
-			opts.Password = string(applied)
-			key = keyOf(opts)
-			if e, ok := a.open[key]; ok {
-				e.refs++
-				return e.rep, a.releaser(ctx, key, e), true, nil
-			}
-			rep, err = repository.Open(ctx, opts)
+	// Every password that may be in force: a password change may be pending (the repository
+	// still has the applied password), or the location was never re-keyed (ReadOnly).
+	for _, key := range []string{PasswordKey, LocationPasswordKey(bslName)} {
+		if !errors.Is(err, repository.ErrWrongPassword) {
+			break
 		}
+		other, aerr := a.secretKey(ctx, AppliedPasswordSecret, key)
+		if aerr != nil || string(other) == opts.Password {
+			continue
+		}
+		opts.Password = string(other)
+		k := keyOf(opts)
+		if e, ok := a.open[k]; ok {
+			e.refs++
+			return e.rep, a.releaser(ctx, k, e), true, nil
+		}
+		rep, err = repository.Open(ctx, opts)
 	}
+	key = keyOf(opts)
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("backup storage location %s: %w", bslName, err)
 	}

@@ -172,3 +172,59 @@ func TestRotatedCredentialsOpenANewConnection(t *testing.T) {
 	}
 	release()
 }
+
+// A ReadOnly location is never re-keyed: after the password changed, it is opened with the
+// password recorded for it when the others were re-keyed.
+func TestReadOnlyLocationKeepsItsPasswordAfterARotation(t *testing.T) {
+	env := testenv.Get(t)
+	ctx := t.Context()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "repoaccess-"}}
+	if err := env.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	password := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: repoaccess.PasswordSecret},
+		Data: map[string][]byte{repoaccess.PasswordKey: []byte("before-rotation")}}
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "archive"},
+		Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderFilesystem, Config: map[string]string{"path": t.TempDir()},
+			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "b"}}}}
+	for _, obj := range []client.Object{password, bsl} {
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	creator := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir(), Create: true})
+	_, release, err := creator.Open(ctx, "archive", repoaccess.ForBackup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	creator.Close(context.Background())
+
+	bsl.Spec.AccessMode = velerov1.BackupStorageLocationAccessModeReadOnly
+	password.Data[repoaccess.PasswordKey] = []byte("after-rotation")
+	applied := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: repoaccess.AppliedPasswordSecret},
+		Data: map[string][]byte{repoaccess.PasswordKey: []byte("after-rotation")}}
+	for _, obj := range []client.Object{bsl, password} {
+		if err := env.Client.Update(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := env.Client.Create(ctx, applied); err != nil {
+		t.Fatal(err)
+	}
+	agent := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir()})
+	defer agent.Close(context.Background())
+	if _, release, err := agent.Open(ctx, "archive", repoaccess.ForRestore); err == nil {
+		release()
+		t.Fatal("opened with a password that is not the repository's")
+	}
+	applied.Data[repoaccess.LocationPasswordKey("archive")] = []byte("before-rotation")
+	if err := env.Client.Update(ctx, applied); err != nil {
+		t.Fatal(err)
+	}
+	_, release, err = agent.Open(ctx, "archive", repoaccess.ForRestore)
+	if err != nil {
+		t.Fatalf("the ReadOnly location with its recorded password: %v", err)
+	}
+	release()
+}

@@ -8,9 +8,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/repoaccess"
 	"github.com/ferry-backup/ferry/test/harness"
 )
 
@@ -108,5 +110,43 @@ func TestPasswordRotationKeepsBackupsWorking(t *testing.T) {
 	c.WaitPhase(pvr, velerov1.PodVolumePhaseCompleted, time.Minute)
 	if got, _ := harness.Describe(target.Dirs["data"]); got != want {
 		t.Error("the snapshot taken before the rotation restores differently")
+	}
+}
+
+// A ReadOnly location is never re-keyed: when the password changes, the server records the
+// password it keeps, and its snapshots still restore.
+func TestReadOnlyLocationStillRestoresAfterARotation(t *testing.T) {
+	c := harness.New(t)
+	c.CreateFilesystemBSL("archive")
+	c.StartServer()
+	node := c.StartNode("node-a")
+	ns := c.Namespace("archive")
+	pod := c.CreatePod(node, ns, "app", harness.VolumeSpec{Name: "data", Claim: "app-data"})
+	if err := harness.FillVolume(pod.Dirs["data"], 6, 2<<20, 8); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := harness.Describe(pod.Dirs["data"])
+	inArchive := func(p *velerov1.PodVolumeBackup) { p.Spec.BackupStorageLocation = "archive" }
+	pvb := c.BackupVolume(pod, "data", "into-archive", inArchive)
+	c.WaitPhase(pvb, velerov1.PodVolumePhaseCompleted, time.Minute)
+
+	c.PatchSpec(&velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "archive"}},
+		map[string]any{"accessMode": "ReadOnly"})
+	c.SetPassword("rotated-with-a-read-only-location")
+	applied := &corev1.Secret{}
+	c.Eventually(time.Minute, func() (bool, string) {
+		_ = c.Client.Get(context.Background(), client.ObjectKey{Namespace: c.Install, Name: repoaccess.AppliedPasswordSecret}, applied)
+		return string(applied.Data[repoaccess.PasswordKey]) == "rotated-with-a-read-only-location", "the new password is not applied yet"
+	})
+	if got := string(applied.Data[repoaccess.LocationPasswordKey("archive")]); got != "harness-password-1" {
+		t.Errorf("the ReadOnly location's password is not recorded (%d bytes)", len(got))
+	}
+	target := c.CreatePod(node, ns, "app-restored", harness.VolumeSpec{Name: "data", Claim: "app-restored-data"})
+	pvr := c.RestoreVolume(target, "data", pvb.Status.SnapshotID, "from-archive", func(p *velerov1.PodVolumeRestore) {
+		p.Spec.BackupStorageLocation = "archive"
+	})
+	c.WaitPhase(pvr, velerov1.PodVolumePhaseCompleted, time.Minute)
+	if got, _ := harness.Describe(target.Dirs["data"]); got != want {
+		t.Error("the ReadOnly location's snapshot restores differently after the rotation")
 	}
 }

@@ -83,29 +83,36 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	if old == wanted {
 		return ctrl.Result{}, nil
 	}
-	rekeyed, err := r.rekeyAll(ctx, old, wanted)
+	rekeyed, readOnly, err := r.rekeyAll(ctx, old, wanted)
 	if err != nil {
 		r.Recorder.Eventf(user, corev1.EventTypeWarning, "RekeyFailed", "%v; the previous password stays applied and will be retried", err)
 		return ctrl.Result{}, err
 	}
 	r.Recorder.Eventf(user, corev1.EventTypeNormal, "Rekeyed", "%d repositories now use the new password", rekeyed)
-	log.FromContext(ctx).Info("repositories re-keyed to the new password", "repositories", rekeyed)
+	log.FromContext(ctx).Info("repositories re-keyed to the new password", "repositories", rekeyed, "readOnlyKept", readOnly)
+	// ReadOnly locations are never re-keyed: they keep the password they had, recorded per
+	// location so that they can still be opened.
+	for _, name := range readOnly {
+		if _, ok := applied.Data[repoaccess.LocationPasswordKey(name)]; !ok {
+			applied.Data[repoaccess.LocationPasswordKey(name)] = []byte(old)
+		}
+	}
 	return ctrl.Result{}, r.setApplied(ctx, applied, wanted)
 }
 
 // rekeyAll re-keys every writable location's repository. The new password counts as applied
 // only when all succeeded; until then node-agents open the rest with the applied password, and
 // the controller retries with backoff.
-func (r *Reconciler) rekeyAll(ctx context.Context, old, wanted string) (int, error) {
+func (r *Reconciler) rekeyAll(ctx context.Context, old, wanted string) (n int, readOnly []string, err error) {
 	list := &velerov1.BackupStorageLocationList{}
 	if err := r.Client.List(ctx, list, client.InNamespace(r.Namespace)); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	n := 0
 	var errs []error
 	for _, bsl := range list.Items {
 		if bsl.Spec.AccessMode == velerov1.BackupStorageLocationAccessModeReadOnly {
-			continue // never written; it keeps the password it has
+			readOnly = append(readOnly, bsl.Name) // never written; it keeps the password it has
+			continue
 		}
 		done, err := r.Repositories.Rekey(ctx, bsl.Name, old, wanted)
 		if err != nil {
@@ -116,7 +123,7 @@ func (r *Reconciler) rekeyAll(ctx context.Context, old, wanted string) (int, err
 			n++
 		}
 	}
-	return n, errors.Join(errs...)
+	return n, readOnly, errors.Join(errs...)
 }
 
 func (r *Reconciler) secret(ctx context.Context, name string) (*corev1.Secret, error) {
@@ -125,7 +132,6 @@ func (r *Reconciler) secret(ctx context.Context, name string) (*corev1.Secret, e
 	return s, err
 }
 
-// generate creates the Secret with 32 random bytes; the repositories do not exist yet.
 // generate creates the missing password Secret: with the password the repositories are keyed
 // with when the server has applied one (a deleted Secret comes back as it was, so the copy users
 // were told to keep goes on working), else with a random one.
@@ -155,9 +161,15 @@ func (r *Reconciler) generate(ctx context.Context) error {
 	return nil
 }
 
+// setApplied records password as applied, keeping the per-location passwords already recorded.
 func (r *Reconciler) setApplied(ctx context.Context, existing *corev1.Secret, password string) error {
 	data := map[string][]byte{repoaccess.PasswordKey: []byte(password)}
 	if existing != nil {
+		for k, v := range existing.Data {
+			if k != repoaccess.PasswordKey {
+				data[k] = v
+			}
+		}
 		existing.Data = data
 		return r.Client.Update(ctx, existing)
 	}
