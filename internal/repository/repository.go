@@ -169,29 +169,22 @@ func Open(ctx context.Context, opts Options) (*Repository, error) {
 // options, else connects first. Each open derives keys from the password (scrypt, ~100 ms and
 // ~64 MiB), so reusing the connection halves the cost of opening.
 func openOrConnect(ctx, cctx context.Context, st blob.Storage, opts Options) (repo.Repository, bool, error) {
-	if _, err := os.Stat(configFile(opts)); err == nil {
-		r, err := repo.Open(ctx, configFile(opts), opts.Password, &repo.Options{})
-		if err == nil && sameClient(r.ClientOptions(), opts) {
-			return r, false, nil
-		}
-		if err == nil {
-			_ = r.Close(ctx)
-		}
-		// A stale, foreign or mismatched connection: connect afresh below.
-	}
 	created, err := connect(cctx, st, opts)
 	if err != nil {
 		return nil, false, timeoutError(cctx, opts, err)
 	}
 	r, err := repo.Open(ctx, configFile(opts), opts.Password, &repo.Options{})
+	// Kopia's connection file holds the storage credentials in clear. The open repository keeps
+	// everything it needs in memory, so the file goes at once: no S3 key is left on the node's
+	// disk, and the next open connects afresh (one read of the format blob).
+	if rerr := os.Remove(configFile(opts)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
+		_ = r.Close(ctx)
+		return nil, false, fmt.Errorf("remove the connection file of %s: %w", opts.Location, rerr)
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("open repository at %s: %w", opts.Location, passwordError(err))
 	}
 	return r, created, nil
-}
-
-func sameClient(have repo.ClientOptions, opts Options) bool {
-	return have.Hostname == opts.Identity.Hostname && have.Username == opts.Identity.Username && have.ReadOnly == opts.ReadOnly
 }
 
 // connect writes Kopia's connection file for the location, creating the repository if needed.

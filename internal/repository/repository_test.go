@@ -1,8 +1,12 @@
 package repository_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -228,5 +232,57 @@ func TestRecordsAndProbe(t *testing.T) {
 	}
 	if err := repository.Probe(t.Context(), repotest.UnreachableS3(t), false); err == nil {
 		t.Error("probe of a closed port succeeded")
+	}
+}
+
+// No S3 key is left on the node's disk: Kopia's connection file, which holds the storage
+// credentials in clear, is gone once the repository is open, and opening again still works
+// (including with a second handle kept open meanwhile, and after the first closed).
+func TestCredentialsAreNotLeftOnDisk(t *testing.T) {
+	loc := repotest.S3(t)
+	workDir := t.TempDir()
+	opts := repository.Options{Location: loc, Password: "pw", WorkDir: workDir, ConnectTimeout: 20 * time.Second}
+	first, err := repository.Open(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := repository.Open(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("a second open: %v", err)
+	}
+	if err := first.SaveRecord(t.Context(), "backup", "b1", map[string]string{"a": "b"}); err != nil {
+		t.Fatalf("write through the open handle: %v", err)
+	}
+	checkNoSecret := func(when string) {
+		t.Helper()
+		err := filepath.WalkDir(workDir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			data, err := os.ReadFile(p)
+			if err == nil && bytes.Contains(data, []byte(loc.Credentials.SecretAccessKey)) {
+				t.Errorf("%s: %s holds the S3 secret key", when, p)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkNoSecret("while open")
+	for _, r := range []*repository.Repository{first, second} {
+		if err := r.Close(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkNoSecret("after close")
+	third, err := repository.Open(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("open again: %v", err)
+	}
+	defer third.Close(context.Background())
+	var got map[string]string
+	if err := third.LoadRecord(t.Context(), "backup", "b1", &got); err != nil || got["a"] != "b" {
+		t.Fatalf("record: %v, %v", got, err)
 	}
 }
