@@ -62,6 +62,11 @@ type BackupResult struct {
 // because its context ended. A backup saves a checkpoint first, so the next one resumes.
 var ErrCanceled = errors.New("canceled")
 
+// MaxParallel bounds the files one backup or restore reads or writes at once, whatever
+// parallelFilesUpload, parallelFilesDownload or the node count asks: each worker holds buffers
+// and open files, and a Backup's author (not the node's admin) chooses the first.
+const MaxParallel = 32
+
 // DefaultCheckpointInterval is how often a running backup saves a checkpoint.
 const DefaultCheckpointInterval = 5 * time.Minute
 
@@ -146,9 +151,9 @@ func latestComplete(previous []*snapshot.Manifest) *snapshot.Manifest {
 func newUploader(w repo.RepositoryWriter, opts BackupOptions, prog upload.Progress) *upload.Uploader {
 	u := upload.NewUploader(w)
 	u.Progress = prog
-	u.ParallelUploads = opts.Parallel
+	u.ParallelUploads = min(opts.Parallel, MaxParallel)
 	if u.ParallelUploads <= 0 {
-		u.ParallelUploads = runtime.NumCPU()
+		u.ParallelUploads = min(runtime.NumCPU(), MaxParallel)
 	}
 	u.CheckpointInterval = opts.CheckpointInterval
 	if u.CheckpointInterval <= 0 {
