@@ -68,7 +68,8 @@ func (e *sourceEntry) child(name string, st unix.Stat_t) fs.Entry {
 	case unix.S_IFLNK:
 		return &sourceSymlink{c}
 	}
-	return &sourceError{c, fmt.Errorf("%s is a %s: not backed up (only files, directories and symlinks are)", c.rel, kindOf(st.Mode))}
+	// Kopia puts the entry's path before the message.
+	return &sourceError{c, fmt.Errorf("is a %s: not backed up (only files, directories and symlinks are)", kindOf(st.Mode))}
 }
 
 type sourceDir struct{ sourceEntry }

@@ -248,7 +248,7 @@ func TestAVolumeWithAFIFOMakesThePartialBackupSaySo(t *testing.T) {
 	}
 	b := newBackup(t, c, "with-fifo", "default", ns)
 	waitBackup(t, c, b, velerov1.BackupPhasePartiallyFailed)
-	if !strings.Contains(b.Status.FailureReason, "control.fifo is a FIFO: not backed up") || !strings.Contains(b.Status.FailureReason, "1 entries not backed up") {
+	if !strings.Contains(b.Status.FailureReason, "control.fifo: is a FIFO: not backed up") || !strings.Contains(b.Status.FailureReason, "1 entries not backed up") {
 		t.Errorf("failure reason %q does not name the FIFO", b.Status.FailureReason)
 	}
 	list := &velerov1.PodVolumeBackupList{}

@@ -55,14 +55,17 @@ func TestTenantRacingWithSymlinksGetsNothingOutOfItsVolume(t *testing.T) {
 while [ ! -f .stop ]; do
   for i in 0 1 2 3 4 5 6 7 8 9 10 11; do
     t=$(echo %q | cut -d' ' -f$(( (n %% 4) + 1 )))
-    mv f$i f$i.aside && ln -s "$t" f$i && usleep $(( (n %% 5) * 300 )); rm -f f$i; mv f$i.aside f$i
-    mv d$i d$i.aside && ln -s "$t" d$i && usleep $(( (n %% 5) * 300 )); rm -f d$i; mv d$i.aside d$i
+    mv f$i f$i.aside && ln -s "$t" f$i && rm -f f$i; mv f$i.aside f$i
+    mv d$i d$i.aside && ln -s "$t" d$i && rm -f d$i; mv d$i.aside d$i
     touch f$i d$i/f # changed: the next backup reads them again instead of taking them from its parent
     [ -p p$i ] || mkfifo p$i
-    n=$((n+1))
+    n=$((n+1)); echo $n > /tmp/swaps
   done
-done; echo $n > .swaps`, strings.Join(targets, " "))
-	_, err = c.Kubectl(ctx, "", "exec", "-n", ns, shop, "--", "sh", "-c", "nohup sh -c '"+strings.ReplaceAll(loop, "'", `'\''`)+"' >/dev/null 2>&1 &")
+done
+`, strings.Join(targets, " "))
+	_, err = c.Kubectl(ctx, loop, "exec", "-i", "-n", ns, shop, "--", "sh", "-c", "cat > /tmp/attack.sh")
+	must(t, err)
+	_, err = c.Exec(ctx, ns, shop, "sh /tmp/attack.sh > /tmp/attack.log 2>&1 &") // the tools image has no nohup
 	must(t, err)
 	stopped := false
 	stop := func() {
@@ -76,6 +79,7 @@ done; echo $n > .swaps`, strings.Join(targets, " "))
 	// Backups of the shop only (the attacker touches its files, so every backup reads them).
 	const rounds = 6
 	var backups []string
+	reported := 0
 	for i := range rounds {
 		bk, err := c.Backup(ctx, fmt.Sprintf("%s-%d", ns, i), func(b *velerov1.Backup) {
 			b.Spec.LabelSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "shop"}}
@@ -87,6 +91,12 @@ done; echo $n > .swaps`, strings.Join(targets, " "))
 		}
 		backups = append(backups, bk.Name)
 		t.Logf("backup %s under attack: %s %s", bk.Name, bk.Status.Phase, bk.Status.FailureReason)
+		if strings.Contains(bk.Status.FailureReason, "is a FIFO: not backed up") {
+			reported++
+		}
+	}
+	if reported == 0 {
+		t.Errorf("no backup reported the tenant's FIFOs as not backed up")
 	}
 
 	// A restore of the first backup into the shop, still under attack.
@@ -95,7 +105,12 @@ done; echo $n > .swaps`, strings.Join(targets, " "))
 	must(t, c.WaitRestore(ctx, r, 5*time.Minute))
 	t.Logf("restore under attack: %s %s", r.Status.Phase, r.Status.FailureReason)
 	stop()
-	swaps, _ := c.Exec(ctx, ns, shop, "sleep 1; cat /data/.swaps 2>/dev/null")
+	swaps, err := c.Exec(ctx, ns, shop, "cat /tmp/swaps; cat /tmp/attack.log")
+	must(t, err)
+	var swapped int
+	if _, err := fmt.Sscan(swaps, &swapped); err != nil || swapped < 100 {
+		t.Fatalf("the attacker swapped only %q times: the race was not exercised", swaps)
+	}
 
 	// Nothing of the victim or of the agent's token in any snapshot, as the kopia CLI reads them.
 	kopia, err := c.NewKopia(ctx, repotest.Tool(t, "kopia"), t.TempDir())
@@ -117,7 +132,7 @@ done; echo $n > .swaps`, strings.Join(targets, " "))
 	if victimAfter != victimBefore {
 		t.Errorf("the other pod's volume changed during the attack:\n%s\nwas:\n%s", victimAfter, victimBefore)
 	}
-	t.Logf("%d backups and a restore while the tenant swapped entries %s times: %d leaks", rounds, strings.TrimSpace(swaps), leaks)
+	t.Logf("%d backups and a restore while the tenant made %d rounds of swaps: %d leaks", rounds, swapped, leaks)
 	if leaks > 0 {
 		t.Fatalf("%d files in the tenant's snapshots hold the victim's secret or a token", leaks)
 	}
