@@ -222,6 +222,14 @@ func (a *Access) Rekey(ctx context.Context, bslName, oldPassword, newPassword st
 	opts.Password, opts.MustExist, opts.ReadOnly, opts.NoCache = oldPassword, true, false, true
 	opts.WorkDir = filepath.Join(a.opts.WorkDir, "rekey")
 	rep, err := repository.Open(ctx, opts)
+	if errors.Is(err, repository.ErrInterruptedRekey) {
+		// An earlier change stopped between Kopia's two format blobs: back to the old password,
+		// then the change is made anew below.
+		if _, rerr := repository.RepairInterruptedRekey(ctx, opts, oldPassword); rerr != nil {
+			return false, fmt.Errorf("backup storage location %s: %w", bslName, rerr)
+		}
+		rep, err = repository.Open(ctx, opts)
+	}
 	if errors.Is(err, repository.ErrNotInitialized) {
 		return false, nil
 	}

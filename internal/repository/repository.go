@@ -298,6 +298,9 @@ func passwordError(err error) error {
 	if errors.Is(err, format.ErrInvalidPassword) {
 		return ErrWrongPassword
 	}
+	if interruptedRekey(err) {
+		return fmt.Errorf("%w (%v)", ErrInterruptedRekey, err)
+	}
 	return err
 }
 

@@ -286,3 +286,52 @@ func TestCredentialsAreNotLeftOnDisk(t *testing.T) {
 		t.Fatalf("record: %v, %v", got, err)
 	}
 }
+
+// A password change that stopped between Kopia's two format blobs (kopia.blobcfg already under
+// the new password, kopia.repository still under the old) leaves a repository neither password
+// opens; the repair puts it back under the old password, and the change can be made again.
+func TestInterruptedPasswordChangeIsRepaired(t *testing.T) {
+	for _, b := range repotest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			loc := b.New(t)
+			r, err := open(t, loc, "old-password")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.SaveRecord(t.Context(), "backup", "b1", map[string]string{"kept": "yes"}); err != nil {
+				t.Fatal(err)
+			}
+			// The first half of Kopia's ChangePassword: kopia.blobcfg under the new key.
+			repository.WriteBlobCfgUnder(t, loc, "new-password")
+
+			_, errOld := open(t, loc, "old-password")
+			_, errNew := open(t, loc, "new-password")
+			if !errors.Is(errOld, repository.ErrInterruptedRekey) || !errors.Is(errNew, repository.ErrWrongPassword) {
+				t.Fatalf("interrupted state not recognized: old password %v; new password %v", errOld, errNew)
+			}
+			opts := repository.Options{Location: loc, WorkDir: t.TempDir(), ConnectTimeout: 20 * time.Second}
+			repaired, err := repository.RepairInterruptedRekey(t.Context(), opts, "old-password")
+			if err != nil || !repaired {
+				t.Fatalf("repair: %v, %v", repaired, err)
+			}
+			again, err := open(t, loc, "old-password")
+			if err != nil {
+				t.Fatalf("the old password after the repair: %v", err)
+			}
+			if err := again.ChangePassword(t.Context(), "new-password"); err != nil {
+				t.Fatal(err)
+			}
+			after, err := open(t, loc, "new-password")
+			if err != nil {
+				t.Fatalf("the new password after the change: %v", err)
+			}
+			var got map[string]string
+			if err := after.LoadRecord(t.Context(), "backup", "b1", &got); err != nil || got["kept"] != "yes" {
+				t.Fatalf("record after the repair: %v, %v", got, err)
+			}
+			if repaired, err := repository.RepairInterruptedRekey(t.Context(), opts, "new-password"); err != nil || repaired {
+				t.Errorf("a healthy repository was repaired: %v, %v", repaired, err)
+			}
+		})
+	}
+}
