@@ -67,3 +67,12 @@ func ShortName(prefix string, parts ...string) string {
 	}
 	return strings.TrimRight(prefix, "-.") + "-" + suffix
 }
+
+// JoinFirst joins the first n items with "; " and says how many more there are.
+func JoinFirst(items []string, n int) string {
+	s := strings.Join(items[:min(len(items), n)], "; ")
+	if len(items) > n {
+		s += fmt.Sprintf("; and %d more", len(items)-n)
+	}
+	return s
+}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/kopia/kopia/repo/blob"
-	"github.com/kopia/kopia/repo/format"
 )
 
 // LockConfig sets the exclusive lock's clock and delays in tests.
@@ -143,24 +142,7 @@ func (h *HeldLock) Crash() {
 // ChangePassword does.
 func WriteBlobCfgUnder(t testing.TB, loc Location, password string) {
 	t.Helper()
-	st, err := loc.storage(t.Context(), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close(t.Context())
-	var buf byteBuffer
-	if err := st.GetBlob(t.Context(), format.KopiaRepositoryBlobID, 0, -1, &buf); err != nil {
-		t.Fatal(err)
-	}
-	j, err := format.ParseKopiaRepositoryJSON(buf.Bytes())
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := j.DeriveFormatEncryptionKeyFromPassword(password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := j.WriteBlobCfgBlob(t.Context(), st, format.BlobStorageConfiguration{}, key); err != nil {
+	if err := writeBlobCfg(t.Context(), loc, password); err != nil {
 		t.Fatal(err)
 	}
 }

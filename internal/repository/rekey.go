@@ -38,25 +38,34 @@ func RepairInterruptedRekey(ctx context.Context, opts Options, oldPassword strin
 	if !errors.Is(err, ErrInterruptedRekey) {
 		return false, nil // another problem (or another password): not this repair's business
 	}
-	st, err := opts.Location.storage(ctx, false)
-	if err != nil {
+	if err := writeBlobCfg(ctx, opts.Location, oldPassword); err != nil {
 		return false, err
+	}
+	return true, nil
+}
+
+// writeBlobCfg writes an empty kopia.blobcfg under password, as Kopia's ChangePassword writes it
+// first.
+func writeBlobCfg(ctx context.Context, loc Location, password string) error {
+	st, err := loc.storage(ctx, false)
+	if err != nil {
+		return err
 	}
 	defer st.Close(ctx) //nolint:errcheck // written blobs are flushed by PutBlob
 	var buf byteBuffer
 	if err := st.GetBlob(ctx, format.KopiaRepositoryBlobID, 0, -1, &buf); err != nil {
-		return false, fmt.Errorf("read %s of %s: %w", format.KopiaRepositoryBlobID, opts.Location, err)
+		return fmt.Errorf("read %s of %s: %w", format.KopiaRepositoryBlobID, loc, err)
 	}
 	j, err := format.ParseKopiaRepositoryJSON(buf.Bytes())
 	if err != nil {
-		return false, fmt.Errorf("parse %s of %s: %w", format.KopiaRepositoryBlobID, opts.Location, err)
+		return fmt.Errorf("parse %s of %s: %w", format.KopiaRepositoryBlobID, loc, err)
 	}
-	key, err := j.DeriveFormatEncryptionKeyFromPassword(oldPassword)
+	key, err := j.DeriveFormatEncryptionKeyFromPassword(password)
 	if err != nil {
-		return false, err
+		return err
 	}
 	if err := j.WriteBlobCfgBlob(ctx, st, format.BlobStorageConfiguration{}, key); err != nil {
-		return false, fmt.Errorf("rewrite %s of %s: %w", format.KopiaBlobCfgBlobID, opts.Location, err)
+		return fmt.Errorf("rewrite %s of %s: %w", format.KopiaBlobCfgBlobID, loc, err)
 	}
-	return true, nil
+	return nil
 }

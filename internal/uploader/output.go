@@ -139,21 +139,30 @@ func tempName() string {
 }
 
 func (o *treeOutput) WriteFile(ctx context.Context, rel string, f fs.File, progress restore.FileWriteProgress) error {
+	return o.writeNew(rel, 0o600, func(out *os.File) error {
+		if err := o.writeContent(ctx, out, f, progress); err != nil {
+			return err
+		}
+		return o.setAttributes(int(out.Fd()), rel, f)
+	})
+}
+
+// writeNew writes a new file under a temporary name in rel's directory (O_CREAT|O_EXCL: nothing
+// existing is opened), lets fill write it, and renames it over rel; on failure the temporary
+// file is removed.
+func (o *treeOutput) writeNew(rel string, mode uint32, fill func(*os.File) error) error {
 	dir, name, err := o.t.parent(rel)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(dir)
 	tmp := tempName()
-	fd, err := unix.Openat(dir, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|safeFlags, 0o600)
+	fd, err := unix.Openat(dir, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|safeFlags, mode)
 	if err != nil {
 		return o.t.pathError("create", rel, err)
 	}
 	out := os.NewFile(uintptr(fd), rel)
-	err = o.writeContent(ctx, out, f, progress)
-	if err == nil {
-		err = o.setAttributes(fd, rel, f)
-	}
+	err = fill(out)
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
@@ -162,7 +171,7 @@ func (o *treeOutput) WriteFile(ctx context.Context, rel string, f fs.File, progr
 	}
 	if err != nil {
 		_ = unix.Unlinkat(dir, tmp, 0)
-		return fmt.Errorf("restore %s: %w", rel, err)
+		return fmt.Errorf("write %s: %w", rel, err)
 	}
 	return nil
 }
@@ -351,30 +360,8 @@ func WriteBeneath(dir, rel string, data []byte) error {
 			return err
 		}
 	}
-	parent, name, err := t.parent(rel)
-	if err != nil {
+	return o.writeNew(rel, 0o644, func(out *os.File) error {
+		_, err := out.Write(data)
 		return err
-	}
-	defer unix.Close(parent)
-	if err := o.place(parent, name, rel); err != nil {
-		return err
-	}
-	tmp := tempName()
-	fd, err := unix.Openat(parent, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|safeFlags, 0o644)
-	if err != nil {
-		return t.pathError("create", rel, err)
-	}
-	f := os.NewFile(uintptr(fd), rel)
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = unix.Renameat(parent, tmp, parent, name)
-	}
-	if err != nil {
-		_ = unix.Unlinkat(parent, tmp, 0)
-		return t.pathError("write", rel, err)
-	}
-	return nil
+	})
 }

@@ -76,9 +76,10 @@ type sourceDir struct{ sourceEntry }
 
 var _ fs.Directory = (*sourceDir)(nil)
 
-// openDir opens the directory and checks it is the one listed.
-func (d *sourceDir) openDir() (*os.File, error) {
-	fd, err := d.t.open(d.rel, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+// reopen opens the entry beneath the root with flags, only if it is still the object that was
+// listed (device, inode, type).
+func (e *sourceEntry) reopen(flags int) (*os.File, error) {
+	fd, err := e.t.open(e.rel, flags, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -87,12 +88,15 @@ func (d *sourceDir) openDir() (*os.File, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	if !sameFile(&st, &d.st) {
+	if !sameFile(&st, &e.st) {
 		unix.Close(fd)
-		return nil, d.changed(&st)
+		return nil, e.changed(&st)
 	}
-	return os.NewFile(uintptr(fd), d.rel), nil
+	return os.NewFile(uintptr(fd), e.rel), nil
 }
+
+// openDir opens the directory and checks it is the one listed.
+func (d *sourceDir) openDir() (*os.File, error) { return d.reopen(unix.O_RDONLY | unix.O_DIRECTORY) }
 
 func (d *sourceDir) Child(_ context.Context, name string) (fs.Entry, error) {
 	f, err := d.openDir()
@@ -169,20 +173,11 @@ var _ fs.File = (*sourceFile)(nil)
 
 // Open opens the file for reading, only if it is still the regular file that was listed.
 func (f *sourceFile) Open(context.Context) (fs.Reader, error) {
-	fd, err := f.t.open(f.rel, unix.O_RDONLY, 0)
+	file, err := f.reopen(unix.O_RDONLY)
 	if err != nil {
 		return nil, err
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	if !sameFile(&st, &f.st) {
-		unix.Close(fd)
-		return nil, f.changed(&st)
-	}
-	return &sourceReader{File: os.NewFile(uintptr(fd), f.rel), f: f}, nil
+	return &sourceReader{File: file, f: f}, nil
 }
 
 type sourceReader struct {

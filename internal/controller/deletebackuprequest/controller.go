@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -241,7 +240,7 @@ func (r *Reconciler) process(ctx context.Context, dbr *velerov1.DeleteBackupRequ
 	var problems []string
 	if len(running) > 0 {
 		problems = append(problems, fmt.Sprintf("still running after %s, their snapshots (if they complete) are not deleted: %s",
-			StopLimit, joinFirst(running, 5)))
+			StopLimit, operation.JoinFirst(running, 5)))
 	}
 	location, err := r.locationOf(ctx, b)
 	if err != nil {
@@ -374,20 +373,12 @@ func (r *Reconciler) finish(ctx context.Context, dbr *velerov1.DeleteBackupReque
 	logger := log.FromContext(ctx).WithValues("backup", dbr.Spec.BackupName, "deleteBackupRequest", dbr.Name)
 	if len(problems) > 0 {
 		logger.Info("backup deletion ended with errors", "errors", problems)
-		r.Recorder.Eventf(dbr, corev1.EventTypeWarning, "DeleteFailed", "%s", joinFirst(problems, 3))
+		r.Recorder.Eventf(dbr, corev1.EventTypeWarning, "DeleteFailed", "%s", operation.JoinFirst(problems, 3))
 		if b != nil {
-			r.Recorder.Eventf(b, corev1.EventTypeWarning, "DeleteFailed", "DeleteBackupRequest %s: %s", dbr.Name, joinFirst(problems, 3))
+			r.Recorder.Eventf(b, corev1.EventTypeWarning, "DeleteFailed", "DeleteBackupRequest %s: %s", dbr.Name, operation.JoinFirst(problems, 3))
 		}
 	} else {
 		logger.Info("backup deleted")
 	}
 	return operation.PatchStatus(ctx, r.Client, dbr, map[string]any{"phase": velerov1.DeleteBackupRequestPhaseProcessed, "errors": problems})
-}
-
-func joinFirst(items []string, n int) string {
-	s := strings.Join(items[:min(len(items), n)], "; ")
-	if len(items) > n {
-		s += fmt.Sprintf("; and %d more", len(items)-n)
-	}
-	return s
 }

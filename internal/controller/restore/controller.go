@@ -100,11 +100,11 @@ func (r *Reconciler) start(ctx context.Context, rs *velerov1.Restore) error {
 	if len(skipped) > 0 {
 		fields["warnings"] = len(skipped)
 		fields["conditions"] = []metav1.Condition{{Type: "VolumesSkipped", Status: metav1.ConditionTrue, Reason: "NoTargetPod",
-			Message: joinFirst(skipped, 10), LastTransitionTime: r.now()}}
+			Message: operation.JoinFirst(skipped, 10), LastTransitionTime: r.now()}}
 	}
 	if created == 0 {
 		// Nothing to wait for: a restore that restores none of the volumes it was asked for failed.
-		reason := fmt.Sprintf("no volume restored: %s", joinFirst(skipped, 10))
+		reason := fmt.Sprintf("no volume restored: %s", operation.JoinFirst(skipped, 10))
 		if wanted == 0 {
 			reason = fmt.Sprintf("backup %s holds no backed-up volume in the namespaces this restore includes", rec.Name)
 		}
@@ -189,7 +189,7 @@ func unreadableSuffix(unreadable []string) string {
 	if len(unreadable) == 0 {
 		return ""
 	}
-	return "; could not read " + joinFirst(unreadable, 3)
+	return "; could not read " + operation.JoinFirst(unreadable, 3)
 }
 
 func included(rs *velerov1.Restore, ns string) bool {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -138,14 +137,5 @@ func (r *Reconciler) progress(ctx context.Context, rs *velerov1.Restore) error {
 		"failed", counts.Failed, "skipped", counts.Skipped)
 	return operation.PatchStatus(ctx, r.Client, rs, map[string]any{
 		"phase": phase, "podVolumeRestores": counts, "errors": counts.Failed,
-		"failureReason": joinFirst(failures, 5), "completionTimestamp": r.now()})
-}
-
-func joinFirst(items []string, n int) string {
-	shown := items[:min(len(items), n)]
-	s := strings.Join(shown, "; ")
-	if len(items) > n {
-		s += fmt.Sprintf("; and %d more", len(items)-n)
-	}
-	return s
+		"failureReason": operation.JoinFirst(failures, 5), "completionTimestamp": r.now()})
 }
