@@ -18,6 +18,8 @@ import (
 const (
 	serverName    = "ferry-server"
 	nodeAgentName = "ferry-node-agent"
+	// moverName is the ServiceAccount of the data mover pods the node-agent starts.
+	moverName = "ferry-datamover"
 )
 
 // workloads are the settings of what `ferry install` creates besides the CRDs and the namespace.
@@ -63,7 +65,8 @@ func (w workloads) manifests() ([]client.Object, error) {
 	for _, c := range []struct {
 		name, rules string
 		extra       []rbacv1.PolicyRule
-	}{{serverName, "server", nil}, {nodeAgentName, "node-agent", credentialRule(w.CredentialSecrets)}} {
+	}{{serverName, "server", nil}, {nodeAgentName, "node-agent", credentialRule(w.CredentialSecrets)},
+		{moverName, "datamover", credentialRule(w.CredentialSecrets)}} {
 		rules, err := rbac.For(c.rules)
 		if err != nil {
 			return nil, err
@@ -80,6 +83,10 @@ func (w workloads) manifests() ([]client.Object, error) {
 		c.pod.Containers[0].Resources = c.resources
 		c.pod.Volumes[0].EmptyDir.SizeLimit = w.WorkDirSizeLimit
 	}
+	// The node-agent starts the data mover pods from its own image, with its pull policy.
+	agentContainer := &agent.Spec.Template.Spec.Containers[0]
+	agentContainer.Env = append(agentContainer.Env, corev1.EnvVar{Name: "FERRY_IMAGE", Value: w.Image},
+		corev1.EnvVar{Name: "FERRY_IMAGE_PULL_POLICY", Value: string(w.PullPolicy)})
 	return append(objs, server, agent), nil
 }
 

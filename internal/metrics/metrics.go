@@ -9,8 +9,10 @@ import (
 
 // Label values of "kind".
 const (
-	KindBackup  = "PodVolumeBackup"
-	KindRestore = "PodVolumeRestore"
+	KindBackup   = "PodVolumeBackup"
+	KindRestore  = "PodVolumeRestore"
+	KindUpload   = "DataUpload"
+	KindDownload = "DataDownload"
 )
 
 var (

@@ -13,28 +13,33 @@ import (
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
+	"github.com/ferry-backup/ferry/internal/controller/datamovement"
 	"github.com/ferry-backup/ferry/internal/controller/nodeagentconfig"
 	"github.com/ferry-backup/ferry/internal/controller/podvolumebackup"
 	"github.com/ferry-backup/ferry/internal/controller/podvolumerestore"
+	"github.com/ferry-backup/ferry/internal/exposer"
 	"github.com/ferry-backup/ferry/internal/manager"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
 	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/internal/podvolume"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
-	"github.com/ferry-backup/ferry/internal/repository"
 	"github.com/ferry-backup/ferry/internal/slot"
 )
 
 // Identity is the client identity of every node-agent in snapshots: the same on all nodes, so
 // a pod that moved to another node still finds its previous snapshot (sources are told apart
 // by their path, /<namespace>/pvc/<claim> or /<namespace>/pod/<pod>/<volume>).
-var Identity = repository.Identity{Hostname: "ferry", Username: "node-agent"}
+// Mover pods use it too, so the two paths of one claim continue each other's snapshots.
+var Identity = repoaccess.AgentIdentity
 
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
 
@@ -50,6 +55,9 @@ type Options struct {
 	HostPodsRoot string
 	// WorkDir holds Kopia's connection files and caches.
 	WorkDir string
+	// Mover describes the data mover pods: the image with /ferry-datamover (default: $FERRY_IMAGE,
+	// which `ferry install` sets to its own image), pull policy and ServiceAccount.
+	Mover exposer.Mover
 }
 
 // NewOptions returns the defaults, taking the node name from $NODE_NAME.
@@ -59,6 +67,8 @@ func NewOptions() Options {
 		NodeName:     os.Getenv("NODE_NAME"),
 		HostPodsRoot: DefaultHostPodsRoot,
 		WorkDir:      filepath.Join(os.TempDir(), "ferry-node-agent"),
+		Mover: exposer.Mover{Image: os.Getenv("FERRY_IMAGE"), ServiceAccount: "ferry-datamover",
+			PullPolicy: corev1.PullPolicy(os.Getenv("FERRY_IMAGE_PULL_POLICY"))},
 	}
 }
 
@@ -68,6 +78,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "name of this node (default: $NODE_NAME)")
 	fs.StringVar(&o.HostPodsRoot, "host-pods-root", o.HostPodsRoot, "the kubelet pods directory as mounted in this process")
 	fs.StringVar(&o.WorkDir, "work-dir", o.WorkDir, "directory for repository connections and caches")
+	fs.StringVar(&o.Mover.Image, "mover-image", o.Mover.Image, "image of the data mover pods (default: $FERRY_IMAGE)")
+	fs.StringVar(&o.Mover.ServiceAccount, "mover-service-account", o.Mover.ServiceAccount, "ServiceAccount of the data mover pods")
 }
 
 // Validate reports the invalid settings, naming their flags.
@@ -88,15 +100,24 @@ func (o *Options) Validate() error {
 
 // CacheOptions restrict the agent's watches to its own node and namespace: the PodVolumeBackups
 // whose spec.node names it, the PodVolumeRestores (Velero leaves their spec.node empty, so the
-// target pod's node decides), and the node-agent ConfigMap. Pods, claims, volumes, locations and
-// Secrets are read directly when an operation needs them, so no node-agent watches every pod and
-// volume of the cluster.
+// target pod's node decides), the DataUploads and DataDownloads, the mover pods and their Events,
+// and the node-agent ConfigMap. Other pods, claims, volumes, snapshots, locations and Secrets are
+// read directly when an operation needs them, so no node-agent watches every pod and volume of
+// the cluster.
 func CacheOptions(nodeName, namespace string) cache.Options {
 	inNamespace := map[string]cache.Config{namespace: {}}
+	movers := labels.SelectorFromSet(nil)
+	if req, err := labels.NewRequirement(exposer.LabelOperation, selection.Exists, nil); err == nil {
+		movers = movers.Add(*req)
+	}
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&velerov1.PodVolumeBackup{}:  {Field: fields.OneTermEqualSelector("spec.node", nodeName), Namespaces: inNamespace},
-		&velerov1.PodVolumeRestore{}: {Namespaces: inNamespace},
-		&corev1.ConfigMap{}:          {Namespaces: inNamespace},
+		&velerov1.PodVolumeBackup{}:    {Field: fields.OneTermEqualSelector("spec.node", nodeName), Namespaces: inNamespace},
+		&velerov1.PodVolumeRestore{}:   {Namespaces: inNamespace},
+		&velerov2alpha1.DataUpload{}:   {Namespaces: inNamespace},
+		&velerov2alpha1.DataDownload{}: {Namespaces: inNamespace},
+		&corev1.Pod{}:                  {Namespaces: inNamespace, Label: movers},
+		&corev1.Event{}:                {Namespaces: inNamespace, Label: movers},
+		&corev1.ConfigMap{}:            {Namespaces: inNamespace},
 	}}
 }
 
@@ -129,8 +150,19 @@ func Run(ctx context.Context, o Options) error {
 		Client: mgr.GetClient(), Recorder: recorder, Clock: clock.RealClock{}, Node: o.NodeName,
 		Volumes: locator, Repositories: access, Runner: runner, Config: config.Current,
 	}
+	// The exposer reads snapshots, claims and volumes of any namespace one at a time: uncached.
+	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		return err
+	}
+	exp := &exposer.Exposer{Client: direct, Namespace: o.Namespace, Mover: o.Mover}
+	uploads := &datamovement.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: clock.RealClock{}, Node: o.NodeName,
+		Upload: true, Exposer: exp, Runner: runner, Config: config.Current}
+	downloads := &datamovement.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: clock.RealClock{}, Node: o.NodeName,
+		Exposer: exp, Runner: runner, Config: config.Current}
 	for name, c := range map[string]interface{ SetupWithManager(ctrl.Manager) error }{
 		"node-agent config": config, "PodVolumeBackup": backups, "PodVolumeRestore": restores,
+		"DataUpload": uploads, "DataDownload": downloads,
 	} {
 		if err := c.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("set up the %s controller: %w", name, err)

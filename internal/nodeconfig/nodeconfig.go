@@ -20,6 +20,7 @@ const (
 	KeyParallelFilesUpload              = "parallelFilesUpload"
 	KeyBackupRepositoryLockCheckTimeout = "backupRepositoryLockCheckTimeout"
 	KeyKeepLatestMaintenance            = "keepLatestMaintenance"
+	KeyPrepareQueueLength               = "prepareQueueLength"
 )
 
 // Config is the node-agent's run-time configuration.
@@ -34,6 +35,10 @@ type Config struct {
 	BackupRepositoryLockCheckTimeout time.Duration
 	// KeepLatestMaintenance is how many maintenance records a BackupRepository keeps.
 	KeepLatestMaintenance int
+	// PrepareQueueLength bounds the data movements (DataUploads and DataDownloads) this node's
+	// agent has accepted and is preparing (snapshot taken over, volume and mover pod being
+	// created) but that do not run yet, so that mover pods do not pile up idle.
+	PrepareQueueLength int
 }
 
 // Default is the configuration when the ConfigMap or a key is absent.
@@ -43,6 +48,7 @@ func Default() Config {
 		ParallelFilesUpload:              runtime.NumCPU(),
 		BackupRepositoryLockCheckTimeout: time.Minute,
 		KeepLatestMaintenance:            3,
+		PrepareQueueLength:               4,
 	}
 }
 
@@ -66,6 +72,7 @@ func Parse(data map[string]string) (Config, error) {
 	positive(KeyConcurrentRepoOperations, &c.ConcurrentRepoOperations)
 	positive(KeyParallelFilesUpload, &c.ParallelFilesUpload)
 	positive(KeyKeepLatestMaintenance, &c.KeepLatestMaintenance)
+	positive(KeyPrepareQueueLength, &c.PrepareQueueLength)
 	if v, ok := data[KeyBackupRepositoryLockCheckTimeout]; ok {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {
@@ -77,15 +84,15 @@ func Parse(data map[string]string) (Config, error) {
 	var unknown []string
 	for k := range data {
 		switch k {
-		case KeyConcurrentRepoOperations, KeyParallelFilesUpload, KeyBackupRepositoryLockCheckTimeout, KeyKeepLatestMaintenance:
+		case KeyConcurrentRepoOperations, KeyParallelFilesUpload, KeyBackupRepositoryLockCheckTimeout, KeyKeepLatestMaintenance, KeyPrepareQueueLength:
 		default:
 			unknown = append(unknown, k)
 		}
 	}
 	sort.Strings(unknown)
 	for _, k := range unknown {
-		errs = append(errs, fmt.Errorf("%s: unknown key (known: %s, %s, %s, %s)", k, KeyConcurrentRepoOperations,
-			KeyParallelFilesUpload, KeyBackupRepositoryLockCheckTimeout, KeyKeepLatestMaintenance))
+		errs = append(errs, fmt.Errorf("%s: unknown key (known: %s, %s, %s, %s, %s)", k, KeyConcurrentRepoOperations,
+			KeyParallelFilesUpload, KeyBackupRepositoryLockCheckTimeout, KeyKeepLatestMaintenance, KeyPrepareQueueLength))
 	}
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)

@@ -9,10 +9,10 @@ import (
 func TestParse(t *testing.T) {
 	seed := map[string]string{
 		"concurrentRepoOperations": "3", "parallelFilesUpload": "10",
-		"backupRepositoryLockCheckTimeout": "1m", "keepLatestMaintenance": "3",
+		"backupRepositoryLockCheckTimeout": "1m", "keepLatestMaintenance": "3", "prepareQueueLength": "2",
 	}
 	got, err := Parse(seed)
-	want := Config{ConcurrentRepoOperations: 3, ParallelFilesUpload: 10, BackupRepositoryLockCheckTimeout: time.Minute, KeepLatestMaintenance: 3}
+	want := Config{ConcurrentRepoOperations: 3, ParallelFilesUpload: 10, BackupRepositoryLockCheckTimeout: time.Minute, KeepLatestMaintenance: 3, PrepareQueueLength: 2}
 	if err != nil || got != want {
 		t.Fatalf("seed example: %+v, %v; want %+v", got, err, want)
 	}
@@ -31,6 +31,7 @@ func TestParse(t *testing.T) {
 		{map[string]string{"backupRepositoryLockCheckTimeout": "1 minute"}, "backupRepositoryLockCheckTimeout"},
 		{map[string]string{"backupRepositoryLockCheckTimeout": "-5s"}, "backupRepositoryLockCheckTimeout"},
 		{map[string]string{"keepLatestMaintenance": "-1"}, "keepLatestMaintenance"},
+		{map[string]string{"prepareQueueLength": "0"}, "prepareQueueLength"},
 		{map[string]string{"concurrentRepoOperation": "2"}, "concurrentRepoOperation: unknown key"},
 	}
 	for _, b := range bad {

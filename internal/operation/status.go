@@ -76,3 +76,19 @@ func JoinFirst(items []string, n int) string {
 	}
 	return s
 }
+
+// UpdateStatus writes the object's status only if the object is unchanged since it was read (its
+// resourceVersion): of two processes updating from the same version, exactly one succeeds and the
+// other gets a Conflict. Under CRDs without the status subresource it updates the object itself.
+func UpdateStatus(ctx context.Context, c client.Client, obj client.Object) error {
+	err := c.Status().Update(ctx, obj)
+	if apierrors.IsNotFound(err) {
+		if uerr := c.Update(ctx, obj); !apierrors.IsForbidden(uerr) {
+			err = uerr
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("update status of %s: %w", client.ObjectKeyFromObject(obj), err)
+	}
+	return nil
+}

@@ -35,6 +35,12 @@ const (
 // location whose repository kept an older password: a ReadOnly location is never re-keyed.
 func LocationPasswordKey(location string) string { return "location." + location }
 
+// AgentIdentity is the client identity of the node-agents and mover pods in snapshots: the same
+// everywhere, so a volume backed up on another node or by the other path (a pod volume, or a
+// claim through the data mover) still finds its previous snapshot: sources are told apart by
+// their path alone, /<namespace>/pvc/<claim> or /<namespace>/pod/<pod>/<volume>.
+var AgentIdentity = repository.Identity{Hostname: "ferry", Username: "node-agent"}
+
 // Purpose says what an opened repository is for: restores open it without local caches.
 type Purpose int
 

@@ -1,0 +1,315 @@
+// Package datamovement provides the node-agent's DataUpload and DataDownload controllers: the CSI
+// data mover path. One lifecycle serves both kinds: New → Accepted (exactly one agent wins, by an
+// update conditional on the object's version) → the exposer takes the snapshot over (or makes
+// the restore volume) and starts one mover pod → Prepared once it runs (status.node = its node)
+// → InProgress when that node's agent has a slot (the node's count of running operations) →
+// Completed, Failed or Canceled from the mover's result → cleanup of everything made for it,
+// held by a finalizer. Uploads and downloads differ only in what is exposed.
+package datamovement
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
+	"github.com/ferry-backup/ferry/internal/exposer"
+	"github.com/ferry-backup/ferry/internal/metrics"
+	"github.com/ferry-backup/ferry/internal/nodeconfig"
+	"github.com/ferry-backup/ferry/internal/operation"
+)
+
+// The agent accepts, exposes and watches data movements of the install namespace, and makes and
+// removes their snapshots, volumes and mover pods. Snapshots of applications' claims are read and
+// deleted where the server made them; claims are read in the application's namespace (a restore's
+// target) and made in the install namespace; volumes are handed over to their target claims.
+// +kubebuilder:rbac:groups=velero.io,resources=datauploads;datadownloads,verbs=get;list;watch;update;patch,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=datauploads/status;datadownloads/status,verbs=get;update;patch,namespace=velero
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete,namespace=velero
+// +kubebuilder:rbac:groups="",resources=events,verbs=list;watch,namespace=velero
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=create;delete,namespace=velero
+// +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=list;patch;delete
+// +kubebuilder:rbac:groups=snapshot.storage.k8s.io,resources=volumesnapshots,verbs=get;delete
+// +kubebuilder:rbac:groups=snapshot.storage.k8s.io,resources=volumesnapshots,verbs=create,namespace=velero
+// +kubebuilder:rbac:groups=snapshot.storage.k8s.io,resources=volumesnapshotcontents,verbs=get;create;patch;delete
+
+// requeue is how soon an operation waiting on something not watched (a snapshot getting ready, a
+// volume being released) is looked at again.
+const requeue = 2 * time.Second
+
+// Reconciler runs one kind of data movement (DataUpload or DataDownload) for this node.
+type Reconciler struct {
+	// Client reads the operations, mover pods and their Events from the cache.
+	Client   client.Client
+	Recorder record.EventRecorder
+	Clock    clock.PassiveClock
+	// Node is this node's name.
+	Node string
+	// Upload selects DataUploads; otherwise DataDownloads.
+	Upload bool
+	// Exposer makes and removes what the movements need.
+	Exposer *exposer.Exposer
+	// Runner holds the node's slots: a running mover counts like a file-system operation.
+	Runner *operation.Runner
+	// Config returns the node-agent ConfigMap's current values.
+	Config func() nodeconfig.Config
+
+	nudges sync.Map // UID → chan struct{}: wakes a running operation's watch loop
+}
+
+func (r *Reconciler) newObject() client.Object {
+	if r.Upload {
+		return &velerov2alpha1.DataUpload{}
+	}
+	return &velerov2alpha1.DataDownload{}
+}
+
+func (r *Reconciler) kind() string {
+	if r.Upload {
+		return "DataUpload"
+	}
+	return "DataDownload"
+}
+
+// SetupWithManager registers the controller: the operations, their mover pods and the mover
+// pods' Events.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	ownerOf := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []ctrl.Request {
+		ev, ok := obj.(*corev1.Event)
+		if !ok || ev.InvolvedObject.Kind != r.kind() {
+			return nil
+		}
+		return []ctrl.Request{{NamespacedName: types.NamespacedName{Namespace: ev.InvolvedObject.Namespace, Name: ev.InvolvedObject.Name}}}
+	})
+	return ctrl.NewControllerManagedBy(mgr).For(r.newObject()).Named(map[bool]string{true: "dataupload", false: "datadownload"}[r.Upload]).
+		Owns(&corev1.Pod{}).Watches(&corev1.Event{}, ownerOf).Complete(r)
+}
+
+// Reconcile moves one operation along; the data movement itself is watched in the Runner.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	obj := r.newObject()
+	if err := r.Client.Get(ctx, req.NamespacedName, obj); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	v := viewOf(obj)
+	if v.dataMover != velerov2alpha1.DataMoverFerry {
+		return ctrl.Result{}, nil // Velero's own node-agent moves these
+	}
+	if obj.GetDeletionTimestamp() != nil || v.phase.Terminal() {
+		return r.end(ctx, v)
+	}
+	if v.cancel {
+		return ctrl.Result{}, r.cancel(ctx, v)
+	}
+	switch v.phase {
+	case "", velerov2alpha1.DataMovePhaseNew:
+		return r.accept(ctx, v)
+	case velerov2alpha1.DataMovePhaseAccepted:
+		if v.acceptedBy == r.Node {
+			return r.prepare(ctx, v)
+		}
+	case velerov2alpha1.DataMovePhasePrepared, velerov2alpha1.DataMovePhaseInProgress:
+		if v.node == r.Node {
+			r.run(v)
+		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// end cleans up after an ended or deleted operation, then lets it go.
+func (r *Reconciler) end(ctx context.Context, v view) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(v.obj, exposer.Finalizer) || (v.owner() != r.Node && v.owner() != "") {
+		return ctrl.Result{}, nil
+	}
+	if r.Runner.Cancel(v.obj.GetUID()) {
+		return ctrl.Result{RequeueAfter: requeue}, nil // deleted while it ran: its Done comes first
+	}
+	done, err := r.Exposer.Cleanup(ctx, v.op(), v.source)
+	if err != nil || !done {
+		return ctrl.Result{RequeueAfter: requeue}, err
+	}
+	patch := client.MergeFrom(v.obj.DeepCopyObject().(client.Object))
+	controllerutil.RemoveFinalizer(v.obj, exposer.Finalizer)
+	if err := r.Client.Patch(ctx, v.obj, patch); err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("remove the finalizer of %s: %w", v.obj.GetName(), err)
+	}
+	log.FromContext(ctx).Info("data movement cleaned up", "kind", r.kind(), "name", v.obj.GetName(), "phase", v.phase)
+	return ctrl.Result{}, nil
+}
+
+// cancel ends an operation on request: one nobody accepted by any agent, others by their owner.
+func (r *Reconciler) cancel(ctx context.Context, v view) error {
+	new := v.phase == "" || v.phase == velerov2alpha1.DataMovePhaseNew
+	if new && v.specNode != "" && v.specNode != r.Node || !new && v.owner() != r.Node {
+		return nil
+	}
+	if r.Runner.Cancel(v.obj.GetUID()) {
+		return nil // the running operation ends itself as Canceled
+	}
+	if err := r.Exposer.StopMover(ctx, v.op()); err != nil {
+		return err
+	}
+	return r.finish(ctx, v, velerov2alpha1.DataMovePhaseCanceled, "canceled on request (spec.cancel) before it ran", nil)
+}
+
+// accept takes a new operation for this node, unless its queue of operations being prepared is
+// full. Of agents accepting the same version at once exactly one succeeds.
+func (r *Reconciler) accept(ctx context.Context, v view) (ctrl.Result, error) {
+	if v.specNode != "" && v.specNode != r.Node {
+		return ctrl.Result{}, nil
+	}
+	queued, err := r.preparing(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if limit := r.Config().PrepareQueueLength; queued >= limit {
+		return ctrl.Result{RequeueAfter: 5 * requeue}, nil
+	}
+	now := metav1.NewTime(r.Clock.Now().Truncate(time.Second))
+	obj := v.obj.DeepCopyObject().(client.Object)
+	switch o := obj.(type) {
+	case *velerov2alpha1.DataUpload:
+		o.Status.Phase, o.Status.AcceptedByNode, o.Status.AcceptedTimestamp, o.Status.Message = velerov2alpha1.DataMovePhaseAccepted, r.Node, &now, ""
+	case *velerov2alpha1.DataDownload:
+		o.Status.Phase, o.Status.AcceptedByNode, o.Status.AcceptedTimestamp, o.Status.Message = velerov2alpha1.DataMovePhaseAccepted, r.Node, &now, ""
+	}
+	if err := operation.UpdateStatus(ctx, r.Client, obj); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{Requeue: true}, nil // another agent, or a newer version: look again
+		}
+		return ctrl.Result{}, err
+	}
+	patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
+	controllerutil.AddFinalizer(obj, exposer.Finalizer)
+	if err := r.Client.Patch(ctx, obj, patch); err != nil {
+		return ctrl.Result{}, fmt.Errorf("add the finalizer to %s: %w", obj.GetName(), err)
+	}
+	r.Recorder.Eventf(obj, corev1.EventTypeNormal, "Accepted", "accepted by node %s", r.Node)
+	return ctrl.Result{}, nil
+}
+
+// preparing counts the operations of both kinds this agent accepted that do not run yet.
+func (r *Reconciler) preparing(ctx context.Context) (int, error) {
+	n := 0
+	ups, downs := &velerov2alpha1.DataUploadList{}, &velerov2alpha1.DataDownloadList{}
+	for _, list := range []client.ObjectList{ups, downs} {
+		if err := r.Client.List(ctx, list, client.InNamespace(r.Exposer.Namespace)); err != nil {
+			return 0, err
+		}
+	}
+	count := func(p velerov2alpha1.DataMovePhase, by string) {
+		if by == r.Node && (p == velerov2alpha1.DataMovePhaseAccepted || p == velerov2alpha1.DataMovePhasePrepared) {
+			n++
+		}
+	}
+	for _, o := range ups.Items {
+		count(o.Status.Phase, o.Status.AcceptedByNode)
+	}
+	for _, o := range downs.Items {
+		count(o.Status.Phase, o.Status.AcceptedByNode)
+	}
+	return n, nil
+}
+
+// prepare exposes an accepted operation until its mover pod runs.
+func (r *Reconciler) prepare(ctx context.Context, v view) (ctrl.Result, error) {
+	now := r.Clock.Now()
+	if now.After(v.deadline(now)) {
+		return ctrl.Result{}, r.fail(ctx, v, fmt.Sprintf("timed out after %s while preparing: %s", v.timeout, v.message))
+	}
+	op := v.op()
+	op.Parallel = parallel(v.obj, r.Config().ParallelFilesUpload)
+	var waiting string
+	var err error
+	if v.upload {
+		if v.source == nil {
+			return ctrl.Result{}, r.fail(ctx, v, "spec.csiSnapshot is required for snapshotType CSI")
+		}
+		waiting, err = r.Exposer.ExposeSnapshot(ctx, op, *v.source)
+	} else {
+		err = r.Exposer.ExposeTarget(ctx, op, v.target)
+	}
+	if errors.Is(err, exposer.ErrPermanent) {
+		return ctrl.Result{}, r.fail(ctx, v, err.Error())
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if waiting != "" {
+		return ctrl.Result{RequeueAfter: requeue}, r.note(ctx, v, waiting)
+	}
+	st, err := r.Exposer.Inspect(ctx, op, now)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	switch {
+	case st.Problem != "":
+		return ctrl.Result{}, r.fail(ctx, v, st.Problem)
+	case !st.Running:
+		return ctrl.Result{RequeueAfter: 5 * requeue}, r.note(ctx, v, "waiting for the mover pod to start")
+	}
+	if err := r.patch(ctx, v.obj, status{Phase: velerov2alpha1.DataMovePhasePrepared, Node: st.Node, Message: ptr("")}); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.Recorder.Eventf(v.obj, corev1.EventTypeNormal, "Prepared", "mover pod runs on node %s", st.Node)
+	return ctrl.Result{}, nil
+}
+
+// note sets a waiting operation's message, when it changed.
+func (r *Reconciler) note(ctx context.Context, v view, msg string) error {
+	if v.message == msg {
+		return nil
+	}
+	return r.patch(ctx, v.obj, status{Message: &msg})
+}
+
+func (r *Reconciler) fail(ctx context.Context, v view, msg string) error {
+	if err := r.Exposer.StopMover(ctx, v.op()); err != nil {
+		return err
+	}
+	return r.finish(ctx, v, velerov2alpha1.DataMovePhaseFailed, msg, nil)
+}
+
+// finish writes a terminal phase, an Event, a log line and the metrics; cleanup follows.
+func (r *Reconciler) finish(ctx context.Context, v view, phase velerov2alpha1.DataMovePhase, msg string, extra *status) error {
+	st := status{}
+	if extra != nil {
+		st = *extra
+	}
+	now := metav1.NewTime(r.Clock.Now().Truncate(time.Second))
+	st.Phase, st.Message, st.CompletionTimestamp = phase, &msg, &now
+	eventType := corev1.EventTypeWarning
+	if phase == velerov2alpha1.DataMovePhaseCompleted {
+		eventType = corev1.EventTypeNormal
+	}
+	kind := r.kind() // metrics.KindUpload or KindDownload
+	metrics.Operations.WithLabelValues(kind, string(phase)).Inc()
+	if v.started != nil {
+		metrics.Duration.WithLabelValues(kind, string(phase)).Observe(now.Sub(v.started.Time).Seconds())
+	}
+	r.Recorder.Event(v.obj, eventType, string(phase), msg)
+	log.FromContext(ctx).Info("data movement ended", "kind", r.kind(), "name", v.obj.GetName(), "phase", phase, "message", msg)
+	return r.patch(ctx, v.obj, st)
+}
+
+func (r *Reconciler) patch(ctx context.Context, obj client.Object, st status) error {
+	fields, err := st.fields()
+	if err != nil {
+		return err
+	}
+	return operation.PatchStatus(ctx, r.Client, obj, fields)
+}
