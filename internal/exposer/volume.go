@@ -62,7 +62,7 @@ func selectorValue(pvc *corev1.PersistentVolumeClaim) string {
 
 // HandOver gives the filled volume to the target claim: the volume is retained while its claim in
 // the install namespace is deleted, then bound to the target (the claim reference and the label
-// the target selects), with its reclaim policy back. It is called again until it returns no
+// the target selects), and gets its reclaim policy back once bound. It is called again until it returns no
 // waiting message.
 func (e *Exposer) HandOver(ctx context.Context, op Operation, t Target) (waiting string, err error) {
 	target := &corev1.PersistentVolumeClaim{}
@@ -77,10 +77,14 @@ func (e *Exposer) HandOver(ctx context.Context, op Operation, t Target) (waiting
 		return "", err
 	}
 	if target.Status.Phase == corev1.ClaimBound && target.Spec.VolumeName == pv.Name {
-		// Handed over: the volume is the application's now, and no longer Ferry's to clean up.
+		// Handed over: the volume is the application's now, with its reclaim policy back, and no
+		// longer Ferry's to clean up.
 		patch := client.MergeFrom(pv.DeepCopy())
 		delete(pv.Labels, LabelOperation)
-		delete(pv.Annotations, annotationReclaimPolicy)
+		if policy, ok := pv.Annotations[annotationReclaimPolicy]; ok {
+			pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimPolicy(policy)
+			delete(pv.Annotations, annotationReclaimPolicy)
+		}
 		return "", e.Client.Patch(ctx, pv, patch)
 	}
 	if _, ok := pv.Annotations[annotationReclaimPolicy]; !ok {
@@ -105,7 +109,8 @@ func (e *Exposer) HandOver(ctx context.Context, op Operation, t Target) (waiting
 		patch := client.MergeFrom(pv.DeepCopy())
 		pv.Spec.ClaimRef = &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: t.Namespace, Name: t.Name}
 		pv.Labels[LabelDynamicPVRestore] = selectorValue(target)
-		pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimPolicy(pv.Annotations[annotationReclaimPolicy])
+		// Still Retain: the volume is Released until it binds, and a Released volume with the
+		// Delete policy would be deleted.
 		if err := e.Client.Patch(ctx, pv, patch); err != nil {
 			return "", fmt.Errorf("bind PersistentVolume %s to %s/%s: %w", pv.Name, t.Namespace, t.Name, err)
 		}
@@ -113,32 +118,35 @@ func (e *Exposer) HandOver(ctx context.Context, op Operation, t Target) (waiting
 	return fmt.Sprintf("waiting for PersistentVolumeClaim %s/%s to bind PersistentVolume %s", t.Namespace, t.Name, pv.Name), nil
 }
 
-// volume returns the volume made for op, labelling it as op's on first sight (so it is found
-// once its claim in the install namespace is gone).
+// volume returns the volume made for op: the one labelled as op's, or the one whose claim
+// reference names op's claim (bound, or released once that claim is deleted). It labels it as
+// op's on first sight, so that cleanup finds it whatever happened since.
 func (e *Exposer) volume(ctx context.Context, op Operation) (*corev1.PersistentVolume, error) {
 	list := &corev1.PersistentVolumeList{}
-	if err := e.Client.List(ctx, list, client.MatchingLabels{LabelOperation: string(op.Owner.GetUID())}); err != nil {
-		return nil, fmt.Errorf("list PersistentVolumes of %s: %w", op.name(), err)
+	if err := e.Client.List(ctx, list); err != nil {
+		return nil, fmt.Errorf("list PersistentVolumes: %w", err)
 	}
-	if len(list.Items) > 0 {
-		return &list.Items[0], nil
+	uid := string(op.Owner.GetUID())
+	var pv *corev1.PersistentVolume
+	for i := range list.Items {
+		p := &list.Items[i]
+		ref := p.Spec.ClaimRef
+		if p.Labels[LabelOperation] == uid || ref != nil && ref.Namespace == e.Namespace && ref.Name == op.name() {
+			pv = p
+			break
+		}
 	}
-	pvc, err := e.claim(ctx, op)
-	if err != nil {
-		return nil, permanent("the restored volume's claim %s/%s is gone: %v", e.Namespace, op.name(), err)
+	if pv == nil {
+		return nil, permanent("no PersistentVolume is bound to the restore's claim %s/%s", e.Namespace, op.name())
 	}
-	if pvc.Spec.VolumeName == "" || pvc.Status.Phase != corev1.ClaimBound {
-		return nil, permanent("claim %s/%s is not bound", e.Namespace, op.name())
-	}
-	pv := &corev1.PersistentVolume{}
-	if err := e.Client.Get(ctx, client.ObjectKey{Name: pvc.Spec.VolumeName}, pv); err != nil {
-		return nil, fmt.Errorf("read PersistentVolume %s: %w", pvc.Spec.VolumeName, err)
+	if pv.Labels[LabelOperation] == uid {
+		return pv, nil
 	}
 	patch := client.MergeFrom(pv.DeepCopy())
 	if pv.Labels == nil {
 		pv.Labels = map[string]string{}
 	}
-	pv.Labels[LabelOperation] = string(op.Owner.GetUID())
+	pv.Labels[LabelOperation] = uid
 	if err := e.Client.Patch(ctx, pv, patch); err != nil {
 		return nil, fmt.Errorf("label PersistentVolume %s: %w", pv.Name, err)
 	}

@@ -249,9 +249,11 @@ func (c *Cluster) Diagnose(ctx context.Context, ns string) string {
 	var b strings.Builder
 	for _, args := range [][]string{
 		{"get", "pods", "-A", "-o", "wide"},
-		{"get", "backups,restores,podvolumebackups,podvolumerestores,backupstoragelocations,backuprepositories", "-n", InstallNamespace, "-o", "wide"},
+		{"get", "backups,restores,podvolumebackups,podvolumerestores,datauploads,datadownloads,backupstoragelocations,backuprepositories", "-n", InstallNamespace, "-o", "wide"},
 		{"get", "events", "-n", InstallNamespace, "--sort-by=.lastTimestamp"},
 		{"get", "events", "-n", ns, "--sort-by=.lastTimestamp"},
+		{"get", "pvc,volumesnapshots", "-n", InstallNamespace, "-o", "wide"},
+		{"get", "volumesnapshotcontents,pv", "-o", "wide"},
 		{"logs", "-n", InstallNamespace, "deploy/ferry-server", "--tail=60"},
 		{"logs", "-n", InstallNamespace, "-l", "name=node-agent", "--tail=60"},
 	} {

@@ -1,0 +1,81 @@
+package datamovement
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
+	"github.com/ferry-backup/ferry/internal/exposer"
+	"github.com/ferry-backup/ferry/internal/nodeconfig"
+	"github.com/ferry-backup/ferry/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Run(m) }
+
+// Every node-agent sees a new DataUpload and tries to accept it, each from the version its cache
+// holds. Exactly one may win, whatever the interleaving: the others get a Conflict and leave it.
+// Repeated, with as many agents as nodes of a large cluster accepting at once.
+func TestExactlyOneAgentAcceptsADataUpload(t *testing.T) {
+	env := testenv.Get(t)
+	ctx := testenv.Context(t)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "accept-"}}
+	if err := env.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	const agents, rounds = 12, 20
+	recorder := record.NewFakeRecorder(10 * agents * rounds)
+	reconcilers := make([]*Reconciler, agents)
+	for i := range reconcilers {
+		reconcilers[i] = &Reconciler{Client: env.Client, Recorder: recorder, Clock: clocktesting.NewFakePassiveClock(time.Now()),
+			Node: fmt.Sprintf("node-%d", i), Upload: true, Exposer: &exposer.Exposer{Namespace: ns.Name},
+			Config: func() nodeconfig.Config { c := nodeconfig.Default(); c.PrepareQueueLength = rounds; return c }}
+	}
+	for round := range rounds {
+		du := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("du-%d", round)},
+			Spec: velerov2alpha1.DataUploadSpec{SnapshotType: velerov2alpha1.SnapshotTypeCSI, SourcePVC: "data", SourceNamespace: "app",
+				CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: "snap", StorageClass: "csi"}, DataMover: velerov2alpha1.DataMoverFerry,
+				BackupStorageLocation: "default", OperationTimeout: metav1.Duration{Duration: time.Hour}}}
+		if err := env.Client.Create(ctx, du); err != nil {
+			t.Fatal(err)
+		}
+		// Every agent starts from the same (soon stale) version.
+		var wg sync.WaitGroup
+		errs := make([]error, agents)
+		for i, r := range reconcilers {
+			stale := du.DeepCopy()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = r.accept(ctx, viewOf(stale))
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: agent %d: %v", round, i, err)
+			}
+		}
+		got := &velerov2alpha1.DataUpload{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(du), got); err != nil {
+			t.Fatal(err)
+		}
+		accepted := 0
+		for range len(recorder.Events) {
+			<-recorder.Events
+			accepted++
+		}
+		if accepted != 1 || got.Status.Phase != velerov2alpha1.DataMovePhaseAccepted || got.Status.AcceptedByNode == "" ||
+			len(got.Finalizers) != 1 || got.Finalizers[0] != exposer.Finalizer {
+			t.Fatalf("round %d: %d agents accepted; status %s by %q, finalizers %v; want exactly one, holding the finalizer",
+				round, accepted, got.Status.Phase, got.Status.AcceptedByNode, got.Finalizers)
+		}
+	}
+}

@@ -1,0 +1,102 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
+	"github.com/ferry-backup/ferry/internal/exposer"
+)
+
+// TestDataMoverMovesAClaimAsVeleroHandsItOver drives Ferry's node-agent the way a Velero server
+// hands data movement to it (spec.datamover: ferry): a VolumeSnapshot of the application's claim
+// and a DataUpload; the namespace is deleted; a new, unbound claim with Velero's selector and a
+// DataDownload; then the application's manifests are applied again and its pod finds the data.
+// Every intermediate object (mover pods, claims, snapshots, contents) is gone at the end.
+func TestDataMoverMovesAClaimAsVeleroHandsItOver(t *testing.T) {
+	c, ns := story(t, "mover")
+	ctx := t.Context()
+	app := c.NewApp(ns)
+	app.Volumes = []AppVolume{{App: "web", Dir: "/content"}}
+	t.Cleanup(app.Discard)
+	must(t, app.Deploy(ctx))
+	must(t, app.Fill(ctx, 300, 48))
+	want, err := app.Describe(ctx)
+	must(t, err)
+	files, size := Count(want)
+
+	// A Velero server makes sure the repository exists before it creates DataUploads; the mover
+	// pods only open it.
+	must(t, c.EnsureRepository(ctx, "default"))
+	watch := c.WatchKubectl(ctx, "get", "datauploads", "-n", InstallNamespace, "-w")
+	vs, err := c.SnapshotClaim(ctx, ns, "web-content", "web-content-snap")
+	must(t, err)
+	du := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: InstallNamespace, Name: ns + "-up"},
+		Spec: velerov2alpha1.DataUploadSpec{
+			SnapshotType: velerov2alpha1.SnapshotTypeCSI, SourcePVC: "web-content", SourceNamespace: ns,
+			CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: vs.Name, StorageClass: c.Env["CLUSTER_STORAGE_CLASS"],
+				SnapshotClass: "csi-hostpath-snapclass", Driver: "hostpath.csi.k8s.io"},
+			DataMover: velerov2alpha1.DataMoverFerry, BackupStorageLocation: "default",
+			OperationTimeout: metav1.Duration{Duration: 10 * time.Minute},
+		}}
+	created := time.Now()
+	must(t, c.Client.Create(ctx, du))
+	must(t, c.WaitMovement(ctx, du, 5*time.Minute))
+	if du.Status.Phase != velerov2alpha1.DataMovePhaseCompleted || du.Status.SnapshotID == "" {
+		t.Fatalf("DataUpload %s: %s %q, snapshot %q", du.Name, du.Status.Phase, du.Status.Message, du.Status.SnapshotID)
+	}
+	if du.Status.AcceptedByNode != c.Node || du.Status.Node != c.Node || du.Status.Progress.TotalBytes < size || du.Status.Progress.BytesDone != du.Status.Progress.TotalBytes {
+		t.Errorf("DataUpload %s status: accepted by %q, node %q, progress %+v; want %s and at least %d bytes", du.Name,
+			du.Status.AcceptedByNode, du.Status.Node, du.Status.Progress, c.Node, size)
+	}
+	t.Logf("DataUpload %s: %d files, %d bytes in %s from creation (InProgress after %s): %s", du.Name, files, size,
+		du.Status.CompletionTimestamp.Sub(created).Round(time.Second), du.Status.StartTimestamp.Sub(created).Round(time.Second), du.Status.Message)
+	events, err := c.MoverEvents(ctx, du)
+	must(t, err)
+	if joined := strings.Join(events, "\n"); !strings.Contains(joined, exposer.ReasonStarted+": ") ||
+		!strings.Contains(joined, exposer.ReasonCompleted+": snapshot "+du.Status.SnapshotID) {
+		t.Errorf("the mover's Events on DataUpload %s lack Started and Completed with the snapshot:\n%s", du.Name, joined)
+	}
+	must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
+
+	// Restore into an empty namespace: the claim comes first, unbound, and the pods after.
+	must(t, app.Delete(ctx))
+	_, err = c.Kubectl(ctx, "", "create", "namespace", ns)
+	must(t, err)
+	class := c.Env["CLUSTER_STORAGE_CLASS"]
+	target := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-content"},
+		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: &class, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{exposer.LabelDynamicPVRestore: ns + "-web"}},
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(app.ClaimSize)}}}}
+	must(t, c.Client.Create(ctx, target))
+	dd := &velerov2alpha1.DataDownload{ObjectMeta: metav1.ObjectMeta{Namespace: InstallNamespace, Name: ns + "-down"},
+		Spec: velerov2alpha1.DataDownloadSpec{
+			TargetVolume: velerov2alpha1.TargetVolumeSpec{PVC: "web-content", Namespace: ns}, BackupStorageLocation: "default",
+			DataMover: velerov2alpha1.DataMoverFerry, SnapshotID: du.Status.SnapshotID, SourceNamespace: ns, SnapshotSize: du.Status.Progress.TotalBytes,
+			OperationTimeout: metav1.Duration{Duration: 10 * time.Minute},
+		}}
+	must(t, c.Client.Create(ctx, dd))
+	must(t, c.WaitMovement(ctx, dd, 5*time.Minute))
+	if dd.Status.Phase != velerov2alpha1.DataMovePhaseCompleted {
+		t.Fatalf("DataDownload %s: %s %q", dd.Name, dd.Status.Phase, dd.Status.Message)
+	}
+	must(t, c.Client.Get(ctx, client.ObjectKeyFromObject(target), target))
+	if target.Status.Phase != corev1.ClaimBound {
+		t.Fatalf("claim %s/%s is %s after the DataDownload, want Bound", ns, target.Name, target.Status.Phase)
+	}
+	t.Logf("DataDownload %s: %s; claim bound to %s", dd.Name, dd.Status.Message, target.Spec.VolumeName)
+	must(t, app.Deploy(ctx))
+	got, err := app.Describe(ctx)
+	must(t, err)
+	if diff := Compare(want, got); diff != "" {
+		t.Fatalf("the restored claim differs from the backed-up one:\n%s", diff)
+	}
+	must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
+	t.Logf("kubectl get datauploads -n %s -w:\n%s", InstallNamespace, indent(watch()))
+}
