@@ -213,6 +213,12 @@ type BackupStatus struct {
 	// +nullable
 	PodVolumeBackups *VolumeOperationCounts `json:"podVolumeBackups,omitempty"`
 
+	// DataUploads counts the data mover's volume operations (spec.snapshotMoveData) by outcome
+	// (Ferry). Skipped volumes, of either path, are counted in podVolumeBackups.skipped.
+	// +optional
+	// +nullable
+	DataUploads *VolumeOperationCounts `json:"dataUploads,omitempty"`
+
 	// Conditions are Ferry's detailed observations.
 	// +optional
 	// +listType=map
@@ -274,6 +280,14 @@ type BackupList struct {
 
 // LabelBackupName labels the objects of one backup with its name (Velero's label).
 const LabelBackupName = "velero.io/backup-name"
+
+// LabelPVCNamespaceName labels a DataUpload with "<namespace>.<claim>" of its source PVC,
+// shortened with a hash when longer than a label value may be (Velero's label).
+const LabelPVCNamespaceName = "velero.io/pvc-namespace-name"
+
+// LabelVolumeSnapshotClass on a PVC names the VolumeSnapshotClass its data mover snapshots use,
+// instead of the default class of its driver (Velero's label).
+const LabelVolumeSnapshotClass = "velero.io/csi-volumesnapshot-class"
 
 // AnnotationSyncedFrom marks a Backup that backup sync recreated from its record in the named
 // storage location. Such a Backup is never started, even before sync has set its status.

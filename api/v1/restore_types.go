@@ -165,6 +165,13 @@ type RestoreStatus struct {
 	// +nullable
 	PodVolumeRestores *VolumeOperationCounts `json:"podVolumeRestores,omitempty"`
 
+	// DataDownloads counts the data mover's volume operations (claims re-created from the
+	// backup) by outcome (Ferry). Skipped volumes, of either path, are counted in
+	// podVolumeRestores.skipped.
+	// +optional
+	// +nullable
+	DataDownloads *VolumeOperationCounts `json:"dataDownloads,omitempty"`
+
 	// Conditions are Ferry's detailed observations.
 	// +optional
 	// +listType=map
@@ -210,3 +217,14 @@ type RestoreList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Restore `json:"items"`
 }
+
+// Labels of the objects a restore makes (Velero's).
+const (
+	// LabelRestoreName is the name of the Restore an object belongs to.
+	LabelRestoreName = "velero.io/restore-name"
+	// LabelRestoreUID is the UID of the Restore an object belongs to.
+	LabelRestoreUID = "velero.io/restore-uid"
+	// LabelDynamicPVRestore is on the selector of a PVC that a restore re-created, and on the
+	// PersistentVolume the data mover filled for it: the PV with the same value binds to it.
+	LabelDynamicPVRestore = "velero.io/dynamic-pv-restore"
+)

@@ -445,6 +445,11 @@ func (in *BackupStatus) DeepCopyInto(out *BackupStatus) {
 		*out = new(VolumeOperationCounts)
 		**out = **in
 	}
+	if in.DataUploads != nil {
+		in, out := &in.DataUploads, &out.DataUploads
+		*out = new(VolumeOperationCounts)
+		**out = **in
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]metav1.Condition, len(*in))
@@ -1367,6 +1372,11 @@ func (in *RestoreStatus) DeepCopyInto(out *RestoreStatus) {
 	}
 	if in.PodVolumeRestores != nil {
 		in, out := &in.PodVolumeRestores, &out.PodVolumeRestores
+		*out = new(VolumeOperationCounts)
+		**out = **in
+	}
+	if in.DataDownloads != nil {
+		in, out := &in.DataDownloads, &out.DataDownloads
 		*out = new(VolumeOperationCounts)
 		**out = **in
 	}

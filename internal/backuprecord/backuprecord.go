@@ -31,12 +31,25 @@ type Record struct {
 	Skipped []string `json:"skipped,omitempty"`
 }
 
-// Volume is one backed-up pod volume.
+// Paths that make a volume's snapshot. Both write a Kopia snapshot of the volume's files into
+// the location's repository, so either restores through either.
+const (
+	// PathPodVolume is the file-system path: a PodVolumeBackup read the volume through its pod.
+	PathPodVolume = "podvolume"
+	// PathDataMover is the CSI data mover: a DataUpload read a VolumeSnapshot of the claim.
+	PathDataMover = "datamover"
+)
+
+// Volume is one backed-up volume: a pod volume, or a claim (which no pod may mount).
 type Volume struct {
-	Namespace  string `json:"namespace"`
-	Pod        string `json:"pod"`
-	Volume     string `json:"volume"`
-	Claim      string `json:"claim,omitempty"`
+	Namespace string `json:"namespace"`
+	// Pod and Volume name the pod volume; for a claim the data mover backed up, they may be empty.
+	Pod    string `json:"pod"`
+	Volume string `json:"volume"`
+	Claim  string `json:"claim,omitempty"`
+	// Path is the path that made the snapshot, PathPodVolume or PathDataMover; records of older
+	// versions leave it empty, which means PathPodVolume (use DataPath).
+	Path       string `json:"path,omitempty"`
 	Node       string `json:"node"`
 	SnapshotID string `json:"snapshotID,omitempty"`
 	Phase      string `json:"phase"`
@@ -45,4 +58,13 @@ type Volume struct {
 	Files      int64  `json:"files"`
 	// ClaimSpec is the claim's spec at backup time, to recreate it.
 	ClaimSpec *corev1.PersistentVolumeClaimSpec `json:"claimSpec,omitempty"`
+}
+
+// DataPath is the path that made the volume's snapshot, PathPodVolume for records of older
+// versions.
+func (v Volume) DataPath() string {
+	if v.Path == "" {
+		return PathPodVolume
+	}
+	return v.Path
 }

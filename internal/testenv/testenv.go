@@ -1,5 +1,6 @@
-// Package testenv provides a real kube-apiserver and etcd with Ferry's CRDs installed, for tests
-// that need an API server. One server is started per test binary (call Run from TestMain).
+// Package testenv provides a real kube-apiserver and etcd with Ferry's CRDs installed (and, when
+// asked, the CSI snapshot API), for tests that need an API server. One server is started per
+// test binary (call Run or RunWith from TestMain).
 package testenv
 
 import (
@@ -38,15 +39,25 @@ var current *Env
 // body:
 //
 //	func TestMain(m *testing.M) { testenv.Run(m) }
-func Run(m *testing.M, cleanups ...func()) {
-	code := run(m)
+func Run(m *testing.M, cleanups ...func()) { RunWith(m, Options{}, cleanups...) }
+
+// Options choose what the API server serves besides Ferry's CRDs.
+type Options struct {
+	// SnapshotAPI installs the snapshot.storage.k8s.io/v1 CRDs (VolumeSnapshot,
+	// VolumeSnapshotContent, VolumeSnapshotClass) of the external-snapshotter version in go.mod.
+	SnapshotAPI bool
+}
+
+// RunWith is Run with options.
+func RunWith(m *testing.M, opts Options, cleanups ...func()) {
+	code := run(m, opts)
 	for _, c := range cleanups {
 		c()
 	}
 	os.Exit(code)
 }
 
-func run(m *testing.M) int {
+func run(m *testing.M, opts Options) int {
 	assets, err := assetsDir()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testenv:", err)
@@ -57,9 +68,16 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "testenv: load CRDs:", err)
 		return 1
 	}
+	var paths []string
+	if opts.SnapshotAPI {
+		if paths, err = snapshotCRDPaths(); err != nil {
+			fmt.Fprintln(os.Stderr, "testenv: snapshot CRDs:", err)
+			return 1
+		}
+	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory:    assets,
-		CRDInstallOptions:        envtest.CRDInstallOptions{CRDs: crds, ErrorIfPathMissing: true},
+		CRDInstallOptions:        envtest.CRDInstallOptions{CRDs: crds, Paths: paths, ErrorIfPathMissing: true},
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
 	}
@@ -132,8 +150,7 @@ func assetsDir() (string, error) {
 	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
 		return dir, nil
 	}
-	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "..", "hack", "install-control-plane.sh")
+	script := filepath.Join(thisDir(), "..", "..", "hack", "install-control-plane.sh")
 	cmd := exec.Command(script)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
@@ -141,4 +158,10 @@ func assetsDir() (string, error) {
 		return "", fmt.Errorf("%s: %w", script, err)
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// thisDir is the directory of this package's source.
+func thisDir() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(file)
 }

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -74,18 +76,22 @@ func TestDeletionIsExplicitAndSyncBringsBackupsBack(t *testing.T) {
 	})
 
 	t.Run("restores that skip volumes say so", func(t *testing.T) {
+		// The claim app-logs exists, but no pod mounts it: a claim that exists is filled only
+		// through a pod (a missing one would be re-created and filled by the data mover).
 		partial := c.CreatePod(node, c.Namespace("partial"), "app", harness.VolumeSpec{Name: "data", Claim: "app-data"})
+		createUnmountedClaim(t, c, partial.Namespace, "app-logs", "")
 		rs := newRestore(t, c, "partial", "second", ns, partial.Namespace)
 		waitRestore(t, c, rs, velerov1.RestorePhasePartiallyFailed)
-		if !strings.Contains(rs.Status.FailureReason, "volume logs: no scheduled pod in "+partial.Namespace+" mounts claim app-logs") {
+		if !strings.Contains(rs.Status.FailureReason, "volume logs: claim app-logs exists in "+partial.Namespace+" but no scheduled pod mounts it") {
 			t.Errorf("failure reason %q does not name the skipped volume", rs.Status.FailureReason)
 		}
 		if got, _ := harness.Describe(partial.Dirs["data"]); got != want {
 			t.Error("the volume that had a target restores differently")
 		}
-		none := newRestore(t, c, "nowhere", "second", ns, "no-pods-here")
+		none := newRestore(t, c, "nowhere", "second", ns, "no-such-namespace")
 		waitRestore(t, c, none, velerov1.RestorePhaseFailed)
-		if !strings.Contains(none.Status.FailureReason, "no volume restored") || !strings.Contains(none.Status.FailureReason, "claim app-data") {
+		if !strings.Contains(none.Status.FailureReason, "no volume restored") ||
+			!strings.Contains(none.Status.FailureReason, "claim app-data cannot be re-created: namespace no-such-namespace does not exist") {
 			t.Errorf("failure reason %q", none.Status.FailureReason)
 		}
 	})
@@ -258,5 +264,17 @@ func TestAVolumeWithAFIFOMakesThePartialBackupSaySo(t *testing.T) {
 	if p := list.Items[0]; p.Status.Phase != velerov1.PodVolumePhaseCompleted || p.Status.SnapshotID == "" ||
 		!meta.IsStatusConditionTrue(p.Status.Conditions, velerov1.ConditionEntriesNotBackedUp) {
 		t.Errorf("PodVolumeBackup: %s, snapshot %q, conditions %+v", p.Status.Phase, p.Status.SnapshotID, p.Status.Conditions)
+	}
+}
+
+// createUnmountedClaim creates a claim bound (by name) to a volume, that no pod mounts.
+func createUnmountedClaim(t *testing.T, c *harness.Cluster, ns, name, class string) {
+	t.Helper()
+	pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: &class, VolumeName: "pv-" + ns + "-" + name,
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}}}
+	if err := c.Client.Create(context.Background(), pvc); err != nil {
+		t.Fatal(err)
 	}
 }

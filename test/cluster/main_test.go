@@ -9,4 +9,6 @@ import (
 	"github.com/ferry-backup/ferry/internal/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Run(m, repotest.Stop) }
+func TestMain(m *testing.M) {
+	testenv.RunWith(m, testenv.Options{SnapshotAPI: true}, repotest.Stop)
+}

@@ -48,3 +48,10 @@ func (s *Server) Log() string {
 	data, _ := os.ReadFile(s.LogPath)
 	return string(data)
 }
+
+// Stop kills the server and waits for it to exit, as a crash or a rescheduled pod would; start
+// another with StartServer.
+func (s *Server) Stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.exited
+}

@@ -19,6 +19,8 @@ type VolumeSpec struct {
 	// Claim, when set, backs the volume with a PVC of that name bound to a CSI PV; otherwise the
 	// volume is an emptyDir.
 	Claim string
+	// StorageClass is the claim's spec.storageClassName; empty leaves it unset.
+	StorageClass string
 }
 
 // Pod is a pod the harness created and laid out on a node.
@@ -55,7 +57,7 @@ func (c *Cluster) CreatePod(node *Node, namespace, name string, vols ...VolumeSp
 	for _, v := range vols {
 		src := corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}
 		if v.Claim != "" {
-			c.createClaim(ctx, namespace, v.Claim)
+			c.createClaim(ctx, namespace, v.Claim, v.StorageClass)
 			src = corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: v.Claim}}
 		}
 		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: v.Name, VolumeSource: src})
@@ -84,7 +86,7 @@ func (c *Cluster) CreatePod(node *Node, namespace, name string, vols ...VolumeSp
 func pvName(namespace, claim string) string { return "pv-" + namespace + "-" + claim }
 
 // createClaim creates a PVC bound to a CSI PV, unless it exists.
-func (c *Cluster) createClaim(ctx context.Context, namespace, claim string) {
+func (c *Cluster) createClaim(ctx context.Context, namespace, claim, class string) {
 	c.t.Helper()
 	size := resource.MustParse("1Gi")
 	pv := &corev1.PersistentVolume{
@@ -94,7 +96,8 @@ func (c *Cluster) createClaim(ctx context.Context, namespace, claim string) {
 			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
 				Driver: CSIDriver, VolumeHandle: namespace + "/" + claim}},
-			ClaimRef: &corev1.ObjectReference{Namespace: namespace, Name: claim},
+			ClaimRef:         &corev1.ObjectReference{Namespace: namespace, Name: claim},
+			StorageClassName: class,
 		},
 	}
 	if err := c.Client.Create(ctx, pv); err != nil && !isAlreadyExists(err) {
@@ -107,6 +110,9 @@ func (c *Cluster) createClaim(ctx context.Context, namespace, claim string) {
 			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
 			VolumeName:  pv.Name,
 		},
+	}
+	if class != "" {
+		pvc.Spec.StorageClassName = &class
 	}
 	if err := c.Client.Create(ctx, pvc); err != nil && !isAlreadyExists(err) {
 		c.t.Fatalf("harness: create PVC: %v", err)

@@ -1,7 +1,9 @@
-// Package backup provides ferry-server's Backup controller for the file-system path: it selects
-// the pod volumes of a Backup, asks the node-agent of each pod's node to back them up
-// (PodVolumeBackups), sums up their outcome in the Backup's status, and stores a record of the
-// backup in the repository so that a fresh cluster can find it.
+// Package backup provides ferry-server's Backup controller: it selects the volumes of a Backup,
+// asks the node-agent of each pod's node to back up pod volumes (PodVolumeBackups, the
+// file-system path) and, with spec.snapshotMoveData, snapshots claims whose storage class has a
+// VolumeSnapshotClass and asks the data mover to move them (VolumeSnapshots and DataUploads);
+// it sums up their outcome in the Backup's status, and stores a record of the backup in the
+// repository so that a fresh cluster can find it.
 package backup
 
 import (
@@ -16,9 +18,12 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 )
@@ -29,7 +34,11 @@ import (
 // +kubebuilder:rbac:groups=velero.io,resources=backuprepositories,verbs=get;list;watch;create,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get;list;watch,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=deletebackuprequests,verbs=create,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=datauploads,verbs=get;list;watch;create;patch;delete,namespace=velero
 // +kubebuilder:rbac:groups="",resources=namespaces;pods;persistentvolumeclaims,verbs=get;list
+// +kubebuilder:rbac:groups=snapshot.storage.k8s.io,resources=volumesnapshots,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=snapshot.storage.k8s.io,resources=volumesnapshotclasses,verbs=get;list
+// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get;list
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
 
 // Defaults.
@@ -49,15 +58,25 @@ type Reconciler struct {
 	Repositories *repoaccess.Access
 }
 
-// SetupWithManager registers the controller; it also wakes up when a PodVolumeBackup it
-// created changes.
+// SetupWithManager registers the controller; it also wakes up when a PodVolumeBackup or a
+// DataUpload it created changes (DataUploads by their velero.io/backup-name label: the Backup
+// is not their controller).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.Backup{}).Owns(&velerov1.PodVolumeBackup{}).
+		Watches(&velerov2alpha1.DataUpload{}, handler.EnqueueRequestsFromMapFunc(backupOf)).
 		Named("backup").Complete(r)
 }
 
-// Reconcile: New → (validation) → InProgress, with one PodVolumeBackup per selected volume →
-// Completed, PartiallyFailed or Failed once all have ended.
+func backupOf(_ context.Context, obj client.Object) []reconcile.Request {
+	name := obj.GetLabels()[velerov1.LabelBackupName]
+	if name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: obj.GetNamespace(), Name: name}}}
+}
+
+// Reconcile: New → (validation) → InProgress, with one PodVolumeBackup per selected pod volume
+// and one VolumeSnapshot and DataUpload per claim for the data mover → Completed, PartiallyFailed or Failed once all have ended.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	b := &velerov1.Backup{}
 	if err := r.Client.Get(ctx, req.NamespacedName, b); err != nil {
@@ -83,7 +102,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return r.expire(ctx, b)
 }
 
-// start validates the backup, creates its PodVolumeBackups and moves it to InProgress.
+// start validates the backup, creates its PodVolumeBackups, VolumeSnapshots and DataUploads and
+// moves it to InProgress. Every name is derived from the backup and the volume, so a start
+// repeated after a restart makes nothing twice.
 func (r *Reconciler) start(ctx context.Context, b *velerov1.Backup) (ctrl.Result, error) {
 	bsl, problems, err := r.validate(ctx, b)
 	if err != nil {
@@ -102,14 +123,26 @@ func (r *Reconciler) start(ctx context.Context, b *velerov1.Backup) (ctrl.Result
 	if err != nil || !ready {
 		return ctrl.Result{RequeueAfter: waitForRepository}, err
 	}
-	volumes, skipped, err := r.selectVolumes(ctx, b)
+	sel, err := r.selectVolumes(ctx, b)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	for _, v := range volumes {
+	for _, v := range sel.PodVolumes {
 		if err := r.createPodVolumeBackup(ctx, b, bsl.Name, v); err != nil {
 			return ctrl.Result{}, err
 		}
+	}
+	moved := 0
+	for _, c := range sel.Claims {
+		skip, err := r.createDataUpload(ctx, b, bsl.Name, c)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if skip != "" {
+			sel.Skipped = append(sel.Skipped, skip)
+			continue
+		}
+		moved++
 	}
 	if b.Spec.StorageLocation == "" {
 		// Say which location the default was, as Velero does: describe, sync and deletion use it.
@@ -125,21 +158,24 @@ func (r *Reconciler) start(ctx context.Context, b *velerov1.Backup) (ctrl.Result
 	}
 	start := r.now()
 	expires := metav1.NewTime(start.Add(ttl))
-	r.Recorder.Eventf(b, corev1.EventTypeNormal, "Started", "backing up %d volumes (%d skipped) into %s", len(volumes), len(skipped), bsl.Name)
-	log.FromContext(ctx).Info("backup started", "backup", b.Name, "volumes", len(volumes), "skipped", len(skipped), "backupStorageLocation", bsl.Name)
-	return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, map[string]any{
+	r.Recorder.Eventf(b, corev1.EventTypeNormal, "Started", "backing up %d volumes (%d through the data mover, %d skipped) into %s",
+		len(sel.PodVolumes)+moved, moved, len(sel.Skipped), bsl.Name)
+	log.FromContext(ctx).Info("backup started", "backup", b.Name, "volumes", len(sel.PodVolumes)+moved, "dataUploads", moved,
+		"skipped", len(sel.Skipped), "backupStorageLocation", bsl.Name)
+	fields := map[string]any{
 		"phase": velerov1.BackupPhaseInProgress, "startTimestamp": start, "expiration": expires, "formatVersion": "1.1.0",
-		"podVolumeBackups": velerov1.VolumeOperationCounts{Total: len(volumes), Skipped: len(skipped)},
-		"conditions":       skippedCondition(skipped, start),
-	})
+		"podVolumeBackups": velerov1.VolumeOperationCounts{Total: len(sel.PodVolumes), Skipped: len(sel.Skipped)},
+		"conditions":       skippedCondition(sel.Skipped, start),
+	}
+	if moved > 0 {
+		fields["dataUploads"] = velerov1.VolumeOperationCounts{Total: moved}
+	}
+	return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, fields)
 }
 
 // validate checks the spec and finds the storage location; problems are the user's to fix.
 func (r *Reconciler) validate(ctx context.Context, b *velerov1.Backup) (*velerov1.BackupStorageLocation, []string, error) {
 	var problems []string
-	if b.Spec.SnapshotMoveData != nil && *b.Spec.SnapshotMoveData {
-		problems = append(problems, "spec.snapshotMoveData: the CSI data mover is not available in this version of Ferry")
-	}
 	bsl, err := r.location(ctx, b)
 	if apierrors.IsNotFound(err) || bsl == nil {
 		name := b.Spec.StorageLocation

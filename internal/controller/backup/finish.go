@@ -3,7 +3,6 @@ package backup
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -13,58 +12,108 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/backuprecord"
 	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 )
 
-// progress sums up the PodVolumeBackups; once all have ended it stores the record and ends the
-// backup.
+// progress sums up the PodVolumeBackups and DataUploads; once all have ended it stores the
+// record and ends the backup.
 func (r *Reconciler) progress(ctx context.Context, b *velerov1.Backup) (ctrl.Result, error) {
 	pvbs := &velerov1.PodVolumeBackupList{}
 	if err := r.Client.List(ctx, pvbs, client.InNamespace(b.Namespace), client.MatchingLabels{velerov1.LabelBackupName: b.Name}); err != nil {
 		return ctrl.Result{}, err
 	}
+	dus, err := r.dataUploads(ctx, b)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	phases := make([]velerov1.PodVolumePhase, len(pvbs.Items))
-	var incomplete []string
+	var incomplete, failures []string
 	for i, p := range pvbs.Items {
 		phases[i] = p.Status.Phase
+		where := fmt.Sprintf("%s/%s volume %s", p.Spec.Pod.Namespace, p.Spec.Pod.Name, p.Spec.Volume)
 		if c := meta.FindStatusCondition(p.Status.Conditions, velerov1.ConditionEntriesNotBackedUp); c != nil &&
 			c.Status == metav1.ConditionTrue && p.Status.Phase == velerov1.PodVolumePhaseCompleted {
-			incomplete = append(incomplete, fmt.Sprintf("%s/%s volume %s: %s", p.Spec.Pod.Namespace, p.Spec.Pod.Name, p.Spec.Volume, c.Message))
+			incomplete = append(incomplete, where+": "+c.Message)
+		}
+		if p.Status.Phase == velerov1.PodVolumePhaseFailed || p.Status.Phase == velerov1.PodVolumePhaseCanceled {
+			failures = append(failures, fmt.Sprintf("%s: %s %s", where, p.Status.Phase, p.Status.Message))
 		}
 	}
 	counts, done := operation.Tally(phases)
+	moves, movesDone := tallyDataUploads(dus, &failures)
 	if prev := b.Status.PodVolumeBackups; prev != nil {
 		counts.Skipped = prev.Skipped
 		if prev.Total > counts.Total {
 			done = false // not every PodVolumeBackup is in the cache yet
 		}
 	}
-	if !done {
-		return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, map[string]any{"podVolumeBackups": counts})
+	if prev := b.Status.DataUploads; prev != nil && prev.Total > moves.Total {
+		movesDone = false // not every DataUpload is in the cache yet
 	}
+	if !done || !movesDone {
+		return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, progressFields(counts, moves))
+	}
+	all := velerov1.VolumeOperationCounts{Total: counts.Total + moves.Total, Completed: counts.Completed + moves.Completed,
+		Failed: counts.Failed + moves.Failed, Skipped: counts.Skipped}
 	phase := velerov1.BackupPhaseCompleted
 	reason := ""
 	switch {
-	case counts.Failed > 0 && counts.Completed == 0:
-		phase, reason = velerov1.BackupPhaseFailed, "every volume backup failed"
-	case counts.Failed > 0 || len(incomplete) > 0:
+	case all.Failed > 0 && all.Completed == 0:
+		phase, reason = velerov1.BackupPhaseFailed, "every volume backup failed: "+operation.JoinFirst(failures, 5)
+	case all.Failed > 0 || len(incomplete) > 0:
 		// Nothing is lost silently: a volume whose snapshot lacks entries makes the backup partial.
-		phase, reason = velerov1.BackupPhasePartiallyFailed, strings.Join(incomplete, "; ")
+		phase, reason = velerov1.BackupPhasePartiallyFailed, operation.JoinFirst(append(failures, incomplete...), 10)
 	}
-	rec := r.record(ctx, b, pvbs.Items, phase)
+	if b.Spec.SnapshotMoveData != nil && *b.Spec.SnapshotMoveData {
+		if err := r.deleteOrphanSnapshots(ctx, b, dus); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	rec := r.record(ctx, b, pvbs.Items, dus, phase)
 	if err := r.saveRecord(ctx, b, rec); err != nil {
 		return ctrl.Result{}, fmt.Errorf("store the record of backup %s: %w", b.Name, err)
 	}
 	r.Recorder.Eventf(b, eventType(phase), string(phase), "%d of %d volumes backed up, %d failed, %d skipped",
-		counts.Completed, counts.Total, counts.Failed, counts.Skipped)
-	log.FromContext(ctx).Info("backup ended", "backup", b.Name, "phase", phase, "volumes", counts.Total,
-		"completed", counts.Completed, "failed", counts.Failed, "skipped", counts.Skipped)
-	return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, map[string]any{
-		"phase": phase, "podVolumeBackups": counts, "errors": counts.Failed, "failureReason": reason,
-		"completionTimestamp": r.now(), "volumeSnapshotsAttempted": counts.Total, "volumeSnapshotsCompleted": counts.Completed,
-	})
+		all.Completed, all.Total, all.Failed, all.Skipped)
+	log.FromContext(ctx).Info("backup ended", "backup", b.Name, "phase", phase, "volumes", all.Total,
+		"completed", all.Completed, "failed", all.Failed, "skipped", all.Skipped, "dataUploads", moves.Total)
+	fields := progressFields(counts, moves)
+	for k, v := range map[string]any{"phase": phase, "errors": all.Failed, "failureReason": reason, "completionTimestamp": r.now(),
+		"volumeSnapshotsAttempted": all.Total, "volumeSnapshotsCompleted": all.Completed} {
+		fields[k] = v
+	}
+	return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, fields)
+}
+
+// tallyDataUploads counts DataUploads by outcome, like operation.Tally (the phases' values are
+// the same), and adds the failed ones to failures.
+func tallyDataUploads(dus []velerov2alpha1.DataUpload, failures *[]string) (velerov1.VolumeOperationCounts, bool) {
+	phases := make([]velerov1.PodVolumePhase, len(dus))
+	for i, d := range dus {
+		phases[i] = velerov1.PodVolumePhase(d.Status.Phase)
+		if d.Status.Phase == velerov2alpha1.DataMovePhaseFailed || d.Status.Phase == velerov2alpha1.DataMovePhaseCanceled {
+			*failures = append(*failures, fmt.Sprintf("claim %s/%s (DataUpload %s): %s %s",
+				d.Spec.SourceNamespace, d.Spec.SourcePVC, d.Name, d.Status.Phase, d.Status.Message))
+		}
+	}
+	return operation.Tally(phases)
+}
+
+// progressFields are the status counts of both paths: podVolumeBackups and dataUploads, Velero's
+// backupItemOperations (its DataUploads are item operations) and progress over all volumes.
+func progressFields(counts, moves velerov1.VolumeOperationCounts) map[string]any {
+	fields := map[string]any{"podVolumeBackups": counts,
+		"progress": velerov1.BackupProgress{TotalItems: counts.Total + moves.Total, ItemsBackedUp: counts.Completed + moves.Completed}}
+	if moves.Total > 0 {
+		fields["dataUploads"] = moves
+		fields["backupItemOperationsAttempted"] = moves.Total
+		fields["backupItemOperationsCompleted"] = moves.Completed
+		fields["backupItemOperationsFailed"] = moves.Failed
+	}
+	return fields
 }
 
 func eventType(phase velerov1.BackupPhase) string {
@@ -74,8 +123,10 @@ func eventType(phase velerov1.BackupPhase) string {
 	return corev1.EventTypeWarning
 }
 
-// record describes the backup for the repository, with each claim's spec.
-func (r *Reconciler) record(ctx context.Context, b *velerov1.Backup, pvbs []velerov1.PodVolumeBackup, phase velerov1.BackupPhase) backuprecord.Record {
+// record describes the backup for the repository, with which path made each snapshot and each
+// claim's spec.
+func (r *Reconciler) record(ctx context.Context, b *velerov1.Backup, pvbs []velerov1.PodVolumeBackup, dus []velerov2alpha1.DataUpload,
+	phase velerov1.BackupPhase) backuprecord.Record {
 	rec := backuprecord.Record{Name: b.Name, UID: string(b.UID), StorageLocation: b.Spec.StorageLocation,
 		Phase: string(phase), Completed: r.Clock.Now().UTC(), Spec: b.Spec.DeepCopy()}
 	if b.Status.Expiration != nil {
@@ -91,20 +142,37 @@ func (r *Reconciler) record(ctx context.Context, b *velerov1.Backup, pvbs []vele
 	}
 	for _, p := range pvbs {
 		v := backuprecord.Volume{Namespace: p.Spec.Pod.Namespace, Pod: p.Spec.Pod.Name, Volume: p.Spec.Volume,
-			Claim: p.Spec.Tags["pvc"], Node: p.Spec.Node, SnapshotID: p.Status.SnapshotID, Phase: string(p.Status.Phase),
-			Message: p.Status.Message, Bytes: p.Status.Progress.TotalBytes, Files: p.Status.Progress.TotalFiles}
+			Claim: p.Spec.Tags["pvc"], Path: backuprecord.PathPodVolume, Node: p.Spec.Node, SnapshotID: p.Status.SnapshotID,
+			Phase: string(p.Status.Phase), Message: p.Status.Message, Bytes: p.Status.Progress.TotalBytes, Files: p.Status.Progress.TotalFiles}
 		if rec.StorageLocation == "" {
 			rec.StorageLocation = p.Spec.BackupStorageLocation
 		}
-		if v.Claim != "" {
-			pvc := &corev1.PersistentVolumeClaim{}
-			if err := r.Cluster.Get(ctx, client.ObjectKey{Namespace: v.Namespace, Name: v.Claim}, pvc); err == nil {
-				v.ClaimSpec = pvc.Spec.DeepCopy()
-			}
+		v.ClaimSpec = r.claimSpec(ctx, v.Namespace, v.Claim)
+		rec.Volumes = append(rec.Volumes, v)
+	}
+	for _, d := range dus {
+		v := backuprecord.Volume{Namespace: d.Spec.SourceNamespace, Claim: d.Spec.SourcePVC, Path: backuprecord.PathDataMover,
+			Node: d.Status.Node, SnapshotID: d.Status.SnapshotID, Phase: string(d.Status.Phase), Message: d.Status.Message,
+			Bytes: d.Status.Progress.TotalBytes, Files: d.Status.Progress.TotalFiles}
+		if rec.StorageLocation == "" {
+			rec.StorageLocation = d.Spec.BackupStorageLocation
 		}
+		v.ClaimSpec = r.claimSpec(ctx, v.Namespace, v.Claim)
 		rec.Volumes = append(rec.Volumes, v)
 	}
 	return rec
+}
+
+// claimSpec is the claim's spec, or nil when there is no claim (or it is gone).
+func (r *Reconciler) claimSpec(ctx context.Context, namespace, name string) *corev1.PersistentVolumeClaimSpec {
+	if name == "" {
+		return nil
+	}
+	pvc := &corev1.PersistentVolumeClaim{}
+	if err := r.Cluster.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, pvc); err != nil {
+		return nil
+	}
+	return pvc.Spec.DeepCopy()
 }
 
 func (r *Reconciler) saveRecord(ctx context.Context, b *velerov1.Backup, rec backuprecord.Record) error {

@@ -19,35 +19,57 @@ type volume struct {
 	Pod    *corev1.Pod
 	Volume string
 	Claim  string
+	// Excluded: the pod's backup-volumes-excludes annotation names it.
+	Excluded bool
 }
 
-// selectVolumes returns the pod volumes the backup covers, and why others were skipped.
-func (r *Reconciler) selectVolumes(ctx context.Context, b *velerov1.Backup) ([]volume, []string, error) {
+// selection is what a backup covers: pod volumes for the file-system path, claims for the data
+// mover, and why other volumes were skipped.
+type selection struct {
+	PodVolumes []volume
+	Claims     []claim
+	Skipped    []string
+}
+
+// selectVolumes returns the volumes the backup covers, and why others were skipped.
+func (r *Reconciler) selectVolumes(ctx context.Context, b *velerov1.Backup) (selection, error) {
+	var sel selection
 	namespaces, err := r.namespaces(ctx, b)
 	if err != nil {
-		return nil, nil, err
+		return sel, err
 	}
 	selectors, err := podSelectors(b)
 	if err != nil {
-		return nil, nil, err
+		return sel, err
 	}
-	var chosen []volume
-	var skipped []string
+	moveData := b.Spec.SnapshotMoveData != nil && *b.Spec.SnapshotMoveData
+	var support *snapshotSupport
+	if moveData {
+		if support, err = r.snapshotSupport(ctx); err != nil {
+			return sel, err
+		}
+	}
 	for _, ns := range namespaces {
 		pods := &corev1.PodList{}
 		if err := r.Cluster.List(ctx, pods, client.InNamespace(ns)); err != nil {
-			return nil, nil, fmt.Errorf("list pods in %s: %w", ns, err)
+			return sel, fmt.Errorf("list pods in %s: %w", ns, err)
 		}
+		var others []volume // claims of selected pods that the file-system path did not take
 		for i := range pods.Items {
 			pod := &pods.Items[i]
 			if !matchesAny(selectors, pod.Labels) {
 				continue
 			}
-			c, s := volumesOf(pod, b.Spec.DefaultVolumesToFsBackup != nil && *b.Spec.DefaultVolumesToFsBackup)
-			chosen, skipped = append(chosen, c...), append(skipped, s...)
+			c, s, o := volumesOf(pod, b.Spec.DefaultVolumesToFsBackup != nil && *b.Spec.DefaultVolumesToFsBackup)
+			sel.PodVolumes, sel.Skipped, others = append(sel.PodVolumes, c...), append(sel.Skipped, s...), append(others, o...)
+		}
+		if moveData {
+			if err := r.selectClaims(ctx, &sel, support, ns, pods.Items, others, selectors); err != nil {
+				return sel, err
+			}
 		}
 	}
-	return chosen, skipped, nil
+	return sel, nil
 }
 
 // namespaces lists includedNamespaces (all when empty or "*") minus excludedNamespaces.
@@ -101,14 +123,20 @@ func matchesAny(selectors []labels.Selector, l map[string]string) bool {
 	return false
 }
 
-// volumesOf picks a pod's volumes: all of them with defaultVolumesToFsBackup, else those the
-// backup.velero.io/backup-volumes annotation names; never those the excludes annotation names,
-// nor volumes without pod data (configMap, secret, projected, downwardAPI, hostPath).
-func volumesOf(pod *corev1.Pod, all bool) (chosen []volume, skipped []string) {
+// volumesOf picks a pod's volumes for the file-system path: all of them with
+// defaultVolumesToFsBackup, else those the backup.velero.io/backup-volumes annotation names;
+// never those the excludes annotation names, nor volumes without pod data (configMap, secret,
+// projected, downwardAPI, hostPath). others are the pod's claims it did not pick, which the data
+// mover may take.
+func volumesOf(pod *corev1.Pod, all bool) (chosen []volume, skipped []string, others []volume) {
 	named := splitList(pod.Annotations[velerov1.AnnotationBackupVolumes])
 	excluded := splitList(pod.Annotations[velerov1.AnnotationBackupVolumesExcludes])
 	for _, v := range pod.Spec.Volumes {
 		if !(all || slices.Contains(named, v.Name)) || slices.Contains(excluded, v.Name) {
+			if v.PersistentVolumeClaim != nil {
+				others = append(others, volume{Pod: pod, Volume: v.Name, Claim: v.PersistentVolumeClaim.ClaimName,
+					Excluded: slices.Contains(excluded, v.Name)})
+			}
 			continue
 		}
 		where := pod.Namespace + "/" + pod.Name + " volume " + v.Name
@@ -123,13 +151,21 @@ func volumesOf(pod *corev1.Pod, all bool) (chosen []volume, skipped []string) {
 			}
 			continue
 		}
-		if pod.Status.Phase != corev1.PodRunning || pod.DeletionTimestamp != nil || pod.Spec.NodeName == "" {
-			skipped = append(skipped, fmt.Sprintf("%s: pod is not running (phase %q)", where, pod.Status.Phase))
+		if reason := notRunning(pod); reason != "" {
+			skipped = append(skipped, where+": "+reason)
 			continue
 		}
 		chosen = append(chosen, volume{Pod: pod, Volume: v.Name, Claim: claim})
 	}
-	return chosen, skipped
+	return chosen, skipped, others
+}
+
+// notRunning says why the file-system path cannot read the pod's volumes, or "".
+func notRunning(pod *corev1.Pod) string {
+	if pod.Status.Phase != corev1.PodRunning || pod.DeletionTimestamp != nil || pod.Spec.NodeName == "" {
+		return fmt.Sprintf("pod is not running (phase %q)", pod.Status.Phase)
+	}
+	return ""
 }
 
 func splitList(s string) []string {

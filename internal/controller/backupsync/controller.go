@@ -186,19 +186,29 @@ func (r *Reconciler) recreate(ctx context.Context, rep *repository.Repository, b
 	return operation.PatchStatus(ctx, r.Client, b, status(rec))
 }
 
-// status is the Backup status the record tells.
+// status is the Backup status the record tells, with the volumes counted by the path that made
+// their snapshots.
 func status(rec backuprecord.Record) map[string]any {
-	counts := velerov1.VolumeOperationCounts{Total: len(rec.Volumes), Skipped: len(rec.Skipped)}
+	counts := velerov1.VolumeOperationCounts{Skipped: len(rec.Skipped)}
+	var moves velerov1.VolumeOperationCounts
 	for _, v := range rec.Volumes {
+		c := &counts
+		if v.DataPath() == backuprecord.PathDataMover {
+			c = &moves
+		}
+		c.Total++
 		switch velerov1.PodVolumePhase(v.Phase) {
 		case velerov1.PodVolumePhaseCompleted:
-			counts.Completed++
+			c.Completed++
 		default:
-			counts.Failed++
+			c.Failed++
 		}
 	}
-	fields := map[string]any{"phase": rec.Phase, "formatVersion": "1.1.0", "podVolumeBackups": counts, "errors": counts.Failed,
-		"volumeSnapshotsAttempted": counts.Total, "volumeSnapshotsCompleted": counts.Completed}
+	fields := map[string]any{"phase": rec.Phase, "formatVersion": "1.1.0", "podVolumeBackups": counts, "errors": counts.Failed + moves.Failed,
+		"volumeSnapshotsAttempted": counts.Total + moves.Total, "volumeSnapshotsCompleted": counts.Completed + moves.Completed}
+	if moves.Total > 0 {
+		fields["dataUploads"] = moves
+	}
 	if !rec.Started.IsZero() {
 		fields["startTimestamp"] = metav1.NewTime(rec.Started)
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/backuprecord"
 	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
@@ -36,6 +38,8 @@ import (
 // +kubebuilder:rbac:groups=velero.io,resources=backups/status,verbs=get;patch;update,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=podvolumebackups,verbs=get;list;watch;patch,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=podvolumebackups/status,verbs=get;patch;update,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=datauploads,verbs=get;list;watch;patch,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=datauploads/status,verbs=get;patch;update,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get;list;watch,namespace=velero
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
 
@@ -66,10 +70,11 @@ type Reconciler struct {
 }
 
 // SetupWithManager registers the controller; a change to one of the backup's
-// PodVolumeBackups wakes the requests for that backup.
+// PodVolumeBackups or DataUploads wakes the requests for that backup.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.DeleteBackupRequest{}).
 		Watches(&velerov1.PodVolumeBackup{}, handler.EnqueueRequestsFromMapFunc(r.requestsOfBackup)).
+		Watches(&velerov2alpha1.DataUpload{}, handler.EnqueueRequestsFromMapFunc(r.requestsOfBackup)).
 		Named("deletebackuprequest").Complete(r)
 }
 
@@ -233,6 +238,15 @@ func (r *Reconciler) process(ctx context.Context, dbr *velerov1.DeleteBackupRequ
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	dus, err := r.dataUploads(ctx, b)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	moving, err := r.stopDataUploads(ctx, dbr, dus)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	running = append(running, moving...)
 	waited := r.Clock.Since(dbr.CreationTimestamp.Time)
 	if len(running) > 0 && waited < StopLimit {
 		return ctrl.Result{RequeueAfter: recheck}, nil // their changes wake this request sooner
@@ -249,7 +263,15 @@ func (r *Reconciler) process(ctx context.Context, dbr *velerov1.DeleteBackupRequ
 	if problem := r.checkLocation(ctx, b, location); problem != "" {
 		return ctrl.Result{}, r.undo(ctx, dbr, b, append(problems, problem))
 	}
-	deleted, err := r.deleteData(ctx, location, b, pvbs)
+	owned := map[string]bool{}
+	for _, p := range pvbs {
+		owned[p.Status.SnapshotID] = true
+	}
+	for _, d := range dus {
+		owned[d.Status.SnapshotID] = true
+	}
+	delete(owned, "")
+	deleted, err := r.deleteData(ctx, location, b, owned)
 	if err != nil {
 		problems = append(problems, err.Error())
 		if deleted == 0 {
@@ -311,9 +333,10 @@ func (r *Reconciler) stop(ctx context.Context, dbr *velerov1.DeleteBackupRequest
 
 // deleteData deletes the backup's snapshots (checkpoints too) and its record from the location's
 // repository, and returns how many snapshots it deleted. A snapshot belongs to the backup when
-// its PodVolumeBackup or the record names it, or its tags carry the backup's name and the UID
-// of the Backup (or of the original one, for a Backup recreated by backup sync).
-func (r *Reconciler) deleteData(ctx context.Context, location string, b *velerov1.Backup, pvbs []velerov1.PodVolumeBackup) (int, error) {
+// it is owned (its PodVolumeBackup or DataUpload names it), the record names it, or its tags
+// carry the backup's name and the UID of the Backup (or of the original one, for a Backup
+// recreated by backup sync).
+func (r *Reconciler) deleteData(ctx context.Context, location string, b *velerov1.Backup, owned map[string]bool) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, DeleteLimit)
 	defer cancel()
 	rep, release, err := r.Repositories.Open(ctx, location, repoaccess.ForBackup)
@@ -321,11 +344,7 @@ func (r *Reconciler) deleteData(ctx context.Context, location string, b *velerov
 		return 0, fmt.Errorf("delete the data of backup %s: %w", b.Name, err)
 	}
 	defer release()
-	owned := map[string]bool{}
 	uids := map[string]bool{string(b.UID): true}
-	for _, p := range pvbs {
-		owned[p.Status.SnapshotID] = true
-	}
 	var rec backuprecord.Record
 	switch err := rep.LoadRecord(ctx, backuprecord.Kind, b.Name, &rec); {
 	case err == nil:
@@ -341,9 +360,23 @@ func (r *Reconciler) deleteData(ctx context.Context, location string, b *velerov
 		return 0, fmt.Errorf("list the snapshots of backup %s: %w", b.Name, err)
 	}
 	var ids []string
+	untagged := maps.Clone(owned) // named by this backup's objects, whatever their tags
+	delete(untagged, "")
 	for _, s := range tagged {
 		if owned[s.ID] || uids[s.Tags["backup-uid"]] {
 			ids = append(ids, s.ID)
+		}
+		delete(untagged, s.ID)
+	}
+	if len(untagged) > 0 {
+		all, err := uploader.List(ctx, rep, nil, true)
+		if err != nil {
+			return 0, fmt.Errorf("list the snapshots of backup %s: %w", b.Name, err)
+		}
+		for _, s := range all {
+			if untagged[s.ID] {
+				ids = append(ids, s.ID)
+			}
 		}
 	}
 	if len(ids) > 0 {

@@ -1,6 +1,9 @@
-// Package restore provides ferry-server's Restore controller for the file-system path: it writes
-// each volume of a backup into the matching running pod of the same or a mapped namespace,
-// through PodVolumeRestores handled by the node-agent of that pod's node.
+// Package restore provides ferry-server's Restore controller: it writes each volume of a backup
+// into the same or a mapped namespace. A claim that does not exist there is re-created from the
+// backup's record and filled by the data mover (a DataDownload); a claim that exists, and a volume
+// without a claim (emptyDir), is written into the running pod that mounts it, through a
+// PodVolumeRestore handled by the node-agent of that pod's node. Both paths restore snapshots
+// of either backup path.
 package restore
 
 import (
@@ -16,9 +19,12 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/backuprecord"
 	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
@@ -29,11 +35,10 @@ import (
 // +kubebuilder:rbac:groups=velero.io,resources=restores/status,verbs=get;patch;update,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backups,verbs=get;list;watch,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=podvolumerestores,verbs=get;list;watch;create,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=datadownloads,verbs=get;list;watch;create;patch;delete,namespace=velero
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;create
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
-
-// LabelRestoreName labels the objects of one restore with its name (Velero's label).
-const LabelRestoreName = "velero.io/restore-name"
 
 // Reconciler runs Restores.
 type Reconciler struct {
@@ -45,14 +50,24 @@ type Reconciler struct {
 	Repositories *repoaccess.Access
 }
 
-// SetupWithManager registers the controller, also woken by its PodVolumeRestores.
+// SetupWithManager registers the controller, also woken by its PodVolumeRestores and by its
+// DataDownloads (by their velero.io/restore-name label: the Restore is not their controller).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.Restore{}).Owns(&velerov1.PodVolumeRestore{}).
+		Watches(&velerov2alpha1.DataDownload{}, handler.EnqueueRequestsFromMapFunc(restoreOf)).
 		Named("restore").Complete(r)
 }
 
-// Reconcile: New → (validation) → InProgress, with one PodVolumeRestore per volume that has a
-// target pod → Completed, PartiallyFailed or Failed once all have ended.
+func restoreOf(_ context.Context, obj client.Object) []reconcile.Request {
+	name := obj.GetLabels()[velerov1.LabelRestoreName]
+	if name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: obj.GetNamespace(), Name: name}}}
+}
+
+// Reconcile: New → (validation) → InProgress, with one DataDownload per re-created claim and one
+// PodVolumeRestore per other volume that has a target pod → Completed, PartiallyFailed or Failed once all have ended.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	rs := &velerov1.Restore{}
 	if err := r.Client.Get(ctx, req.NamespacedName, rs); err != nil {
@@ -79,30 +94,35 @@ func (r *Reconciler) start(ctx context.Context, rs *velerov1.Restore) error {
 			"phase": velerov1.RestorePhaseFailedValidation, "validationErrors": []string{problem}, "completionTimestamp": r.now()})
 	}
 	var skipped []string
-	wanted, created := 0, 0
+	wanted, created, moved := 0, 0, 0
+	placed := map[string]bool{}
 	for _, v := range rec.Volumes {
 		if v.Phase != string(velerov1.PodVolumePhaseCompleted) || !included(rs, v.Namespace) {
 			continue
 		}
 		wanted++
-		target, volumeName, err := r.targetPod(ctx, rs, v)
-		if err != nil {
-			skipped = append(skipped, err.Error())
-			continue
-		}
-		if err := r.createPodVolumeRestore(ctx, rs, rec, v, target, volumeName); err != nil {
+		to, skip, err := r.place(ctx, rs, rec, v, placed)
+		switch {
+		case err != nil:
 			return err
+		case skip != "":
+			skipped = append(skipped, skip)
+		case to == toPod:
+			created++
+		case to == toClaim:
+			moved++
 		}
-		created++
 	}
-	counts := velerov1.VolumeOperationCounts{Total: created, Skipped: len(skipped)}
-	fields := map[string]any{"startTimestamp": r.now(), "podVolumeRestores": counts}
+	fields := map[string]any{"startTimestamp": r.now(), "podVolumeRestores": velerov1.VolumeOperationCounts{Total: created, Skipped: len(skipped)}}
+	if moved > 0 {
+		fields["dataDownloads"] = velerov1.VolumeOperationCounts{Total: moved}
+	}
 	if len(skipped) > 0 {
 		fields["warnings"] = len(skipped)
-		fields["conditions"] = []metav1.Condition{{Type: "VolumesSkipped", Status: metav1.ConditionTrue, Reason: "NoTargetPod",
+		fields["conditions"] = []metav1.Condition{{Type: "VolumesSkipped", Status: metav1.ConditionTrue, Reason: "NotRestored",
 			Message: operation.JoinFirst(skipped, 10), LastTransitionTime: r.now()}}
 	}
-	if created == 0 {
+	if created+moved == 0 {
 		// Nothing to wait for: a restore that restores none of the volumes it was asked for failed.
 		reason := fmt.Sprintf("no volume restored: %s", operation.JoinFirst(skipped, 10))
 		if wanted == 0 {
@@ -114,8 +134,10 @@ func (r *Reconciler) start(ctx context.Context, rs *velerov1.Restore) error {
 		return operation.PatchStatus(ctx, r.Client, rs, fields)
 	}
 	fields["phase"] = velerov1.RestorePhaseInProgress
-	r.Recorder.Eventf(rs, corev1.EventTypeNormal, "Started", "restoring %d volumes of backup %s (%d without a target pod)", created, rec.Name, len(skipped))
-	log.FromContext(ctx).Info("restore started", "restore", rs.Name, "backup", rec.Name, "volumes", created, "skipped", len(skipped))
+	r.Recorder.Eventf(rs, corev1.EventTypeNormal, "Started", "restoring %d volumes of backup %s (%d into re-created claims, %d skipped)",
+		created+moved, rec.Name, moved, len(skipped))
+	log.FromContext(ctx).Info("restore started", "restore", rs.Name, "backup", rec.Name, "volumes", created+moved,
+		"dataDownloads", moved, "skipped", len(skipped))
 	return operation.PatchStatus(ctx, r.Client, rs, fields)
 }
 
