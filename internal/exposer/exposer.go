@@ -16,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
 )
 
 // LabelOperation is on every object made for a data movement: the UID of its DataUpload or
@@ -28,7 +30,7 @@ const Finalizer = "ferry.io/data-movement-cleanup"
 // LabelDynamicPVRestore is the label a restored claim selects its volume by (Velero's): a claim
 // with a selector is not provisioned dynamically, and the volume that gets the label and the
 // claim's reference binds to it.
-const LabelDynamicPVRestore = "velero.io/dynamic-pv-restore"
+const LabelDynamicPVRestore = velerov1.LabelDynamicPVRestore
 
 // annotationReclaimPolicy keeps a restored volume's reclaim policy while it is retained for the
 // hand-over.

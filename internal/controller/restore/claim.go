@@ -88,6 +88,12 @@ func (r *Reconciler) createClaim(ctx context.Context, rs *velerov1.Restore, rec 
 			Labels: map[string]string{velerov1.LabelRestoreName: rs.Name, velerov1.LabelBackupName: rec.Name}},
 		Spec: *spec,
 	}
+	// A restore into a deleted (or a mapped, new) namespace makes the namespace first, as Velero
+	// does; the application's manifests applied later find their claims there.
+	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{velerov1.LabelRestoreName: rs.Name}}}
+	if err := r.Client.Create(ctx, nsObj); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("create namespace %s: %w", ns, err)
+	}
 	err := r.Client.Create(ctx, pvc)
 	switch {
 	case err == nil, apierrors.IsAlreadyExists(err):

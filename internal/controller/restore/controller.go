@@ -38,6 +38,7 @@ import (
 // +kubebuilder:rbac:groups=velero.io,resources=datadownloads,verbs=get;list;watch;create;patch;delete,namespace=velero
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;create
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=create
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
 
 // Reconciler runs Restores.
