@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/exposer"
 )
@@ -99,4 +100,80 @@ func TestDataMoverMovesAClaimAsVeleroHandsItOver(t *testing.T) {
 	}
 	must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
 	t.Logf("kubectl get datauploads -n %s -w:\n%s", InstallNamespace, indent(watch()))
+}
+
+// TestBackupMovesSnapshotsAndRestoresIntoAnEmptyNamespace is the data mover as a Ferry user runs
+// it: a Backup with snapshotMoveData moves both CSI claims through DataUploads while the pod's
+// annotated emptyDir goes through a PodVolumeBackup, in one Backup; the namespace is deleted; the
+// Restore re-creates it and both claims, filled by DataDownloads, before any pod exists; the
+// application's manifests applied afterwards find their data. Nothing is left behind.
+func TestBackupMovesSnapshotsAndRestoresIntoAnEmptyNamespace(t *testing.T) {
+	c, ns := story(t, "moved")
+	ctx := t.Context()
+	app := c.NewApp(ns)
+	t.Cleanup(app.Discard)
+	must(t, app.Deploy(ctx))
+	must(t, app.Fill(ctx, 200, 16))
+	want, err := app.Describe(ctx)
+	must(t, err)
+	shop, err := app.Pod(ctx, "shop")
+	must(t, err)
+	_, err = c.Kubectl(ctx, "", "annotate", "pod", "-n", ns, shop, "backup.velero.io/backup-volumes=cache")
+	must(t, err)
+
+	b, err := c.Backup(ctx, ns, func(b *velerov1.Backup) {
+		yes := true
+		b.Spec.DefaultVolumesToFsBackup, b.Spec.SnapshotMoveData = nil, &yes
+	}, ns)
+	must(t, err)
+	must(t, c.WaitBackup(ctx, b, 5*time.Minute))
+	if b.Status.Phase != velerov1.BackupPhaseCompleted {
+		t.Fatalf("backup %s: %s: %s", b.Name, b.Status.Phase, b.Status.FailureReason)
+	}
+	dus := &velerov2alpha1.DataUploadList{}
+	must(t, c.Client.List(ctx, dus, client.InNamespace(InstallNamespace), client.MatchingLabels{velerov1.LabelBackupName: b.Name}))
+	pvbs, err := c.PodVolumeBackups(ctx, b.Name)
+	must(t, err)
+	var claims []string
+	for _, du := range dus.Items {
+		claims = append(claims, du.Spec.SourcePVC)
+		if du.Status.Phase != velerov2alpha1.DataMovePhaseCompleted || du.Status.SnapshotID == "" {
+			t.Errorf("DataUpload %s of %s: %s %q", du.Name, du.Spec.SourcePVC, du.Status.Phase, du.Status.Message)
+		}
+	}
+	if len(dus.Items) != 2 || len(pvbs) != 1 || pvbs[0].Spec.Volume != "cache" {
+		t.Fatalf("backup %s: DataUploads of %v and %d PodVolumeBackups; want the two claims moved and the emptyDir by the file-system path", b.Name, claims, len(pvbs))
+	}
+	t.Logf("backup %s: claims %v through the data mover, emptyDir cache through PodVolumeBackup %s", b.Name, claims, pvbs[0].Name)
+	must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
+
+	must(t, app.Delete(ctx))
+	r, err := c.Restore(ctx, ns+"-restore", b.Name)
+	must(t, err)
+	must(t, c.WaitRestore(ctx, r, 5*time.Minute))
+	dds := &velerov2alpha1.DataDownloadList{}
+	must(t, c.Client.List(ctx, dds, client.InNamespace(InstallNamespace), client.MatchingLabels{velerov1.LabelRestoreName: r.Name}))
+	for _, dd := range dds.Items {
+		if dd.Status.Phase != velerov2alpha1.DataMovePhaseCompleted {
+			t.Errorf("DataDownload %s of %s: %s %q", dd.Name, dd.Spec.TargetVolume.PVC, dd.Status.Phase, dd.Status.Message)
+		}
+	}
+	if len(dds.Items) != 2 {
+		t.Fatalf("restore %s (%s: %s): %d DataDownloads, want one per claim", r.Name, r.Status.Phase, r.Status.FailureReason, len(dds.Items))
+	}
+	t.Logf("restore %s into the deleted namespace: %s; %s", r.Name, r.Status.Phase, r.Status.FailureReason)
+	must(t, app.Deploy(ctx))
+	got, err := app.Describe(ctx)
+	must(t, err)
+	// The emptyDir lives only inside its pod: with no pod at restore time it starts empty.
+	cache := AppVolume{App: "shop", Dir: "/cache"}
+	if got[cache] != "" {
+		t.Errorf("the emptyDir of the new pod is not empty:\n%s", got[cache])
+	}
+	delete(want, cache)
+	delete(got, cache)
+	if diff := Compare(want, got); diff != "" {
+		t.Fatalf("the claims restored into the empty namespace differ:\n%s", diff)
+	}
+	must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
 }
