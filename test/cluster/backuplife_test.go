@@ -88,11 +88,19 @@ func TestDeletionIsExplicitAndSyncBringsBackupsBack(t *testing.T) {
 		if got, _ := harness.Describe(partial.Dirs["data"]); got != want {
 			t.Error("the volume that had a target restores differently")
 		}
+		// Into a namespace that does not exist: the restore creates it and re-creates the claims
+		// for DataDownloads. The simulated nodes' agents have no mover image, so those fail, and
+		// the restore says which and why.
 		none := newRestore(t, c, "nowhere", "second", ns, "no-such-namespace")
 		waitRestore(t, c, none, velerov1.RestorePhaseFailed)
-		if !strings.Contains(none.Status.FailureReason, "no volume restored") ||
-			!strings.Contains(none.Status.FailureReason, "claim app-data cannot be re-created: namespace no-such-namespace does not exist") {
+		if !strings.Contains(none.Status.FailureReason, "claim no-such-namespace/app-data (DataDownload") ||
+			!strings.Contains(none.Status.FailureReason, "no data mover image") {
 			t.Errorf("failure reason %q", none.Status.FailureReason)
+		}
+		claim := &corev1.PersistentVolumeClaim{}
+		if err := c.Client.Get(context.Background(), client.ObjectKey{Namespace: "no-such-namespace", Name: "app-data"}, claim); err != nil ||
+			claim.Spec.Selector == nil || claim.Spec.Selector.MatchLabels[velerov1.LabelDynamicPVRestore] == "" {
+			t.Errorf("the restore did not re-create claim app-data in the namespace it created: %v %+v", err, claim.Spec.Selector)
 		}
 	})
 
