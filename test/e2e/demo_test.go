@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"sort"
 	"strings"
@@ -10,8 +11,11 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 )
 
 func say(format string, args ...any) { fmt.Printf(format+"\n", args...) }
@@ -19,8 +23,10 @@ func say(format string, args ...any) { fmt.Printf(format+"\n", args...) }
 // TestDemo is `make demo`: Ferry's main job on the real cluster, told as it happens. An
 // application with three volumes (two CSI claims and an emptyDir) gets a few hundred MiB of files;
 // a backup runs with live progress; the namespace is deleted and re-created from its manifests;
-// a restore fills the new, empty volumes; every file is checked from inside the pods; a second
-// backup shows what an unchanged volume costs.
+// a restore fills the new, empty volumes; every file is checked from inside the pods. Then the CSI
+// data mover: a backup with snapshotMoveData moves both claims from snapshots through mover pods
+// (incremental on the file-system path's snapshots), the namespace is deleted, and a restore into
+// nothing re-creates it with both claims filled before the manifests are applied again.
 func TestDemo(t *testing.T) {
 	if os.Getenv("FERRY_DEMO") != "1" {
 		t.Skip("the demo runs with FERRY_DEMO=1 (make demo)")
@@ -68,25 +74,57 @@ func TestDemo(t *testing.T) {
 	}
 	say("== every file, mode, time and symlink checked from inside the new pods")
 
-	again, err := c.Backup(ctx, "demo-backup-2", nil, ns)
+	// The CSI data mover: the same namespace, its claims moved from snapshots (the emptyDir by the
+	// file-system path, as the pod's annotation asks), then restored into an empty namespace.
+	shop, err = app.Pod(ctx, "shop")
 	must(t, err)
-	say("== a second backup of the restored, unchanged volumes")
+	_, err = c.Kubectl(ctx, "", "annotate", "pod", "-n", ns, shop, "backup.velero.io/backup-volumes=cache")
+	must(t, err)
+	again, err := c.Backup(ctx, "demo-moved", func(b *velerov1.Backup) {
+		yes := true
+		b.Spec.DefaultVolumesToFsBackup, b.Spec.SnapshotMoveData = nil, &yes
+	}, ns)
+	must(t, err)
+	say("== backup %s with snapshotMoveData: CSI snapshots of both claims, each moved by a mover pod (kubectl get datauploads -n %s)", again.Name, InstallNamespace)
 	watch(t, c, again.Name, "", func() (bool, string, error) { return c.BackupEnded(ctx, again) })
 	if again.Status.Phase != velerov1.BackupPhaseCompleted {
-		t.Fatalf("second backup ended %s: %s", again.Status.Phase, again.Status.FailureReason)
+		t.Fatalf("data mover backup ended %s: %s", again.Status.Phase, again.Status.FailureReason)
 	}
+	say("== deleting namespace %s; restoring into nothing: the restore re-creates the namespace and the claims, filled before any pod exists", ns)
+	must(t, app.Delete(ctx))
+	moved, err := c.Restore(ctx, "demo-restore-moved", again.Name)
+	must(t, err)
+	watch(t, c, "", moved.Name, func() (bool, string, error) { return c.RestoreEnded(ctx, moved) })
+	if moved.Status.Phase == velerov1.RestorePhaseFailed || moved.Status.Phase == velerov1.RestorePhaseFailedValidation {
+		t.Fatalf("restore ended %s: %s", moved.Status.Phase, moved.Status.FailureReason)
+	}
+	say("== restore %s: %s (%s); now the application's manifests again", moved.Name, moved.Status.Phase, moved.Status.FailureReason)
+	must(t, app.Deploy(ctx))
+	gotMoved, err := app.Describe(ctx)
+	must(t, err)
+	cache := AppVolume{App: "shop", Dir: "/cache"}
+	delete(gotMoved, cache)
+	wantClaims := maps.Clone(want)
+	delete(wantClaims, cache)
+	if diff := Compare(wantClaims, gotMoved); diff != "" {
+		t.Fatalf("the claims restored into the empty namespace differ:\n%s", diff)
+	}
+	say("== both claims checked file by file from inside the new pods (the emptyDir lived in its pod only and starts empty)")
 	stored, err := c.storedBytes(ctx)
 	must(t, err)
 	pods, _ := c.Kubectl(ctx, "", "get", "pods", "-n", InstallNamespace, "-o", "wide")
 
 	backupTime, restoreTime, againTime := took(b.Status.StartTimestamp, b.Status.CompletionTimestamp),
 		took(rs.Status.StartTimestamp, rs.Status.CompletionTimestamp), took(again.Status.StartTimestamp, again.Status.CompletionTimestamp)
+	movedTime := took(moved.Status.StartTimestamp, moved.Status.CompletionTimestamp)
 	say("== summary (durations from the objects' status timestamps, which have 1 s resolution)")
 	say("   data:        %d volumes, %.1f MiB in %d files", len(want), mib(total), files)
 	say("   backup:      %s (%s)", backupTime, rate(total, backupTime))
 	say("   restore:     %s (%s), into a re-created namespace", restoreTime, rate(total, restoreTime))
 	say("   repository:  %.1f MiB in S3 for %.1f MiB of data (/cache holds a copy of /data/big0: stored once)", mib(stored), mib(total))
-	say("   2nd backup:  %s, %.1f KiB uploaded (nothing changed)", againTime, float64(c.uploadedBy(ctx, again.Name))/1024)
+	say("   data mover:  backup %s, %.1f KiB uploaded (the file-system path's snapshots are the parents: nothing changed)",
+		againTime, float64(c.uploadedBy(ctx, again.Name))/1024)
+	say("                restore into the deleted namespace %s", movedTime)
 	say("   verified:    every byte, mode, time and symlink of every volume, from inside the pods")
 	say("   demo took:   %s", time.Since(start).Round(time.Second))
 	say("== Ferry's pods on the node (kubectl get pods -n %s -o wide):\n%s", InstallNamespace, indent(pods))
@@ -156,6 +194,22 @@ func (c *Cluster) progressLine(ctx context.Context, backup, restore string) stri
 			add(p.Spec.Pod.Name, p.Spec.Volume, p.Status.Phase, p.Status.Progress.BytesDone, p.Status.Progress.TotalBytes, p.Status.Progress.FilesDone, p.Status.Progress.BytesPerSecond)
 		}
 	}
+	movement := func(claim string, phase velerov2alpha1.DataMovePhase, p shared.DataMoveOperationProgress) {
+		add("mover", claim, velerov1.PodVolumePhase(phase), p.BytesDone, p.TotalBytes, p.FilesDone, p.BytesPerSecond)
+	}
+	if backup != "" {
+		dus := &velerov2alpha1.DataUploadList{}
+		_ = c.Client.List(ctx, dus, client.InNamespace(InstallNamespace), client.MatchingLabels{velerov1.LabelBackupName: backup})
+		for _, d := range dus.Items {
+			movement(d.Spec.SourcePVC, d.Status.Phase, d.Status.Progress)
+		}
+	} else {
+		dds := &velerov2alpha1.DataDownloadList{}
+		_ = c.Client.List(ctx, dds, client.InNamespace(InstallNamespace), client.MatchingLabels{velerov1.LabelRestoreName: restore})
+		for _, d := range dds.Items {
+			movement(d.Spec.TargetVolume.PVC, d.Status.Phase, d.Status.Progress)
+		}
+	}
 	if len(parts) == 0 {
 		return "(waiting for ferry-server to create the volume operations)"
 	}
@@ -169,6 +223,11 @@ func (c *Cluster) uploadedBy(ctx context.Context, backup string) int64 {
 	var n int64
 	for _, p := range pvbs {
 		n += p.Status.Progress.IncrementalBytes
+	}
+	dus := &velerov2alpha1.DataUploadList{}
+	_ = c.Client.List(ctx, dus, client.InNamespace(InstallNamespace), client.MatchingLabels{velerov1.LabelBackupName: backup})
+	for _, d := range dus.Items {
+		n += d.Status.Progress.IncrementalBytes
 	}
 	return n
 }

@@ -151,10 +151,11 @@ func (r *Reconciler) end(ctx context.Context, v view) (ctrl.Result, error) {
 	return ctrl.Result{}, nil
 }
 
-// cancel ends an operation on request: one nobody accepted by any agent, others by their owner.
+// cancel ends an operation on request: one nobody accepted by any agent (also one pinned to a
+// node without an agent), others by their owner.
 func (r *Reconciler) cancel(ctx context.Context, v view) error {
 	new := v.phase == "" || v.phase == velerov2alpha1.DataMovePhaseNew
-	if new && v.specNode != "" && v.specNode != r.Node || !new && v.owner() != r.Node {
+	if !new && v.owner() != r.Node {
 		return nil
 	}
 	if r.Runner.Cancel(v.obj.GetUID()) {
@@ -162,6 +163,12 @@ func (r *Reconciler) cancel(ctx context.Context, v view) error {
 	}
 	if err := r.Exposer.StopMover(ctx, v.op()); err != nil {
 		return err
+	}
+	if new {
+		// Nothing was made for it, and nobody holds its finalizer: its source snapshot goes now.
+		if _, err := r.Exposer.Cleanup(ctx, v.op(), v.source); err != nil {
+			return err
+		}
 	}
 	return r.finish(ctx, v, velerov2alpha1.DataMovePhaseCanceled, "canceled on request (spec.cancel) before it ran", nil)
 }

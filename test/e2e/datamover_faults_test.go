@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
+)
+
+// TestDataMoverUnderFaults cancels data movements in their phases, kills the mover pod and the
+// node-agent pod while an upload runs, and starts one with an image that does not exist: every
+// operation ends, in seconds, with the right phase and message, and leaves nothing behind.
+func TestDataMoverUnderFaults(t *testing.T) {
+	c, ns := story(t, "faults")
+	ctx := t.Context()
+	app := c.NewApp(ns)
+	app.Volumes = []AppVolume{{App: "web", Dir: "/content"}}
+	t.Cleanup(app.Discard)
+	must(t, app.Deploy(ctx))
+	// Large enough, with one file at a time, that an upload is still running when it is hit.
+	must(t, app.Fill(ctx, 100, 160, 160, 160, 160))
+	_, size := func() (int64, int64) { d, err := app.Describe(ctx); must(t, err); return Count(d) }()
+	must(t, c.EnsureRepository(ctx, "default"))
+
+	n := 0
+	upload := func(claim string) *velerov2alpha1.DataUpload {
+		t.Helper()
+		n++
+		vs, err := c.SnapshotClaim(ctx, ns, claim, fmt.Sprintf("snap-%d", n))
+		must(t, err)
+		du := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: InstallNamespace, Name: fmt.Sprintf("%s-%d", ns, n)},
+			Spec: velerov2alpha1.DataUploadSpec{
+				SnapshotType: velerov2alpha1.SnapshotTypeCSI, SourcePVC: claim, SourceNamespace: ns,
+				CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: vs.Name, StorageClass: c.Env["CLUSTER_STORAGE_CLASS"],
+					SnapshotClass: "csi-hostpath-snapclass"},
+				DataMover: velerov2alpha1.DataMoverFerry, BackupStorageLocation: "default",
+				DataMoverConfig:  map[string]string{"parallelFilesUpload": "1"},
+				OperationTimeout: metav1.Duration{Duration: 10 * time.Minute},
+			}}
+		must(t, c.Client.Create(ctx, du))
+		return du
+	}
+	uploading := func(du *velerov2alpha1.DataUpload) {
+		t.Helper()
+		must(t, c.Poll(ctx, 2*time.Minute, "DataUpload "+du.Name+" to move data", func() (bool, string, error) {
+			err := c.Client.Get(ctx, client.ObjectKeyFromObject(du), du)
+			return err == nil && du.Status.Phase == velerov2alpha1.DataMovePhaseInProgress && du.Status.Progress.BytesDone > 0,
+				fmt.Sprintf("%s, %d bytes done", du.Status.Phase, du.Status.Progress.BytesDone), err
+		}))
+	}
+	cancel := func(du *velerov2alpha1.DataUpload) time.Duration {
+		t.Helper()
+		asked := time.Now()
+		patch := client.MergeFrom(du.DeepCopy())
+		du.Spec.Cancel = true
+		must(t, c.Client.Patch(ctx, du, patch))
+		must(t, c.WaitMovement(ctx, du, time.Minute))
+		if du.Status.Phase != velerov2alpha1.DataMovePhaseCanceled {
+			t.Errorf("DataUpload %s after cancel: %s %q", du.Name, du.Status.Phase, du.Status.Message)
+		}
+		return time.Since(asked)
+	}
+	completed := func(du *velerov2alpha1.DataUpload) {
+		t.Helper()
+		must(t, c.WaitMovement(ctx, du, 5*time.Minute))
+		if du.Status.Phase != velerov2alpha1.DataMovePhaseCompleted || du.Status.Progress.TotalBytes < size {
+			t.Fatalf("DataUpload %s: %s %q, %d of at least %d bytes", du.Name, du.Status.Phase, du.Status.Message, du.Status.Progress.TotalBytes, size)
+		}
+	}
+
+	t.Run("canceled before any agent took it", func(t *testing.T) {
+		du := upload("web-content")
+		patch := client.MergeFrom(du.DeepCopy())
+		du.Spec.Node = "no-such-node" // no agent accepts it
+		must(t, c.Client.Patch(ctx, du, patch))
+		t.Logf("canceled while New in %s", cancel(du).Round(100*time.Millisecond))
+		must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
+	})
+
+	t.Run("a snapshot that never gets ready", func(t *testing.T) {
+		du := upload("no-such-claim")
+		must(t, c.Poll(ctx, time.Minute, "DataUpload "+du.Name+" to wait for its snapshot or fail", func() (bool, string, error) {
+			err := c.Client.Get(ctx, client.ObjectKeyFromObject(du), du)
+			waiting := du.Status.Phase == velerov2alpha1.DataMovePhaseAccepted && strings.Contains(du.Status.Message, "waiting for VolumeSnapshot")
+			return err == nil && (waiting || du.Status.Phase.Terminal()), string(du.Status.Phase) + " " + du.Status.Message, err
+		}))
+		if du.Status.Phase.Terminal() {
+			// The snapshot controller reported why it cannot take it: the upload fails with that.
+			if du.Status.Phase != velerov2alpha1.DataMovePhaseFailed || !strings.Contains(du.Status.Message, "VolumeSnapshot") {
+				t.Fatalf("DataUpload %s: %s %q, want Failed naming the VolumeSnapshot", du.Name, du.Status.Phase, du.Status.Message)
+			}
+			t.Logf("snapshot of a missing claim: %s", du.Status.Message)
+		} else {
+			t.Logf("canceled while Accepted (%q) in %s", du.Status.Message, cancel(du).Round(100*time.Millisecond))
+		}
+		must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
+	})
+
+	t.Run("canceled while it uploads", func(t *testing.T) {
+		du := upload("web-content")
+		uploading(du)
+		at := du.Status.Progress.BytesDone
+		t.Logf("canceled while InProgress at %d of %d bytes in %s", at, du.Status.Progress.TotalBytes, cancel(du).Round(100*time.Millisecond))
+		must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
+	})
+
+	t.Run("the mover pod is deleted while it uploads", func(t *testing.T) {
+		du := upload("web-content")
+		uploading(du)
+		at := du.Status.Progress.BytesDone
+		_, err := c.Kubectl(ctx, "", "delete", "pod", "-n", InstallNamespace, du.Name, "--wait=false")
+		must(t, err)
+		completed(du)
+		events, err := c.MoverEvents(ctx, du)
+		must(t, err)
+		starts := strings.Count(strings.Join(events, "\n"), "Started: ")
+		if starts < 2 {
+			t.Errorf("the mover started %d times, want a second pod after the deletion:\n%s", starts, strings.Join(events, "\n"))
+		}
+		t.Logf("mover pod deleted at %d bytes; a new pod completed: %d bytes, %d uploaded by the new pod (%s)", at,
+			du.Status.Progress.TotalBytes, du.Status.Progress.IncrementalBytes, du.Status.Message)
+		must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
+	})
+
+	t.Run("the node-agent pod is deleted while an upload runs", func(t *testing.T) {
+		du := upload("web-content")
+		uploading(du)
+		agents := &corev1.PodList{}
+		must(t, c.Client.List(ctx, agents, client.InNamespace(InstallNamespace), client.MatchingLabels{"name": "node-agent"}))
+		if len(agents.Items) != 1 {
+			t.Fatalf("%d node-agent pods", len(agents.Items))
+		}
+		_, err := c.Kubectl(ctx, "", "delete", "pod", "-n", InstallNamespace, agents.Items[0].Name, "--wait=false")
+		must(t, err)
+		completed(du)
+		t.Logf("node-agent deleted during the upload; completed by the mover, recorded by the new agent: %s", du.Status.Message)
+		must(t, c.WaitFerryReady(ctx, 2*time.Minute))
+		must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
+	})
+
+	t.Run("the mover image does not exist", func(t *testing.T) {
+		setMoverImage := func(image string) {
+			t.Helper()
+			ds := &appsv1.DaemonSet{}
+			must(t, c.Client.Get(ctx, client.ObjectKey{Namespace: InstallNamespace, Name: "ferry-node-agent"}, ds))
+			patch := client.MergeFrom(ds.DeepCopy())
+			env := ds.Spec.Template.Spec.Containers[0].Env
+			for i := range env {
+				if env[i].Name == "FERRY_IMAGE" {
+					env[i].Value = image
+				}
+			}
+			must(t, c.Client.Patch(ctx, ds, patch))
+			must(t, c.WaitFerryReady(ctx, 2*time.Minute))
+		}
+		setMoverImage("registry.local/ferry/no-such-image:0")
+		t.Cleanup(func() { setMoverImage(c.Image) })
+		du := upload("web-content")
+		started := time.Now()
+		must(t, c.WaitMovement(ctx, du, 3*time.Minute))
+		if du.Status.Phase != velerov2alpha1.DataMovePhaseFailed || !strings.Contains(du.Status.Message, "cannot start") {
+			t.Fatalf("DataUpload %s with a missing image: %s %q, want Failed naming why the pod cannot start", du.Name, du.Status.Phase, du.Status.Message)
+		}
+		t.Logf("missing image: Failed in %s: %s", time.Since(started).Round(100*time.Millisecond), du.Status.Message)
+		must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
+	})
+}
