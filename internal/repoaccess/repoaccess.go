@@ -61,6 +61,8 @@ type Options struct {
 	// Create allows creating a repository that does not exist yet. Only one process of a
 	// cluster may create repositories (the server); node-agents only open them.
 	Create bool
+	// Now is the clock the repositories run on (default time.Now).
+	Now func() time.Time
 }
 
 // Access hands out open repositories.
@@ -204,6 +206,7 @@ func (a *Access) options(ctx context.Context, bslName string, purpose Purpose) (
 		Location: loc, Password: string(password), WorkDir: a.opts.WorkDir, Identity: a.opts.Identity,
 		ReadOnly: bsl.Spec.AccessMode == velerov1.BackupStorageLocationAccessModeReadOnly,
 		NoCache:  purpose != ForBackup, MustExist: !a.opts.Create || purpose == ForReading,
+		Now: a.opts.Now,
 	}
 	if a.opts.LockCheckTimeout != nil {
 		opts.LockCheckTimeout = a.opts.LockCheckTimeout()
