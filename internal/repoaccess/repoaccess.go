@@ -228,7 +228,7 @@ func (a *Access) Rekey(ctx context.Context, bslName, oldPassword, newPassword st
 	if errors.Is(err, repository.ErrInterruptedRekey) {
 		// An earlier change stopped between Kopia's two format blobs: back to the old password,
 		// then the change is made anew below.
-		if _, rerr := repository.RepairInterruptedRekey(ctx, opts, oldPassword); rerr != nil {
+		if _, rerr := repository.RepairInterruptedRekey(ctx, opts, oldPassword, newPassword); rerr != nil {
 			return false, fmt.Errorf("backup storage location %s: %w", bslName, rerr)
 		}
 		rep, err = repository.Open(ctx, opts)

@@ -2,6 +2,8 @@ package repoaccess_test
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -14,6 +16,7 @@ import (
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/repository"
 	"github.com/ferry-backup/ferry/internal/testenv"
 	"github.com/ferry-backup/ferry/internal/uploader"
 )
@@ -118,4 +121,90 @@ func TestOperationsRunAcrossAPasswordChange(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(dst, "after")); err != nil || string(got) != "written after the rotation" {
 		t.Fatalf("restored %q, %v", got, err)
 	}
+}
+
+// A password change that stopped between Kopia's two format blobs — here ferry-server's own
+// re-key, with kopia.repository put back as it was before its second write — is reported by
+// opening, and repaired by the next re-key, which then makes the change.
+func TestRekeyRepairsAnInterruptedPasswordChange(t *testing.T) {
+	env := testenv.Get(t)
+	ctx := t.Context()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "repoaccess-"}}
+	if err := env.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	password := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: repoaccess.PasswordSecret},
+		Data: map[string][]byte{repoaccess.PasswordKey: []byte("before-rotation")}}
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default"},
+		Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderFilesystem, Config: map[string]string{"path": dir},
+			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "b"}}}}
+	for _, obj := range []client.Object{password, bsl} {
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	server := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir(), Create: true})
+	defer server.Close(context.Background())
+	rep, release, err := server.Open(ctx, "default", repoaccess.ForBackup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.SaveRecord(ctx, "backup", "b1", map[string]string{"kept": "yes"}); err != nil {
+		t.Fatal(err)
+	}
+	release()
+
+	formatFile := findFile(t, dir, "kopia.repository.f")
+	before, err := os.ReadFile(formatFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done, err := server.Rekey(ctx, "default", "before-rotation", "after-rotation"); err != nil || !done {
+		t.Fatalf("re-key: %t, %v", done, err)
+	}
+	if err := os.WriteFile(formatFile, before, 0o600); err != nil { // the second write never happened
+		t.Fatal(err)
+	}
+	agent := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir()})
+	defer agent.Close(context.Background())
+	if _, release, err := agent.Open(ctx, "default", repoaccess.ForRestore); !errors.Is(err, repository.ErrInterruptedRekey) {
+		if err == nil {
+			release()
+		}
+		t.Fatalf("open in the interrupted state: %v, want ErrInterruptedRekey", err)
+	}
+
+	if done, err := server.Rekey(ctx, "default", "before-rotation", "after-rotation"); err != nil || !done {
+		t.Fatalf("the re-key after the interruption: %t, %v", done, err)
+	}
+	password.Data[repoaccess.PasswordKey] = []byte("after-rotation")
+	if err := env.Client.Update(ctx, password); err != nil {
+		t.Fatal(err)
+	}
+	rep, release, err = agent.Open(ctx, "default", repoaccess.ForRestore)
+	if err != nil {
+		t.Fatalf("the new password after the repair: %v", err)
+	}
+	defer release()
+	var got map[string]string
+	if err := rep.LoadRecord(ctx, "backup", "b1", &got); err != nil || got["kept"] != "yes" {
+		t.Fatalf("record after the repair: %v, %v", got, err)
+	}
+}
+
+// findFile returns the one file named name below dir.
+func findFile(t *testing.T, dir, name string) string {
+	t.Helper()
+	var found []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == name {
+			found = append(found, p)
+		}
+		return err
+	})
+	if err != nil || len(found) != 1 {
+		t.Fatalf("files named %s below %s: %v, %v", name, dir, found, err)
+	}
+	return found[0]
 }

@@ -1,12 +1,9 @@
 package repository
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/kopia/kopia/repo/blob"
 	"github.com/kopia/kopia/repo/format"
@@ -35,16 +32,6 @@ type formatPin struct {
 	// refused are the last blobs refusedBy did not open: not tried again (scrypt is slow).
 	refused   *formatBlobs
 	refusedBy string
-}
-
-// formatBlobs are the contents of the two format blobs; blobCfg is nil when there is none.
-type formatBlobs struct {
-	repository, blobCfg []byte
-}
-
-func (f *formatBlobs) equal(o *formatBlobs) bool {
-	return bytes.Equal(f.repository, o.repository) && bytes.Equal(f.blobCfg, o.blobCfg) &&
-		(f.blobCfg == nil) == (o.blobCfg == nil)
 }
 
 // passwordBox holds the password of an open repository; ChangePassword through the handle
@@ -105,68 +92,10 @@ func (p *formatPin) refresh(ctx context.Context) (*formatBlobs, error) {
 	case p.held == nil || p.held.equal(fresh):
 		p.held = fresh
 	case p.refused != nil && p.refusedBy == password && p.refused.equal(fresh):
-	case opens(ctx, p.Storage, fresh, password):
+	case fresh.opens(ctx, password):
 		p.held = fresh
 	default:
 		p.refused, p.refusedBy = fresh, password
 	}
 	return p.held, nil
-}
-
-// readFormatBlobs reads kopia.repository and kopia.blobcfg.
-func readFormatBlobs(ctx context.Context, st blob.Storage) (*formatBlobs, error) {
-	var repoBuf, cfgBuf byteBuffer
-	if err := st.GetBlob(ctx, format.KopiaRepositoryBlobID, 0, -1, &repoBuf); err != nil {
-		return nil, err // as the storage reports it: Kopia branches on blob.ErrBlobNotFound
-	}
-	f := &formatBlobs{repository: bytes.Clone(repoBuf.Bytes())}
-	switch err := st.GetBlob(ctx, format.KopiaBlobCfgBlobID, 0, -1, &cfgBuf); {
-	case err == nil:
-		f.blobCfg = bytes.Clone(cfgBuf.Bytes())
-	case !errors.Is(err, blob.ErrBlobNotFound):
-		return nil, err
-	}
-	return f, nil
-}
-
-// opens reports whether password opens the format blobs f, the way Kopia opens them.
-func opens(ctx context.Context, st blob.Storage, f *formatBlobs, password string) bool {
-	_, err := format.NewManager(ctx, &heldFormat{Storage: st, f: f}, "", format.DefaultRepositoryBlobCacheDuration, password, time.Now)
-	return err == nil
-}
-
-// heldFormat serves given format blobs to a format.Manager that checks a password.
-type heldFormat struct {
-	blob.Storage
-	f *formatBlobs
-}
-
-func (h *heldFormat) GetBlob(ctx context.Context, id blob.ID, offset, length int64, output blob.OutputBuffer) error {
-	switch {
-	case id == format.KopiaRepositoryBlobID:
-		return serve(h.f.repository, offset, length, output)
-	case id == format.KopiaBlobCfgBlobID && h.f.blobCfg != nil:
-		return serve(h.f.blobCfg, offset, length, output)
-	case id == format.KopiaBlobCfgBlobID:
-		return fmt.Errorf("%s: %w", id, blob.ErrBlobNotFound)
-	default:
-		return h.Storage.GetBlob(ctx, id, offset, length, output)
-	}
-}
-
-// serve writes data[offset:offset+length] (all of it when length < 0) to output, as a storage's
-// GetBlob does.
-func serve(data []byte, offset, length int64, output blob.OutputBuffer) error {
-	output.Reset()
-	if length < 0 {
-		if offset != 0 {
-			return blob.ErrInvalidRange
-		}
-		length = int64(len(data))
-	}
-	if offset < 0 || offset+length > int64(len(data)) {
-		return blob.ErrInvalidRange
-	}
-	_, err := output.Write(data[offset : offset+length])
-	return err
 }
