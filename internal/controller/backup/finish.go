@@ -26,13 +26,11 @@ func (r *Reconciler) progress(ctx context.Context, b *velerov1.Backup) (ctrl.Res
 		return ctrl.Result{}, err
 	}
 	phases := make([]velerov1.PodVolumePhase, len(pvbs.Items))
-	var incomplete []string
+	var incomplete, notPreserved []string
 	for i, p := range pvbs.Items {
 		phases[i] = p.Status.Phase
-		if c := meta.FindStatusCondition(p.Status.Conditions, velerov1.ConditionEntriesNotBackedUp); c != nil &&
-			c.Status == metav1.ConditionTrue && p.Status.Phase == velerov1.PodVolumePhaseCompleted {
-			incomplete = append(incomplete, fmt.Sprintf("%s/%s volume %s: %s", p.Spec.Pod.Namespace, p.Spec.Pod.Name, p.Spec.Volume, c.Message))
-		}
+		incomplete = appendCondition(incomplete, p, velerov1.ConditionEntriesNotBackedUp)
+		notPreserved = appendCondition(notPreserved, p, velerov1.ConditionMetadataNotPreserved)
 	}
 	counts, done := operation.Tally(phases)
 	if prev := b.Status.PodVolumeBackups; prev != nil {
@@ -57,14 +55,44 @@ func (r *Reconciler) progress(ctx context.Context, b *velerov1.Backup) (ctrl.Res
 	if err := r.saveRecord(ctx, b, rec); err != nil {
 		return ctrl.Result{}, fmt.Errorf("store the record of backup %s: %w", b.Name, err)
 	}
-	r.Recorder.Eventf(b, eventType(phase), string(phase), "%d of %d volumes backed up, %d failed, %d skipped",
-		counts.Completed, counts.Total, counts.Failed, counts.Skipped)
+	note := ""
+	if len(notPreserved) > 0 {
+		note = fmt.Sprintf("; metadata not preserved in %d volumes (condition %s)", len(notPreserved), velerov1.ConditionMetadataNotPreserved)
+	}
+	r.Recorder.Eventf(b, eventType(phase), string(phase), "%d of %d volumes backed up, %d failed, %d skipped%s",
+		counts.Completed, counts.Total, counts.Failed, counts.Skipped, note)
 	log.FromContext(ctx).Info("backup ended", "backup", b.Name, "phase", phase, "volumes", counts.Total,
-		"completed", counts.Completed, "failed", counts.Failed, "skipped", counts.Skipped)
-	return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, map[string]any{
+		"completed", counts.Completed, "failed", counts.Failed, "skipped", counts.Skipped, "metadataNotPreserved", len(notPreserved))
+	fields := map[string]any{
 		"phase": phase, "podVolumeBackups": counts, "errors": counts.Failed, "failureReason": reason,
 		"completionTimestamp": r.now(), "volumeSnapshotsAttempted": counts.Total, "volumeSnapshotsCompleted": counts.Completed,
-	})
+	}
+	if len(notPreserved) > 0 {
+		// Content kept, some metadata not: warnings, not a partial backup.
+		msg := strings.Join(notPreserved[:min(len(notPreserved), maxVolumesNamed)], "; ")
+		if len(notPreserved) > maxVolumesNamed {
+			msg += fmt.Sprintf("; and %d more volumes", len(notPreserved)-maxVolumesNamed)
+		}
+		conditions := append([]metav1.Condition(nil), b.Status.Conditions...)
+		meta.SetStatusCondition(&conditions, metav1.Condition{Type: velerov1.ConditionMetadataNotPreserved, Status: metav1.ConditionTrue,
+			Reason: "LinksAttributesOrNames", LastTransitionTime: r.now(), Message: msg})
+		fields["conditions"], fields["warnings"] = conditions, len(notPreserved)
+	}
+	return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, fields)
+}
+
+// maxVolumesNamed bounds the volumes a Backup's MetadataNotPreserved condition names (a
+// condition's message holds at most 32 KiB).
+const maxVolumesNamed = 5
+
+// appendCondition adds to found the message of p's condition of type kind, when p Completed
+// with it, prefixed with the volume.
+func appendCondition(found []string, p velerov1.PodVolumeBackup, kind string) []string {
+	c := meta.FindStatusCondition(p.Status.Conditions, kind)
+	if c == nil || c.Status != metav1.ConditionTrue || p.Status.Phase != velerov1.PodVolumePhaseCompleted {
+		return found
+	}
+	return append(found, fmt.Sprintf("%s/%s volume %s: %s", p.Spec.Pod.Namespace, p.Spec.Pod.Name, p.Spec.Volume, c.Message))
 }
 
 func eventType(phase velerov1.BackupPhase) string {
