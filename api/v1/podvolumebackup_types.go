@@ -140,3 +140,11 @@ type PodVolumeBackupList struct {
 // it could not read, or that are FIFOs, sockets or device nodes; its message counts and names
 // them. The Backup then ends PartiallyFailed.
 const ConditionEntriesNotBackedUp = "EntriesNotBackedUp"
+
+// ConditionMetadataNotPreserved is set on a Completed PodVolumeBackup whose snapshot keeps the
+// content of every entry but not all of its metadata: files with several hard links (restored as
+// separate copies), entries with extended attributes (ACLs, SELinux labels, capabilities; not
+// stored), names that are not valid UTF-8 (restored with U+FFFD); its message counts and names
+// them. It does not make the Backup PartiallyFailed: the Backup gets the same condition, listing
+// the volumes, and counts them in status.warnings.
+const ConditionMetadataNotPreserved = "MetadataNotPreserved"

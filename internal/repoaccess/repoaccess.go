@@ -67,6 +67,8 @@ type Options struct {
 	// Create allows creating a repository that does not exist yet. Only one process of a
 	// cluster may create repositories (the server); node-agents only open them.
 	Create bool
+	// Now is the clock the repositories run on (default time.Now).
+	Now func() time.Time
 }
 
 // Access hands out open repositories.
@@ -210,6 +212,7 @@ func (a *Access) options(ctx context.Context, bslName string, purpose Purpose) (
 		Location: loc, Password: string(password), WorkDir: a.opts.WorkDir, Identity: a.opts.Identity,
 		ReadOnly: bsl.Spec.AccessMode == velerov1.BackupStorageLocationAccessModeReadOnly,
 		NoCache:  purpose != ForBackup, MustExist: !a.opts.Create || purpose == ForReading,
+		Now: a.opts.Now,
 	}
 	if a.opts.LockCheckTimeout != nil {
 		opts.LockCheckTimeout = a.opts.LockCheckTimeout()
@@ -231,7 +234,7 @@ func (a *Access) Rekey(ctx context.Context, bslName, oldPassword, newPassword st
 	if errors.Is(err, repository.ErrInterruptedRekey) {
 		// An earlier change stopped between Kopia's two format blobs: back to the old password,
 		// then the change is made anew below.
-		if _, rerr := repository.RepairInterruptedRekey(ctx, opts, oldPassword); rerr != nil {
+		if _, rerr := repository.RepairInterruptedRekey(ctx, opts, oldPassword, newPassword); rerr != nil {
 			return false, fmt.Errorf("backup storage location %s: %w", bslName, rerr)
 		}
 		rep, err = repository.Open(ctx, opts)

@@ -2,11 +2,13 @@ package repository
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/kopia/kopia/repo/blob"
+	"github.com/kopia/kopia/repo/format"
 )
 
 // LockConfig sets the exclusive lock's clock and delays in tests.
@@ -138,11 +140,32 @@ func (h *HeldLock) Crash() {
 	_ = h.h.st.Close(context.Background())
 }
 
-// WriteBlobCfgUnder rewrites kopia.blobcfg under password, as the first half of Kopia's
-// ChangePassword does.
-func WriteBlobCfgUnder(t testing.TB, loc Location, password string) {
+// InterruptPasswordChange runs Kopia's own password change from oldPassword to newPassword and
+// fails its second write (kopia.repository), as a process killed between the two would leave
+// the repository.
+func InterruptPasswordChange(t testing.TB, loc Location, oldPassword, newPassword string) {
 	t.Helper()
-	if err := writeBlobCfg(t.Context(), loc, password); err != nil {
+	st, err := loc.storage(t.Context(), false)
+	if err != nil {
 		t.Fatal(err)
 	}
+	defer st.Close(context.Background()) //nolint:errcheck // the write is done
+	m, err := format.NewManager(t.Context(), killedBeforeFormat{st}, "", format.DefaultRepositoryBlobCacheDuration, oldPassword, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.ChangePassword(t.Context(), newPassword); !errors.Is(err, errKilled) {
+		t.Fatalf("the interrupted password change: %v", err)
+	}
+}
+
+var errKilled = errors.New("killed before writing kopia.repository")
+
+type killedBeforeFormat struct{ blob.Storage }
+
+func (k killedBeforeFormat) PutBlob(ctx context.Context, id blob.ID, data blob.Bytes, opts blob.PutOptions) error {
+	if id == format.KopiaRepositoryBlobID {
+		return errKilled
+	}
+	return k.Storage.PutBlob(ctx, id, data, opts)
 }

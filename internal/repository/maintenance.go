@@ -134,5 +134,6 @@ func (r *Repository) ChangePassword(ctx context.Context, newPassword string) err
 	if err := r.FormatManager().ChangePassword(held.ctx, newPassword); err != nil {
 		return fmt.Errorf("change password of %s: %w", r.location, held.explain(err))
 	}
+	r.password.set(newPassword)
 	return nil
 }

@@ -25,47 +25,56 @@ func interruptedRekey(err error) bool {
 }
 
 // RepairInterruptedRekey rewrites kopia.blobcfg under oldPassword, the password that still
-// opens kopia.repository. The blob holds the storage's retention settings, which Ferry never
-// sets, so it is written empty, as Ferry creates it. It checks first that the repository is in
-// the interrupted state, and reports whether it repaired anything.
-func RepairInterruptedRekey(ctx context.Context, opts Options, oldPassword string) (bool, error) {
-	probe := opts
-	probe.Password, probe.MustExist, probe.NoCache, probe.ReadOnly = oldPassword, true, true, false
-	rep, err := Open(ctx, probe)
-	if err == nil {
-		return false, rep.Close(ctx)
-	}
-	if !errors.Is(err, ErrInterruptedRekey) {
-		return false, nil // another problem (or another password): not this repair's business
-	}
-	if err := writeBlobCfg(ctx, opts.Location, oldPassword); err != nil {
+// opens kopia.repository, after a change to newPassword stopped between the two blobs. The blob
+// keeps what it holds — the storage's retention settings, if someone set them with the kopia
+// CLI — read with whichever of the two passwords decrypts it. It holds the repository's exclusive
+// lock, checks first that the repository is in the interrupted state, and reports whether it
+// repaired anything.
+func RepairInterruptedRekey(ctx context.Context, opts Options, oldPassword, newPassword string) (bool, error) {
+	opts.Password = oldPassword
+	if err := opts.applyDefaults(); err != nil {
 		return false, err
 	}
-	return true, nil
+	lock := &exclusiveLock{location: opts.Location}
+	held, err := lock.acquire(ctx, opts.Identity.Username+"@"+opts.Identity.Hostname, "password change repair")
+	if err != nil {
+		return false, err
+	}
+	defer held.release()
+	repaired, err := repairBlobCfg(held.ctx, opts.Location, oldPassword, newPassword)
+	if err != nil {
+		return false, fmt.Errorf("repair the interrupted password change of %s: %w", opts.Location, held.explain(err))
+	}
+	return repaired, nil
 }
 
-// writeBlobCfg writes an empty kopia.blobcfg under password, as Kopia's ChangePassword writes it
-// first.
-func writeBlobCfg(ctx context.Context, loc Location, password string) error {
+func repairBlobCfg(ctx context.Context, loc Location, oldPassword, newPassword string) (bool, error) {
 	st, err := loc.storage(ctx, false)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer st.Close(ctx) //nolint:errcheck // written blobs are flushed by PutBlob
-	var buf byteBuffer
-	if err := st.GetBlob(ctx, format.KopiaRepositoryBlobID, 0, -1, &buf); err != nil {
-		return fmt.Errorf("read %s of %s: %w", format.KopiaRepositoryBlobID, loc, err)
-	}
-	j, err := format.ParseKopiaRepositoryJSON(buf.Bytes())
+	f, err := readFormatBlobs(ctx, st)
 	if err != nil {
-		return fmt.Errorf("parse %s of %s: %w", format.KopiaRepositoryBlobID, loc, err)
+		return false, fmt.Errorf("read the format blobs: %w", err)
 	}
-	key, err := j.DeriveFormatEncryptionKeyFromPassword(password)
+	if f.opens(ctx, oldPassword) || !(&formatBlobs{repository: f.repository}).opens(ctx, oldPassword) {
+		return false, nil // not interrupted, or not by a change from oldPassword
+	}
+	cfg, err := f.blobCfgContent(ctx, oldPassword, newPassword)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if err := j.WriteBlobCfgBlob(ctx, st, format.BlobStorageConfiguration{}, key); err != nil {
-		return fmt.Errorf("rewrite %s of %s: %w", format.KopiaBlobCfgBlobID, loc, err)
+	j, err := format.ParseKopiaRepositoryJSON(f.repository)
+	if err != nil {
+		return false, fmt.Errorf("parse %s: %w", format.KopiaRepositoryBlobID, err)
 	}
-	return nil
+	key, err := j.DeriveFormatEncryptionKeyFromPassword(oldPassword)
+	if err != nil {
+		return false, err
+	}
+	if err := j.WriteBlobCfgBlob(ctx, st, cfg, key); err != nil {
+		return false, fmt.Errorf("rewrite %s: %w", format.KopiaBlobCfgBlobID, err)
+	}
+	return true, nil
 }

@@ -82,6 +82,9 @@ type Options struct {
 	// exclusive lock (maintenance or a password change) — backupRepositoryLockCheckTimeout.
 	// Zero means do not wait.
 	LockCheckTimeout time.Duration
+	// Now is the clock Kopia runs on (default time.Now). Tests move it forward to reach Kopia's
+	// timers, such as the format blob's 15-minute re-read.
+	Now func() time.Time
 }
 
 func (o *Options) applyDefaults() error {
@@ -123,6 +126,10 @@ type Repository struct {
 	lock     *exclusiveLock
 	created  bool
 	holder   string
+	// password is the password the handle opens the format blobs with (formatpin.go).
+	password *passwordBox
+	// releaseDir gives back the connection directory (connection.go).
+	releaseDir func()
 }
 
 // Location returns where the repository lives.
@@ -152,32 +159,39 @@ func Open(ctx context.Context, opts Options) (*Repository, error) {
 	if err := lock.waitFree(cctx, st, opts.LockCheckTimeout); err != nil {
 		return nil, timeoutError(cctx, opts, err)
 	}
-	r, created, err := openOrConnect(ctx, cctx, st, opts)
+	password := &passwordBox{password: opts.Password}
+	id, done := register(&opening{location: opts.Location, password: password})
+	defer done()
+	dir, releaseDir := connectionDir(opts), func() {}
+	if !opts.NoCache {
+		dir, releaseDir = takeCacheDir(dir, opts.Password)
+	}
+	r, created, err := connectAndOpen(ctx, cctx, connectionStorage{Storage: st, id: id}, dir, opts)
 	if err != nil {
+		releaseDir()
 		return nil, err
 	}
 	dr, ok := r.(repo.DirectRepository)
 	if !ok {
 		_ = r.Close(ctx)
+		releaseDir()
 		return nil, fmt.Errorf("open repository at %s: not a direct repository", opts.Location)
 	}
 	return &Repository{DirectRepository: dr, location: opts.Location, lock: lock, created: created,
-		holder: opts.Identity.Username + "@" + opts.Identity.Hostname}, nil
+		holder: opts.Identity.Username + "@" + opts.Identity.Hostname, password: password, releaseDir: releaseDir}, nil
 }
 
-// openOrConnect opens the repository through an existing connection file when it matches the
-// options, else connects first. Each open derives keys from the password (scrypt, ~100 ms and
-// ~64 MiB), so reusing the connection halves the cost of opening.
-func openOrConnect(ctx, cctx context.Context, st blob.Storage, opts Options) (repo.Repository, bool, error) {
-	created, err := connect(cctx, st, opts)
+// connectAndOpen writes Kopia's connection file in dir (creating the repository first if
+// allowed and needed), then opens the repository from it.
+func connectAndOpen(ctx, cctx context.Context, st blob.Storage, dir string, opts Options) (repo.Repository, bool, error) {
+	created, err := connect(cctx, st, dir, opts)
 	if err != nil {
 		return nil, false, timeoutError(cctx, opts, err)
 	}
-	r, err := repo.Open(ctx, configFile(opts), opts.Password, &repo.Options{})
-	// Kopia's connection file holds the storage credentials in clear. The open repository keeps
-	// everything it needs in memory, so the file goes at once: no S3 key is left on the node's
-	// disk, and the next open connects afresh (one read of the format blob).
-	if rerr := os.Remove(configFile(opts)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
+	r, err := repo.Open(ctx, configFile(dir), opts.Password, &repo.Options{TimeNowFunc: opts.Now})
+	// The connection file names only this opening (connection.go) and is of no use afterwards:
+	// the next open connects afresh (one read of the format blob).
+	if rerr := os.Remove(configFile(dir)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
 		_ = r.Close(ctx)
 		return nil, false, fmt.Errorf("remove the connection file of %s: %w", opts.Location, rerr)
 	}
@@ -187,9 +201,10 @@ func openOrConnect(ctx, cctx context.Context, st blob.Storage, opts Options) (re
 	return r, created, nil
 }
 
-// connect writes Kopia's connection file for the location, creating the repository if needed.
-func connect(ctx context.Context, st blob.Storage, opts Options) (bool, error) {
-	if err := os.MkdirAll(connectionDir(opts), 0o700); err != nil {
+// connect writes Kopia's connection file for the location in dir, creating the repository if
+// needed.
+func connect(ctx context.Context, st blob.Storage, dir string, opts Options) (bool, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return false, fmt.Errorf("create work directory: %w", err)
 	}
 	connectOpts := &repo.ConnectOptions{
@@ -203,11 +218,11 @@ func connect(ctx context.Context, st blob.Storage, opts Options) (bool, error) {
 	}
 	if !opts.NoCache {
 		connectOpts.CachingOptions = content.CachingOptions{
-			CacheDirectory:        filepath.Join(connectionDir(opts), "cache"),
+			CacheDirectory:        filepath.Join(dir, "cache"),
 			ContentCacheSizeBytes: opts.ContentCacheMB << 20, MetadataCacheSizeBytes: opts.MetadataCacheMB << 20,
 		}
 	}
-	err := repo.Connect(ctx, configFile(opts), st, opts.Password, connectOpts)
+	err := repo.Connect(ctx, configFile(dir), st, opts.Password, connectOpts)
 	if !errors.Is(err, repo.ErrRepositoryNotInitialized) {
 		if err != nil {
 			return false, fmt.Errorf("connect to repository at %s: %w", opts.Location, passwordError(err))
@@ -223,11 +238,11 @@ func connect(ctx context.Context, st blob.Storage, opts Options) (bool, error) {
 	} else if err != nil {
 		return false, err
 	}
-	if err := repo.Connect(ctx, configFile(opts), st, opts.Password, connectOpts); err != nil {
+	if err := repo.Connect(ctx, configFile(dir), st, opts.Password, connectOpts); err != nil {
 		return false, fmt.Errorf("connect to new repository at %s: %w", opts.Location, passwordError(err))
 	}
 	if created {
-		return true, setDefaults(ctx, opts)
+		return true, setDefaults(ctx, dir, opts)
 	}
 	return false, nil
 }
@@ -252,8 +267,8 @@ func initialize(ctx context.Context, st blob.Storage, opts Options) error {
 const ParallelUploadAboveSize = 64 << 20
 
 // setDefaults writes the global snapshot policy and the maintenance owner of a new repository.
-func setDefaults(ctx context.Context, opts Options) error {
-	r, err := repo.Open(ctx, configFile(opts), opts.Password, &repo.Options{})
+func setDefaults(ctx context.Context, dir string, opts Options) error {
+	r, err := repo.Open(ctx, configFile(dir), opts.Password, &repo.Options{TimeNowFunc: opts.Now})
 	if err != nil {
 		return fmt.Errorf("open new repository at %s: %w", opts.Location, err)
 	}
@@ -279,7 +294,7 @@ func newOptionalInt64(v int64) *policy.OptionalInt64 {
 }
 
 // connectionDir is this location's directory below the work directory: one per location, so
-// one process can hold several repositories.
+// one process can hold several repositories (and one per password in use, connection.go).
 func connectionDir(opts Options) string {
 	key := opts.Location.String()
 	if opts.NoCache {
@@ -289,8 +304,8 @@ func connectionDir(opts Options) string {
 	return filepath.Join(opts.WorkDir, hex.EncodeToString(sum[:8]))
 }
 
-func configFile(opts Options) string {
-	return filepath.Join(connectionDir(opts), "repository.config")
+func configFile(dir string) string {
+	return filepath.Join(dir, "repository.config")
 }
 
 // passwordError turns Kopia's invalid-password error into ErrWrongPassword.
@@ -314,5 +329,6 @@ func timeoutError(ctx context.Context, opts Options, err error) error {
 
 // Close releases the repository.
 func (r *Repository) Close(ctx context.Context) error {
+	defer r.releaseDir()
 	return r.DirectRepository.Close(ctx)
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kopia/kopia/repo/blob"
+	"github.com/kopia/kopia/repo/format"
 	"github.com/kopia/kopia/repo/maintenance"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
@@ -290,19 +292,35 @@ func TestCredentialsAreNotLeftOnDisk(t *testing.T) {
 // A password change that stopped between Kopia's two format blobs (kopia.blobcfg already under
 // the new password, kopia.repository still under the old) leaves a repository neither password
 // opens; the repair puts it back under the old password, and the change can be made again.
+// kopia.blobcfg keeps what it held: the storage retention set with the kopia CLI's
+// set-parameters (a bucket with Object Lock), which the repair reads with the new password; given
+// a third password it refuses rather than drop them, while an empty kopia.blobcfg is rewritten
+// whatever the password.
 func TestInterruptedPasswordChangeIsRepaired(t *testing.T) {
-	for _, b := range repotest.Backends() {
-		t.Run(b.Name, func(t *testing.T) {
-			loc := b.New(t)
+	retention := format.BlobStorageConfiguration{RetentionMode: blob.Governance, RetentionPeriod: 48 * time.Hour}
+	for _, c := range []struct {
+		name      string
+		location  func(testing.TB) repository.Location
+		retention format.BlobStorageConfiguration
+	}{
+		{"filesystem", repotest.Filesystem, format.BlobStorageConfiguration{}},
+		{"s3", repotest.S3, format.BlobStorageConfiguration{}},
+		{"s3 with retention", repotest.S3ObjectLock, retention},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := t.Context()
+			loc := c.location(t)
 			r, err := open(t, loc, "old-password")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := r.SaveRecord(t.Context(), "backup", "b1", map[string]string{"kept": "yes"}); err != nil {
+			if c.retention.IsRetentionEnabled() {
+				setRetention(t, r, c.retention)
+			}
+			if err := r.SaveRecord(ctx, "backup", "b1", map[string]string{"kept": "yes"}); err != nil {
 				t.Fatal(err)
 			}
-			// The first half of Kopia's ChangePassword: kopia.blobcfg under the new key.
-			repository.WriteBlobCfgUnder(t, loc, "new-password")
+			repository.InterruptPasswordChange(t, loc, "old-password", "new-password")
 
 			_, errOld := open(t, loc, "old-password")
 			_, errNew := open(t, loc, "new-password")
@@ -310,7 +328,13 @@ func TestInterruptedPasswordChangeIsRepaired(t *testing.T) {
 				t.Fatalf("interrupted state not recognized: old password %v; new password %v", errOld, errNew)
 			}
 			opts := repository.Options{Location: loc, WorkDir: t.TempDir(), ConnectTimeout: 20 * time.Second}
-			repaired, err := repository.RepairInterruptedRekey(t.Context(), opts, "old-password")
+			repaired, err := repository.RepairInterruptedRekey(ctx, opts, "old-password", "third-password")
+			if c.retention.IsRetentionEnabled() {
+				if err == nil || repaired {
+					t.Fatalf("repair with a password that does not decrypt the retention settings: %t, %v", repaired, err)
+				}
+				repaired, err = repository.RepairInterruptedRekey(ctx, opts, "old-password", "new-password")
+			}
 			if err != nil || !repaired {
 				t.Fatalf("repair: %v, %v", repaired, err)
 			}
@@ -318,20 +342,48 @@ func TestInterruptedPasswordChangeIsRepaired(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the old password after the repair: %v", err)
 			}
-			if err := again.ChangePassword(t.Context(), "new-password"); err != nil {
+			requireBlobCfg(t, again, c.retention)
+			if err := again.ChangePassword(ctx, "new-password"); err != nil {
 				t.Fatal(err)
 			}
 			after, err := open(t, loc, "new-password")
 			if err != nil {
 				t.Fatalf("the new password after the change: %v", err)
 			}
+			requireBlobCfg(t, after, c.retention)
 			var got map[string]string
-			if err := after.LoadRecord(t.Context(), "backup", "b1", &got); err != nil || got["kept"] != "yes" {
+			if err := after.LoadRecord(ctx, "backup", "b1", &got); err != nil || got["kept"] != "yes" {
 				t.Fatalf("record after the repair: %v, %v", got, err)
 			}
-			if repaired, err := repository.RepairInterruptedRekey(t.Context(), opts, "new-password"); err != nil || repaired {
+			if repaired, err := repository.RepairInterruptedRekey(ctx, opts, "new-password", "other"); err != nil || repaired {
 				t.Errorf("a healthy repository was repaired: %v, %v", repaired, err)
 			}
 		})
+	}
+}
+
+// setRetention sets the storage retention of new blobs, as the kopia CLI's repository
+// set-parameters --retention-mode --retention-period does.
+func setRetention(t *testing.T, r *repository.Repository, cfg format.BlobStorageConfiguration) {
+	t.Helper()
+	fm := r.FormatManager()
+	params, err := fm.GetMutableParameters(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	features, err := fm.RequiredFeatures(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fm.SetParameters(t.Context(), params, cfg, features); err != nil {
+		t.Fatalf("set retention: %v", err)
+	}
+}
+
+func requireBlobCfg(t *testing.T, r *repository.Repository, want format.BlobStorageConfiguration) {
+	t.Helper()
+	got, err := r.FormatManager().BlobCfgBlob(t.Context())
+	if err != nil || got != want {
+		t.Fatalf("kopia.blobcfg holds %+v, want %+v (%v)", got, want, err)
 	}
 }

@@ -47,7 +47,10 @@ type Stats struct {
 	// Errors counts entries that could not be read; ErrorMessages holds the first few.
 	Errors        int
 	ErrorMessages []string
-	Duration      time.Duration
+	// NotPreserved counts entries backed up without some of their metadata: hard links,
+	// extended attributes, names that are not valid UTF-8 (metadata.go).
+	NotPreserved NotPreserved
+	Duration     time.Duration
 }
 
 // BackupResult is the outcome of a backup.
@@ -78,6 +81,7 @@ func Backup(ctx context.Context, rep repo.Repository, dir string, opts BackupOpt
 		return BackupResult{}, fmt.Errorf("back up %s: not a readable directory: %w", dir, err)
 	}
 	defer t.Close()
+	t.meta = newMetadataReport()
 	root, err := sourceRoot(t)
 	if err != nil {
 		return BackupResult{}, fmt.Errorf("back up %s: %w", dir, err)
@@ -131,6 +135,7 @@ func Backup(ctx context.Context, rep repo.Repository, dir string, opts BackupOpt
 		return BackupResult{}, fmt.Errorf("back up %s: %w (%s; checkpoint %s saved): %w", dir, ErrCanceled, man.IncompleteReason, id, context.Cause(ctx))
 	}
 	res := BackupResult{SnapshotID: string(id), Stats: statsOf(man, prog, final, time.Since(start))}
+	res.Stats.NotPreserved = t.meta.result()
 	if parent := latestComplete(previous); parent != nil {
 		res.ParentID = string(parent.ID)
 	}

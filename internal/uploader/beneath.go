@@ -31,6 +31,8 @@ type tree struct {
 	fd   int
 	path string // for messages only, never opened again
 	dev  uint64
+	// meta collects what a backup's snapshot does not keep (metadata.go); nil for restores.
+	meta *metadataReport
 }
 
 // openTree opens dir, which must be a directory and not a symlink.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kopia/kopia/fs"
 	"golang.org/x/sys/unix"
@@ -119,7 +120,12 @@ func (d *sourceDir) Iterate(context.Context) (fs.DirectoryIterator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sourceIterator{d: d, f: f}, nil
+	it := &sourceIterator{d: d, f: f}
+	if m := d.t.meta; m != nil && !m.isCounted(idOf(&d.st)) {
+		it.count = true
+		it.found.noteXattrs(shownPath(d.rel), xattrsOf(int(f.Fd())))
+	}
+	return it, nil
 }
 
 func (d *sourceDir) SupportsMultipleIterations() bool { return true }
@@ -131,6 +137,12 @@ type sourceIterator struct {
 	f       *os.File
 	pending []string
 	done    bool
+	// count is set when this listing counts what the snapshot does not keep of the entries
+	// (metadata.go): no listing of the directory had counted them when it began.
+	count bool
+	found dirFindings
+	// stored are the names the invalid UTF-8 names listed so far are stored under.
+	stored map[string]bool
 }
 
 const listBatch = 256
@@ -144,6 +156,9 @@ func (it *sourceIterator) Next(context.Context) (fs.Entry, error) {
 			names, err := it.f.Readdirnames(listBatch)
 			if err == io.EOF || (err == nil && len(names) == 0) {
 				it.done = true
+				if it.count {
+					it.d.t.meta.commit(idOf(&it.d.st), &it.found)
+				}
 				continue
 			}
 			if err != nil {
@@ -161,11 +176,83 @@ func (it *sourceIterator) Next(context.Context) (fs.Entry, error) {
 			return &sourceError{sourceEntry{t: it.d.t, rel: path.Join(it.d.rel, name), name: name},
 				&os.PathError{Op: "stat", Path: path.Join(it.d.rel, name), Err: err}}, nil
 		}
-		return it.d.child(name, st), nil
+		return it.entry(name, st), nil
 	}
 }
 
 func (it *sourceIterator) Close() { it.f.Close() }
+
+// entry makes the entry for a listed name and notes what the snapshot will not keep of it.
+func (it *sourceIterator) entry(name string, st unix.Stat_t) fs.Entry {
+	rel := path.Join(it.d.rel, name)
+	if !utf8.ValidString(name) {
+		stored := storedName(name)
+		if it.taken(stored) {
+			return &sourceError{sourceEntry{t: it.d.t, rel: rel, name: name, st: st}, fmt.Errorf(
+				"the name is not valid UTF-8 and would be stored as %q, the name of another entry of its directory: not backed up", stored)}
+		}
+		if it.count {
+			it.found.nonUTF8 = append(it.found.nonUTF8, rel)
+		}
+	}
+	if it.count {
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR && st.Nlink > 1 {
+			it.found.links = append(it.found.links, linkFinding{idOf(&st), rel})
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR { // a directory's are listed with its own listing
+			it.noteXattrs(name, &st, rel)
+		}
+	}
+	return it.d.child(name, st)
+}
+
+// taken reports whether stored is the name of an entry already in the directory, or already
+// taken by an invalid name listed before; else it takes it.
+func (it *sourceIterator) taken(stored string) bool {
+	if it.stored[stored] {
+		return true
+	}
+	if _, err := lstatAt(int(it.f.Fd()), stored); err == nil {
+		return true
+	}
+	if it.stored == nil {
+		it.stored = map[string]bool{}
+	}
+	it.stored[stored] = true
+	return false
+}
+
+// noteXattrs lists the extended attributes of the entry name of the directory. Without
+// listxattrat, a regular file is opened to list them, without following a symlink or blocking
+// on a FIFO swapped in, and only if it is still the file that was listed; one that cannot be
+// opened is reported by the read, if at all.
+func (it *sourceIterator) noteXattrs(name string, listed *unix.Stat_t, rel string) {
+	if names, ok := xattrsAt(int(it.f.Fd()), name); ok {
+		it.found.noteXattrs(rel, names)
+		return
+	}
+	if listed.Mode&unix.S_IFMT != unix.S_IFREG {
+		return
+	}
+	fd, err := unix.Openat(int(it.f.Fd()), name, unix.O_RDONLY|unix.O_NOCTTY|safeFlags, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || !sameFile(&st, listed) {
+		return
+	}
+	it.found.noteXattrs(rel, xattrsOf(fd))
+}
+
+// shownPath is rel as messages show it: the volume's root is ".".
+func shownPath(rel string) string {
+	if rel == "" {
+		return "."
+	}
+	return rel
+}
 
 type sourceFile struct{ sourceEntry }
 

@@ -3,12 +3,14 @@ package cluster
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -284,5 +286,51 @@ func createUnmountedClaim(t *testing.T, c *harness.Cluster, ns, name, class stri
 			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}}}
 	if err := c.Client.Create(context.Background(), pvc); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Metadata a snapshot does not keep is reported, not hidden, and is no failure: a volume with a
+// hard-linked file and a file with an extended attribute is backed up Completed, its
+// PodVolumeBackup and the Backup carry MetadataNotPreserved naming them, and the Backup counts
+// the volume in its warnings.
+func TestHardLinksAndAttributesAreWarningsNotFailures(t *testing.T) {
+	c := harness.New(t)
+	c.StartServer()
+	node := c.StartNode("node-a")
+	ns := c.Namespace("links")
+	pod := c.CreatePod(node, ns, "app", harness.VolumeSpec{Name: "data", Claim: "app-data"})
+	dir := pod.Dirs["data"]
+	if err := harness.FillVolume(dir, 4, 1<<20, 6); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "original"), []byte("two names"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(dir, "original"), filepath.Join(dir, "second-name")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "labelled"), []byte("with an attribute"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(filepath.Join(dir, "labelled"), "user.ferry-test", []byte("1"), 0); err != nil {
+		t.Fatalf("the test needs a file system with extended attributes: %v", err)
+	}
+	b := newBackup(t, c, "with-links", "default", ns)
+	waitBackup(t, c, b, velerov1.BackupPhaseCompleted)
+	cond := meta.FindStatusCondition(b.Status.Conditions, velerov1.ConditionMetadataNotPreserved)
+	if cond == nil || cond.Status != metav1.ConditionTrue || b.Status.Warnings != 1 ||
+		!strings.Contains(cond.Message, "volume data") || !strings.Contains(cond.Message, "1 files with several hard links") ||
+		!strings.Contains(cond.Message, `"labelled"`) || !strings.Contains(cond.Message, "user.ferry-test") {
+		t.Errorf("Backup: warnings %d, condition %+v", b.Status.Warnings, cond)
+	}
+	list := &velerov1.PodVolumeBackupList{}
+	if err := c.Client.List(context.Background(), list, client.InNamespace(c.Install), client.MatchingLabels{velerov1.LabelBackupName: b.Name}); err != nil || len(list.Items) != 1 {
+		t.Fatalf("PodVolumeBackups: %v, %d", err, len(list.Items))
+	}
+	if p := list.Items[0]; p.Status.Phase != velerov1.PodVolumePhaseCompleted ||
+		!meta.IsStatusConditionTrue(p.Status.Conditions, velerov1.ConditionMetadataNotPreserved) ||
+		meta.FindStatusCondition(p.Status.Conditions, velerov1.ConditionEntriesNotBackedUp) != nil ||
+		!strings.Contains(p.Status.Message, "metadata not preserved") {
+		t.Errorf("PodVolumeBackup: %s, %q, conditions %+v", p.Status.Phase, p.Status.Message, p.Status.Conditions)
 	}
 }

@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -30,17 +31,19 @@ func (r *Reconciler) progress(ctx context.Context, b *velerov1.Backup) (ctrl.Res
 		return ctrl.Result{}, err
 	}
 	phases := make([]velerov1.PodVolumePhase, len(pvbs.Items))
-	var incomplete, failures []string
+	var incomplete, notPreserved, failures []string
 	for i, p := range pvbs.Items {
 		phases[i] = p.Status.Phase
 		where := fmt.Sprintf("%s/%s volume %s", p.Spec.Pod.Namespace, p.Spec.Pod.Name, p.Spec.Volume)
-		if c := meta.FindStatusCondition(p.Status.Conditions, velerov1.ConditionEntriesNotBackedUp); c != nil &&
-			c.Status == metav1.ConditionTrue && p.Status.Phase == velerov1.PodVolumePhaseCompleted {
-			incomplete = append(incomplete, where+": "+c.Message)
-		}
+		incomplete = appendCondition(incomplete, where, p.Status.Phase == velerov1.PodVolumePhaseCompleted, p.Status.Conditions, velerov1.ConditionEntriesNotBackedUp)
+		notPreserved = appendCondition(notPreserved, where, p.Status.Phase == velerov1.PodVolumePhaseCompleted, p.Status.Conditions, velerov1.ConditionMetadataNotPreserved)
 		if p.Status.Phase == velerov1.PodVolumePhaseFailed || p.Status.Phase == velerov1.PodVolumePhaseCanceled {
 			failures = append(failures, fmt.Sprintf("%s: %s %s", where, p.Status.Phase, p.Status.Message))
 		}
+	}
+	for _, d := range dus {
+		where := fmt.Sprintf("claim %s/%s (DataUpload %s)", d.Spec.SourceNamespace, d.Spec.SourcePVC, d.Name)
+		incomplete = appendCondition(incomplete, where, d.Status.Phase == velerov2alpha1.DataMovePhaseCompleted, d.Status.Conditions, velerov1.ConditionEntriesNotBackedUp)
 	}
 	counts, done := operation.Tally(phases)
 	moves, movesDone := tallyDataUploads(dus, &failures)
@@ -76,14 +79,30 @@ func (r *Reconciler) progress(ctx context.Context, b *velerov1.Backup) (ctrl.Res
 	if err := r.saveRecord(ctx, b, rec); err != nil {
 		return ctrl.Result{}, fmt.Errorf("store the record of backup %s: %w", b.Name, err)
 	}
-	r.Recorder.Eventf(b, eventType(phase), string(phase), "%d of %d volumes backed up, %d failed, %d skipped",
-		all.Completed, all.Total, all.Failed, all.Skipped)
+	note := ""
+	if len(notPreserved) > 0 {
+		note = fmt.Sprintf("; metadata not preserved in %d volumes (condition %s)", len(notPreserved), velerov1.ConditionMetadataNotPreserved)
+	}
+	r.Recorder.Eventf(b, eventType(phase), string(phase), "%d of %d volumes backed up, %d failed, %d skipped%s",
+		all.Completed, all.Total, all.Failed, all.Skipped, note)
 	log.FromContext(ctx).Info("backup ended", "backup", b.Name, "phase", phase, "volumes", all.Total,
-		"completed", all.Completed, "failed", all.Failed, "skipped", all.Skipped, "dataUploads", moves.Total)
+		"completed", all.Completed, "failed", all.Failed, "skipped", all.Skipped, "dataUploads", moves.Total,
+		"metadataNotPreserved", len(notPreserved))
 	fields := progressFields(counts, moves)
 	for k, v := range map[string]any{"phase": phase, "errors": all.Failed, "failureReason": reason, "completionTimestamp": r.now(),
 		"volumeSnapshotsAttempted": all.Total, "volumeSnapshotsCompleted": all.Completed} {
 		fields[k] = v
+	}
+	if len(notPreserved) > 0 {
+		// Content kept, some metadata not: warnings, not a partial backup.
+		msg := strings.Join(notPreserved[:min(len(notPreserved), maxVolumesNamed)], "; ")
+		if len(notPreserved) > maxVolumesNamed {
+			msg += fmt.Sprintf("; and %d more volumes", len(notPreserved)-maxVolumesNamed)
+		}
+		conditions := append([]metav1.Condition(nil), b.Status.Conditions...)
+		meta.SetStatusCondition(&conditions, metav1.Condition{Type: velerov1.ConditionMetadataNotPreserved, Status: metav1.ConditionTrue,
+			Reason: "LinksAttributesOrNames", LastTransitionTime: r.now(), Message: msg})
+		fields["conditions"], fields["warnings"] = conditions, len(notPreserved)
 	}
 	return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, fields)
 }
@@ -114,6 +133,20 @@ func progressFields(counts, moves velerov1.VolumeOperationCounts) map[string]any
 		fields["backupItemOperationsFailed"] = moves.Failed
 	}
 	return fields
+}
+
+// maxVolumesNamed bounds the volumes a Backup's MetadataNotPreserved condition names (a
+// condition's message holds at most 32 KiB).
+const maxVolumesNamed = 5
+
+// appendCondition adds to found the message of a completed operation's condition of type kind,
+// prefixed with where.
+func appendCondition(found []string, where string, completed bool, conditions []metav1.Condition, kind string) []string {
+	c := meta.FindStatusCondition(conditions, kind)
+	if c == nil || c.Status != metav1.ConditionTrue || !completed {
+		return found
+	}
+	return append(found, where+": "+c.Message)
 }
 
 func eventType(phase velerov1.BackupPhase) string {

@@ -81,6 +81,9 @@ func (r *Reconciler) done(ctx context.Context, pvb *velerov1.PodVolumeBackup, re
 		if res.Stats.Errors > 0 {
 			msg += fmt.Sprintf("; %d entries could not be read: %v", res.Stats.Errors, res.Stats.ErrorMessages)
 		}
+		if n := res.Stats.NotPreserved; n.Any() {
+			msg += "; metadata not preserved: " + n.String()
+		}
 		return r.finish(ctx, pvb, velerov1.PodVolumePhaseCompleted, msg, &res) == nil
 	case errors.Is(err, operation.ErrCanceled):
 		return r.finish(ctx, pvb, velerov1.PodVolumePhaseCanceled, "canceled on request (spec.cancel); a checkpoint was kept", nil) == nil
@@ -101,11 +104,21 @@ func (r *Reconciler) finish(ctx context.Context, pvb *velerov1.PodVolumeBackup, 
 			TotalBytes: res.Stats.Bytes, BytesDone: res.Stats.Bytes, IncrementalBytes: res.Stats.UploadedBytes,
 			TotalFiles: res.Stats.Files, FilesDone: res.Stats.Files,
 		}}
+		now := metav1.NewTime(r.Clock.Now().Truncate(time.Second))
+		var conditions []metav1.Condition
 		if res.Stats.Errors > 0 {
 			// The snapshot lacks these entries: the Backup ends PartiallyFailed because of it.
-			extra["conditions"] = []metav1.Condition{{Type: velerov1.ConditionEntriesNotBackedUp, Status: metav1.ConditionTrue,
-				Reason: "UnreadableOrSpecialEntries", LastTransitionTime: metav1.NewTime(r.Clock.Now().Truncate(time.Second)),
-				Message: fmt.Sprintf("%d entries not backed up: %s", res.Stats.Errors, strings.Join(res.Stats.ErrorMessages, "; "))}}
+			conditions = append(conditions, metav1.Condition{Type: velerov1.ConditionEntriesNotBackedUp, Status: metav1.ConditionTrue,
+				Reason: "UnreadableOrSpecialEntries", LastTransitionTime: now,
+				Message: fmt.Sprintf("%d entries not backed up: %s", res.Stats.Errors, strings.Join(res.Stats.ErrorMessages, "; "))})
+		}
+		if n := res.Stats.NotPreserved; n.Any() {
+			// Content kept, some metadata not: a warning, not a partial backup.
+			conditions = append(conditions, metav1.Condition{Type: velerov1.ConditionMetadataNotPreserved, Status: metav1.ConditionTrue,
+				Reason: "LinksAttributesOrNames", LastTransitionTime: now, Message: n.String()})
+		}
+		if conditions != nil {
+			extra["conditions"] = conditions
 		}
 	}
 	return r.reporter().Finish(ctx, pvb, phase, msg, extra, pvb.Status.StartTimestamp)

@@ -65,6 +65,20 @@ func S3(t testing.TB) repository.Location {
 	return srv.location(bucket)
 }
 
+// S3ObjectLock returns a location in a new bucket with S3 Object Lock enabled, where blobs can
+// be written with a retention period (Kopia's --retention-mode and --retention-period).
+func S3ObjectLock(t testing.TB) repository.Location {
+	t.Helper()
+	srv := startServer(t)
+	bucket := "ferry-lock-" + randomSuffix()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.client.MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: "us-east-1", ObjectLocking: true}); err != nil {
+		t.Fatalf("repotest: create bucket %s with object lock: %v", bucket, err)
+	}
+	return srv.location(bucket)
+}
+
 // UnreachableS3 returns an S3 location on a local port nothing listens on.
 func UnreachableS3(t testing.TB) repository.Location {
 	t.Helper()
