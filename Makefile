@@ -54,6 +54,10 @@ test: verify-generated lint test-tools ## Everything: generated-code check, lint
 	KUBEBUILDER_ASSETS=$$(hack/install-control-plane.sh) go test $(GO_TEST_FLAGS) ./...
 	hack/test-e2e.sh
 
+.PHONY: bench-datamover
+bench-datamover: ## The data mover vs the file-system path on the real cluster (root): 3 interleaved rounds of a fresh claim (FERRY_BENCH_MIB, default 1024).
+	FERRY_E2E_BENCH=1 E2E_FLAGS='-run ^TestBenchDataMoverVsFileSystem$$' hack/test-e2e.sh
+
 .PHONY: test-e2e
 test-e2e: ## The end-to-end tier alone: a real single-node cluster (root), Ferry installed into it, test/e2e's stories.
 	hack/test-e2e.sh

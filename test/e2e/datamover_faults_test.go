@@ -98,7 +98,8 @@ func TestDataMoverUnderFaults(t *testing.T) {
 			}
 			t.Logf("snapshot of a missing claim: %s", du.Status.Message)
 		} else {
-			t.Logf("canceled while Accepted (%q) in %s", du.Status.Message, cancel(du).Round(100*time.Millisecond))
+			waiting := du.Status.Message
+			t.Logf("canceled while Accepted (%q) in %s", waiting, cancel(du).Round(100*time.Millisecond))
 		}
 		must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
 	})
