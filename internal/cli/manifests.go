@@ -157,10 +157,14 @@ func podSpec(name, image string, args []string) corev1.PodSpec {
 		Containers: []corev1.Container{{
 			Name: name, Image: image, Command: []string{"/" + name}, Args: args,
 			Ports: []corev1.ContainerPort{{Name: "metrics", ContainerPort: 8085}, {Name: "health", ContainerPort: 8081}},
+			// Lenient: a node busy with a backup answers slowly (on a 2-core node the agent's
+			// probe went unanswered for 40 s while it uploaded and a new ferry-server started),
+			// and a liveness kill would restart the very operations that keep it busy. A hung
+			// process is still restarted, after a minute.
 			LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: "/healthz", Port: intstrPort("health")}}},
+				Path: "/healthz", Port: intstrPort("health")}}, TimeoutSeconds: 5, PeriodSeconds: 10, FailureThreshold: 6},
 			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: "/readyz", Port: intstrPort("health")}}, PeriodSeconds: 2},
+				Path: "/readyz", Port: intstrPort("health")}}, PeriodSeconds: 2, TimeoutSeconds: 5},
 			// The root file system is read-only: temporary files (Kopia's full maintenance
 			// writes some) go to the work volume too, under its size limit.
 			Env:          []corev1.EnvVar{{Name: "TMPDIR", Value: workDir}},
