@@ -76,6 +76,10 @@ ip addr replace "$NODE_IP/32" dev "$DUMMY"
 ip link set "$DUMMY" up
 ip route replace "$SERVICE_CIDR" dev "$DUMMY"        # untranslated service IPs end here
 ip link show "$BRIDGE" >/dev/null 2>&1 || ip link add "$BRIDGE" type bridge
+# A fixed (locally administered) MAC: a bridge without one takes the lowest MAC of its ports and
+# changes it when that pod goes, and every pod's ARP entry for the node then points nowhere for
+# up to minutes (kubelet probes time out, the node-agent was killed mid-backup).
+ip link set "$BRIDGE" address 02:66:65:72:72:79
 ip addr replace "$POD_GW/${POD_CIDR#*/}" dev "$BRIDGE"
 ip link set "$BRIDGE" up
 # Forwarding only for packets that come in on the pod bridge (pod -> ClusterIP -> pod needs it);
