@@ -74,18 +74,16 @@ func TestDemo(t *testing.T) {
 	}
 	say("== every file, mode, time and symlink checked from inside the new pods")
 
-	// The CSI data mover: the same namespace, its claims moved from snapshots (the emptyDir by the
-	// file-system path, as the pod's annotation asks), then restored into an empty namespace.
-	shop, err = app.Pod(ctx, "shop")
-	must(t, err)
-	_, err = c.Kubectl(ctx, "", "annotate", "pod", "-n", ns, shop, "backup.velero.io/backup-volumes=cache")
-	must(t, err)
+	// The CSI data mover: the same namespace, its claims moved from snapshots, then restored into
+	// an empty namespace. (The emptyDir is not annotated: it lives in its pod only and could not be
+	// restored without one; the e2e story TestBackupMovesSnapshotsAndRestoresIntoAnEmptyNamespace
+	// shows both paths in one backup.)
 	again, err := c.Backup(ctx, "demo-moved", func(b *velerov1.Backup) {
 		yes := true
 		b.Spec.DefaultVolumesToFsBackup, b.Spec.SnapshotMoveData = nil, &yes
 	}, ns)
 	must(t, err)
-	say("== backup %s with snapshotMoveData: CSI snapshots of both claims, each moved by a mover pod (kubectl get datauploads -n %s)", again.Name, InstallNamespace)
+	say("== backup %s with snapshotMoveData: CSI snapshots of both claims, each moved by its own mover pod (kubectl get datauploads -n %s)", again.Name, InstallNamespace)
 	watch(t, c, again.Name, "", func() (bool, string, error) { return c.BackupEnded(ctx, again) })
 	if again.Status.Phase != velerov1.BackupPhaseCompleted {
 		t.Fatalf("data mover backup ended %s: %s", again.Status.Phase, again.Status.FailureReason)
@@ -95,10 +93,10 @@ func TestDemo(t *testing.T) {
 	moved, err := c.Restore(ctx, "demo-restore-moved", again.Name)
 	must(t, err)
 	watch(t, c, "", moved.Name, func() (bool, string, error) { return c.RestoreEnded(ctx, moved) })
-	if moved.Status.Phase == velerov1.RestorePhaseFailed || moved.Status.Phase == velerov1.RestorePhaseFailedValidation {
+	if moved.Status.Phase != velerov1.RestorePhaseCompleted {
 		t.Fatalf("restore ended %s: %s", moved.Status.Phase, moved.Status.FailureReason)
 	}
-	say("== restore %s: %s (%s); now the application's manifests again", moved.Name, moved.Status.Phase, moved.Status.FailureReason)
+	say("== restore %s: %s; now the application's manifests again", moved.Name, moved.Status.Phase)
 	must(t, app.Deploy(ctx))
 	gotMoved, err := app.Describe(ctx)
 	must(t, err)
@@ -109,7 +107,7 @@ func TestDemo(t *testing.T) {
 	if diff := Compare(wantClaims, gotMoved); diff != "" {
 		t.Fatalf("the claims restored into the empty namespace differ:\n%s", diff)
 	}
-	say("== both claims checked file by file from inside the new pods (the emptyDir lived in its pod only and starts empty)")
+	say("== both claims checked file by file from inside the new pods (the emptyDir was not in this backup and starts empty)")
 	stored, err := c.storedBytes(ctx)
 	must(t, err)
 	pods, _ := c.Kubectl(ctx, "", "get", "pods", "-n", InstallNamespace, "-o", "wide")
