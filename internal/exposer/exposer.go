@@ -55,6 +55,21 @@ type Mover struct {
 	WorkDirSizeLimit *resource.Quantity
 }
 
+// DefaultMoverResources are a mover pod's requests and limits: like the node-agent's (a mover runs
+// one operation of the same uploader), with no CPU limit, since throttling only makes it slower.
+func DefaultMoverResources() corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m"), corev1.ResourceMemory: resource.MustParse("384Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")},
+	}
+}
+
+// DefaultMoverWorkDirSizeLimit bounds a mover pod's Kopia caches (one location: about 1 GiB).
+func DefaultMoverWorkDirSizeLimit() *resource.Quantity {
+	q := resource.MustParse("2Gi")
+	return &q
+}
+
 // Exposer makes and removes the objects of data movements in Namespace.
 type Exposer struct {
 	Client    client.Client

@@ -68,7 +68,8 @@ func NewOptions() Options {
 		HostPodsRoot: DefaultHostPodsRoot,
 		WorkDir:      filepath.Join(os.TempDir(), "ferry-node-agent"),
 		Mover: exposer.Mover{Image: os.Getenv("FERRY_IMAGE"), ServiceAccount: "ferry-datamover",
-			PullPolicy: corev1.PullPolicy(os.Getenv("FERRY_IMAGE_PULL_POLICY"))},
+			PullPolicy: corev1.PullPolicy(os.Getenv("FERRY_IMAGE_PULL_POLICY")),
+			Resources:  exposer.DefaultMoverResources(), WorkDirSizeLimit: exposer.DefaultMoverWorkDirSizeLimit()},
 	}
 }
 
