@@ -3,7 +3,6 @@ package backup
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -95,10 +94,7 @@ func (r *Reconciler) progress(ctx context.Context, b *velerov1.Backup) (ctrl.Res
 	}
 	if len(notPreserved) > 0 {
 		// Content kept, some metadata not: warnings, not a partial backup.
-		msg := strings.Join(notPreserved[:min(len(notPreserved), maxVolumesNamed)], "; ")
-		if len(notPreserved) > maxVolumesNamed {
-			msg += fmt.Sprintf("; and %d more volumes", len(notPreserved)-maxVolumesNamed)
-		}
+		msg := operation.JoinFirst(notPreserved, maxVolumesNamed)
 		conditions := append([]metav1.Condition(nil), b.Status.Conditions...)
 		meta.SetStatusCondition(&conditions, metav1.Condition{Type: velerov1.ConditionMetadataNotPreserved, Status: metav1.ConditionTrue,
 			Reason: "LinksAttributesOrNames", LastTransitionTime: r.now(), Message: msg})

@@ -94,11 +94,9 @@ func ptr[T any](v T) *T { return &v }
 // parallel is the mover's workers: dataMoverConfig parallelFilesUpload (a DataUpload) or
 // parallelFilesDownload, else the node-agent ConfigMap's value for uploads.
 func parallel(obj client.Object, configured int) int {
-	var cfg map[string]string
 	switch o := obj.(type) {
 	case *velerov2alpha1.DataUpload:
-		cfg = o.Spec.DataMoverConfig
-		if n, err := strconv.Atoi(cfg["parallelFilesUpload"]); err == nil && n > 0 {
+		if n, err := strconv.Atoi(o.Spec.DataMoverConfig["parallelFilesUpload"]); err == nil && n > 0 {
 			return n
 		}
 		return configured
