@@ -97,6 +97,13 @@ type PodVolumeRestoreStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Attempts is how often a node-agent started moving the data (Ferry's field). An operation
+	// interrupted by its node-agent stopping is resumed; one started 3 times is failed instead
+	// of being tried again.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Attempts int32 `json:"attempts,omitempty"`
 }
 
 // PodVolumeRestore is the restore of one snapshot into one pod volume.

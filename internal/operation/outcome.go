@@ -33,13 +33,29 @@ func (r Reporter) Waiting(ctx context.Context, obj client.Object, slots interfac
 	_ = PatchStatus(ctx, r.Client, obj, map[string]any{"message": msg}) // best effort; the next state overwrites it
 }
 
-// Finish writes a terminal phase with its message and extra status fields, an Event (Normal for
-// Completed, Warning otherwise), a log line and the metrics. started is the status'
+// Finish writes a terminal phase with its message and extra status fields; once it landed, an
+// Event (Normal for Completed, Warning otherwise), a log line and the metrics follow, so that an
+// outcome written again after a failed write is counted once. started is the status'
 // startTimestamp, if any.
 func (r Reporter) Finish(ctx context.Context, obj client.Object, phase velerov1.PodVolumePhase, msg string, extra map[string]any, started *metav1.Time) error {
+	return r.finish(ctx, obj, phase, msg, extra, started, PatchStatus)
+}
+
+// FinishIfUnchanged is Finish for an outcome decided from the object as read: it is written only
+// if the object did not change since (a Conflict otherwise), so a stale cache never overrides an
+// outcome recorded meanwhile.
+func (r Reporter) FinishIfUnchanged(ctx context.Context, obj client.Object, phase velerov1.PodVolumePhase, msg string) error {
+	return r.finish(ctx, obj, phase, msg, nil, nil, PatchStatusIfUnchanged)
+}
+
+func (r Reporter) finish(ctx context.Context, obj client.Object, phase velerov1.PodVolumePhase, msg string, extra map[string]any, started *metav1.Time,
+	patch func(context.Context, client.Client, client.Object, map[string]any) error) error {
 	fields := map[string]any{"phase": phase, "message": msg, "completionTimestamp": metav1.NewTime(r.Now().Truncate(time.Second))}
 	for k, v := range extra {
 		fields[k] = v
+	}
+	if err := patch(ctx, r.Client, obj, fields); err != nil {
+		return err
 	}
 	eventType := corev1.EventTypeWarning
 	if phase == velerov1.PodVolumePhaseCompleted {
@@ -51,7 +67,7 @@ func (r Reporter) Finish(ctx context.Context, obj client.Object, phase velerov1.
 	}
 	r.Recorder.Event(obj, eventType, string(phase), msg)
 	log.FromContext(ctx).Info("volume operation ended", "kind", r.Kind, "name", obj.GetNamespace()+"/"+obj.GetName(), "phase", phase, "message", msg)
-	return PatchStatus(ctx, r.Client, obj, fields)
+	return nil
 }
 
 // Request is one pod volume operation (a PodVolumeBackup or PodVolumeRestore) as the shared
@@ -62,29 +78,40 @@ type Request struct {
 	Node   string
 	Phase  velerov1.PodVolumePhase
 	Cancel bool
+	// Attempts is its status.attempts: how often a node-agent started moving its data.
+	Attempts int32
 	// Accepted holds status fields to write besides the phase when the operation is accepted.
 	Accepted map[string]any
 	// Operation builds what the Runner runs.
 	Operation func() Spec
 }
 
+// MaxAttempts is how often an operation is started before it fails: one interrupted that often
+// (its node-agent killed while it ran, out of memory say) is not tried again.
+const MaxAttempts = 3
+
 // Advance moves an operation of this node one step: operations of other nodes and ended ones are
 // left alone, a cancel request stops the running operation (or ends a waiting one), a new one is
 // accepted (status and Event), and one that is not running here is started — also after a restart
-// of the node-agent, when it resumes from its checkpoint.
+// of the node-agent, when it resumes from its checkpoint, unless it was started MaxAttempts
+// times already.
 func (r *Runner) Advance(ctx context.Context, rep Reporter, node string, req Request) error {
 	if req.Node != node || req.Phase.Terminal() {
 		return nil
 	}
 	uid := req.Object.GetUID()
 	if req.Cancel {
-		if r.Cancel(uid) {
-			return nil // the running operation ends itself as Canceled
+		if r.Cancel(uid) || r.Running(uid) {
+			return nil // the running operation ends itself as Canceled; an ended one stays as it ended
 		}
-		return rep.Finish(ctx, req.Object, velerov1.PodVolumePhaseCanceled, "canceled before it started", nil, nil)
+		return rep.FinishIfUnchanged(ctx, req.Object, velerov1.PodVolumePhaseCanceled, "canceled before it started")
 	}
 	if r.Running(uid) {
 		return nil
+	}
+	if req.Attempts >= MaxAttempts {
+		return rep.FinishIfUnchanged(ctx, req.Object, velerov1.PodVolumePhaseFailed, fmt.Sprintf(
+			"started %d times and interrupted each time (the node-agent stopped while it ran: out of memory, or killed; see its restarts); not tried again", req.Attempts))
 	}
 	if req.Phase == "" || req.Phase == velerov1.PodVolumePhaseNew {
 		fields := map[string]any{"phase": velerov1.PodVolumePhaseAccepted, "acceptedTimestamp": metav1.NewTime(rep.Now().Truncate(time.Second))}
@@ -100,10 +127,10 @@ func (r *Runner) Advance(ctx context.Context, rep Reporter, node string, req Req
 	return nil
 }
 
-// Start marks the operation InProgress, keeping the start time of an earlier attempt (a resumed
-// operation started when it first started).
-func (r Reporter) Start(ctx context.Context, obj client.Object, startedBefore *metav1.Time) error {
-	fields := map[string]any{"phase": velerov1.PodVolumePhaseInProgress, "message": ""}
+// Start marks the operation InProgress and counts the attempt, keeping the start time of an
+// earlier attempt (a resumed operation started when it first started).
+func (r Reporter) Start(ctx context.Context, obj client.Object, startedBefore *metav1.Time, attemptsBefore int32) error {
+	fields := map[string]any{"phase": velerov1.PodVolumePhaseInProgress, "message": "", "attempts": attemptsBefore + 1}
 	if startedBefore == nil {
 		fields["startTimestamp"] = metav1.NewTime(r.Now().Truncate(time.Second))
 	}
@@ -119,4 +146,14 @@ func Timeout(d *metav1.Duration) time.Duration {
 		return d.Duration
 	}
 	return DefaultTimeout
+}
+
+// Deadline is when an operation accepted at accepted (nil: not yet, now) times out: counted
+// from its acceptance, so that neither waiting for a slot nor restarts of the node-agent extend
+// it.
+func Deadline(accepted *metav1.Time, timeout time.Duration, now time.Time) time.Time {
+	if accepted == nil {
+		return now.Add(timeout)
+	}
+	return accepted.Add(timeout)
 }

@@ -22,7 +22,17 @@ import (
 // as `ferry install` sets it up) gets the NotFound of a deleted object, not the Forbidden of that
 // second try.
 func PatchStatus(ctx context.Context, c client.Client, obj client.Object, fields map[string]any) error {
-	data, err := json.Marshal(map[string]any{"status": fields})
+	return patchStatus(ctx, c, obj, map[string]any{"status": fields})
+}
+
+// PatchStatusIfUnchanged is PatchStatus applied only if the object's resourceVersion is still
+// the one read: otherwise the API server answers Conflict.
+func PatchStatusIfUnchanged(ctx context.Context, c client.Client, obj client.Object, fields map[string]any) error {
+	return patchStatus(ctx, c, obj, map[string]any{"status": fields, "metadata": map[string]any{"resourceVersion": obj.GetResourceVersion()}})
+}
+
+func patchStatus(ctx context.Context, c client.Client, obj client.Object, body map[string]any) error {
+	data, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}

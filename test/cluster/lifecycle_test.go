@@ -1,14 +1,17 @@
 package cluster
 
 import (
+	"os"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/test/harness"
 )
 
@@ -60,6 +63,9 @@ func TestLongBackupTimeoutCancelAndAgentCrash(t *testing.T) {
 	if crashed.Status.CompletionTimestamp == nil || crashed.Status.SnapshotID == "" {
 		t.Fatalf("status after restart: %+v", crashed.Status)
 	}
+	if crashed.Status.Attempts != 2 {
+		t.Errorf("attempts = %d, want 2 (started, killed, resumed)", crashed.Status.Attempts)
+	}
 
 	target := c.CreatePod(node, ns, "store-restored", harness.VolumeSpec{Name: "data", Claim: "store-restored-data"})
 	pvr := c.RestoreVolume(target, "data", crashed.Status.SnapshotID, "restore-after-crash")
@@ -70,5 +76,65 @@ func TestLongBackupTimeoutCancelAndAgentCrash(t *testing.T) {
 	}
 	if got != want {
 		t.Fatalf("the snapshot finished after the crash restores differently")
+	}
+}
+
+// A restore its node-agent was killed in is never run again over a volume its pod may be using:
+// it fails, naming the interruption. Under Velero's restore-wait init container, which holds the
+// pod's containers until the restore is done, it is run again and completes.
+func TestInterruptedRestoresAreReportedNotRerunOverLiveData(t *testing.T) {
+	c := harness.New(t)
+	node := c.StartNode("node-a")
+	ns := c.Namespace("interrupted")
+	src := c.CreatePod(node, ns, "src", harness.VolumeSpec{Name: "data", Claim: "src-data"})
+	if err := harness.FillVolume(src.Dirs["data"], 20, 4<<20, 7); err != nil {
+		t.Fatal(err)
+	}
+	want, err := harness.Describe(src.Dirs["data"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pvb := c.BackupVolume(src, "data", "interrupted-source")
+	c.WaitPhase(pvb, velerov1.PodVolumePhaseCompleted, 2*time.Minute)
+
+	// As a killed node-agent leaves them: InProgress, one attempt started.
+	node.Stop(syscall.SIGKILL)
+	live := c.CreatePod(node, ns, "live", harness.VolumeSpec{Name: "data", Claim: "live-data"})
+	held := c.CreatePod(node, ns, "held", harness.VolumeSpec{Name: "data", Claim: "held-data"})
+	held.Status.InitContainerStatuses = []corev1.ContainerStatus{{Name: "restore-wait", Image: "velero/velero-restore-helper",
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}}}
+	if err := c.Client.Status().Update(t.Context(), held.Pod); err != nil {
+		t.Fatal(err)
+	}
+	interrupted := func(pod *harness.Pod, name string) *velerov1.PodVolumeRestore {
+		pvr := c.RestoreVolume(pod, "data", pvb.Status.SnapshotID, name)
+		now := metav1.Now()
+		if err := operation.PatchStatus(t.Context(), c.Client, pvr, map[string]any{"phase": velerov1.PodVolumePhaseInProgress,
+			"node": node.Name, "acceptedTimestamp": now, "startTimestamp": now, "attempts": 1}); err != nil {
+			t.Fatal(err)
+		}
+		return pvr
+	}
+	overLive, underWait := interrupted(live, "over-live-data"), interrupted(held, "under-restore-wait")
+	node.Start()
+
+	c.WaitPhase(overLive, velerov1.PodVolumePhaseFailed, 2*time.Minute)
+	if !strings.Contains(overLive.Status.Message, "interrupted") || !strings.Contains(overLive.Status.Message, "not restored again") {
+		t.Errorf("message of the interrupted restore: %q", overLive.Status.Message)
+	}
+	c.WaitPhase(underWait, velerov1.PodVolumePhaseCompleted, 2*time.Minute)
+	if underWait.Status.Attempts != 2 {
+		t.Errorf("attempts = %d, want 2", underWait.Status.Attempts)
+	}
+	got, err := harness.Describe(held.Dirs["data"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatal("the restore run again under restore-wait differs from the source")
+	}
+	entries, err := os.ReadDir(live.Dirs["data"])
+	if err != nil || len(entries) != 0 {
+		t.Fatalf("the failed restore wrote into the live volume: %d entries, %v", len(entries), err)
 	}
 }

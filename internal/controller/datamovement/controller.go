@@ -170,7 +170,9 @@ func (r *Reconciler) cancel(ctx context.Context, v view) error {
 			return err
 		}
 	}
-	return r.finish(ctx, v, velerov2alpha1.DataMovePhaseCanceled, "canceled on request (spec.cancel) before it ran", nil)
+	// Decided from the object as read: written only if it is still that version, so a stale
+	// cache never turns an outcome recorded meanwhile into Canceled.
+	return r.record(ctx, v, velerov2alpha1.DataMovePhaseCanceled, "canceled on request (spec.cancel) before it ran", nil, operation.PatchStatusIfUnchanged)
 }
 
 // accept takes a new operation for this node, unless its queue of operations being prepared is
@@ -235,7 +237,7 @@ func (r *Reconciler) preparing(ctx context.Context) (int, error) {
 // prepare exposes an accepted operation until its mover pod runs.
 func (r *Reconciler) prepare(ctx context.Context, v view) (ctrl.Result, error) {
 	now := r.Clock.Now()
-	if now.After(v.deadline(now)) {
+	if now.After(operation.Deadline(v.accepted, v.timeout, now)) {
 		return ctrl.Result{}, r.fail(ctx, v, fmt.Sprintf("timed out after %s while preparing: %s", v.timeout, v.message))
 	}
 	op := v.op()
@@ -291,14 +293,27 @@ func (r *Reconciler) fail(ctx context.Context, v view, msg string) error {
 	return r.finish(ctx, v, velerov2alpha1.DataMovePhaseFailed, msg, nil)
 }
 
-// finish writes a terminal phase, an Event, a log line and the metrics; cleanup follows.
+// finish writes a terminal phase; once it landed, an Event, a log line and the metrics follow;
+// cleanup comes after.
 func (r *Reconciler) finish(ctx context.Context, v view, phase velerov2alpha1.DataMovePhase, msg string, extra *status) error {
+	return r.record(ctx, v, phase, msg, extra, operation.PatchStatus)
+}
+
+func (r *Reconciler) record(ctx context.Context, v view, phase velerov2alpha1.DataMovePhase, msg string, extra *status,
+	patch func(context.Context, client.Client, client.Object, map[string]any) error) error {
 	st := status{}
 	if extra != nil {
 		st = *extra
 	}
 	now := metav1.NewTime(r.Clock.Now().Truncate(time.Second))
 	st.Phase, st.Message, st.CompletionTimestamp = phase, &msg, &now
+	fields, err := st.fields()
+	if err != nil {
+		return err
+	}
+	if err := patch(ctx, r.Client, v.obj, fields); err != nil {
+		return err
+	}
 	eventType := corev1.EventTypeWarning
 	if phase == velerov2alpha1.DataMovePhaseCompleted {
 		eventType = corev1.EventTypeNormal
@@ -310,7 +325,7 @@ func (r *Reconciler) finish(ctx context.Context, v view, phase velerov2alpha1.Da
 	}
 	r.Recorder.Event(v.obj, eventType, string(phase), msg)
 	log.FromContext(ctx).Info("data movement ended", "kind", r.kind(), "name", v.obj.GetName(), "phase", phase, "message", msg)
-	return r.patch(ctx, v.obj, st)
+	return nil
 }
 
 func (r *Reconciler) patch(ctx context.Context, obj client.Object, st status) error {

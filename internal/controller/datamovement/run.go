@@ -43,7 +43,9 @@ func (r *Reconciler) run(v view) {
 	nudge := make(chan struct{}, 1)
 	var res *exposer.Result
 	r.Runner.Start(uid, operation.Spec{
-		Timeout: max(v.deadline(r.Clock.Now()).Sub(r.Clock.Now()), time.Millisecond), // past it: times out at once
+		Name:     r.kind() + " " + v.obj.GetNamespace() + "/" + v.obj.GetName(),
+		Timeout:  v.timeout,
+		Deadline: operation.Deadline(v.accepted, v.timeout, r.Clock.Now()),
 		Waiting: func(ctx context.Context) {
 			_, size, waiting := r.Runner.Slots().Stats()
 			_ = r.note(ctx, v, fmt.Sprintf("mover pod ready; waiting for one of %d operation slots on node %s (%d waiting)", size, r.Node, waiting))
@@ -55,7 +57,7 @@ func (r *Reconciler) run(v view) {
 			res, err = r.watch(ctx, v, nudge)
 			return err
 		},
-		Done: func(ctx context.Context, err error) bool { return r.done(ctx, v, res, err) },
+		Done: func(ctx context.Context, err error) error { return r.done(ctx, v, res, err) },
 	})
 }
 
@@ -159,18 +161,18 @@ func (r *Reconciler) handOver(ctx context.Context, v view, nudge <-chan struct{}
 
 // done records the outcome. An agent shutting down records nothing: the mover goes on, and the
 // restarted agent watches it again.
-func (r *Reconciler) done(ctx context.Context, v view, res *exposer.Result, err error) bool {
+func (r *Reconciler) done(ctx context.Context, v view, res *exposer.Result, err error) error {
 	switch {
 	case errors.Is(err, context.Canceled):
 		log.FromContext(ctx).Info("data movement left to its mover while the node-agent stops; the restarted agent watches it again",
 			"name", v.obj.GetName())
-		return false
+		return operation.ErrNotRecorded
 	case errors.Is(err, operation.ErrCanceled):
 		_ = r.Exposer.StopMover(ctx, v.op())
-		return r.finish(ctx, v, velerov2alpha1.DataMovePhaseCanceled, "canceled on request (spec.cancel)", nil) == nil
+		return r.finish(ctx, v, velerov2alpha1.DataMovePhaseCanceled, "canceled on request (spec.cancel)", nil)
 	case err != nil:
 		_ = r.Exposer.StopMover(ctx, v.op())
-		return r.finish(ctx, v, velerov2alpha1.DataMovePhaseFailed, err.Error(), nil) == nil
+		return r.finish(ctx, v, velerov2alpha1.DataMovePhaseFailed, err.Error(), nil)
 	}
 	switch res.Phase {
 	case exposer.ReasonCompleted:
@@ -178,11 +180,11 @@ func (r *Reconciler) done(ctx context.Context, v view, res *exposer.Result, err 
 		metrics.Bytes.WithLabelValues(kind).Add(float64(res.Progress.TotalBytes))
 		metrics.Files.WithLabelValues(kind).Add(float64(res.Progress.TotalFiles))
 		st := &status{SnapshotID: res.SnapshotID, Progress: &res.Progress, Conditions: notBackedUp(*res, r.Clock.Now())}
-		return r.finish(ctx, v, velerov2alpha1.DataMovePhaseCompleted, res.Message, st) == nil
+		return r.finish(ctx, v, velerov2alpha1.DataMovePhaseCompleted, res.Message, st)
 	case exposer.ReasonCanceled:
-		return r.finish(ctx, v, velerov2alpha1.DataMovePhaseCanceled, res.Message, nil) == nil
+		return r.finish(ctx, v, velerov2alpha1.DataMovePhaseCanceled, res.Message, nil)
 	default:
-		return r.finish(ctx, v, velerov2alpha1.DataMovePhaseFailed, res.Message, nil) == nil
+		return r.finish(ctx, v, velerov2alpha1.DataMovePhaseFailed, res.Message, nil)
 	}
 }
 

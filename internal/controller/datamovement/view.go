@@ -68,15 +68,6 @@ func (v view) owner() string {
 
 func (v view) op() exposer.Operation { return exposer.Operation{Owner: v.obj, Upload: v.upload} }
 
-// deadline is when the operation times out: its timeout counts from its acceptance, whichever
-// agent runs it and however often one restarts.
-func (v view) deadline(now time.Time) time.Time {
-	if v.accepted == nil {
-		return now.Add(v.timeout)
-	}
-	return v.accepted.Add(v.timeout)
-}
-
 // status is a partial status written as a merge patch: empty fields are left as they are.
 type status struct {
 	Phase               velerov2alpha1.DataMovePhase      `json:"phase,omitempty"`

@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/ferry-backup/ferry/api/shared"
@@ -25,14 +26,16 @@ import (
 func (r *Reconciler) operation(pvb *velerov1.PodVolumeBackup) operation.Spec {
 	var result uploader.BackupResult
 	return operation.Spec{
-		Timeout: operation.Timeout(pvb.Spec.OperationTimeout),
-		Waiting: func(ctx context.Context) { r.reporter().Waiting(ctx, pvb, r.Runner.Slots(), r.Node) },
+		Name:     operationName(client.ObjectKeyFromObject(pvb)),
+		Timeout:  operation.Timeout(pvb.Spec.OperationTimeout),
+		Deadline: operation.Deadline(pvb.Status.AcceptedTimestamp, operation.Timeout(pvb.Spec.OperationTimeout), r.Clock.Now()),
+		Waiting:  func(ctx context.Context) { r.reporter().Waiting(ctx, pvb, r.Runner.Slots(), r.Node) },
 		Work: func(ctx context.Context) error {
 			var err error
 			result, err = r.backup(ctx, pvb)
 			return err
 		},
-		Done: func(ctx context.Context, err error) bool {
+		Done: func(ctx context.Context, err error) error {
 			return r.done(ctx, pvb, result, err)
 		},
 	}
@@ -41,7 +44,7 @@ func (r *Reconciler) operation(pvb *velerov1.PodVolumeBackup) operation.Spec {
 // backup runs one backup with a slot held.
 func (r *Reconciler) backup(ctx context.Context, pvb *velerov1.PodVolumeBackup) (uploader.BackupResult, error) {
 	logger := log.FromContext(ctx).WithValues("podVolumeBackup", pvb.Namespace+"/"+pvb.Name, "node", r.Node)
-	if err := r.reporter().Start(ctx, pvb, pvb.Status.StartTimestamp); err != nil {
+	if err := r.reporter().Start(ctx, pvb, pvb.Status.StartTimestamp, pvb.Status.Attempts); err != nil {
 		return uploader.BackupResult{}, err
 	}
 	vol, err := r.Volumes.Find(ctx, pvb.Spec.Pod, pvb.Spec.Volume)
@@ -71,7 +74,7 @@ func (r *Reconciler) backup(ctx context.Context, pvb *velerov1.PodVolumeBackup) 
 // done records the outcome and reports whether it did. A backup stopped because the
 // node-agent is shutting down stays InProgress: the restarted agent resumes it from its
 // checkpoint.
-func (r *Reconciler) done(ctx context.Context, pvb *velerov1.PodVolumeBackup, res uploader.BackupResult, err error) bool {
+func (r *Reconciler) done(ctx context.Context, pvb *velerov1.PodVolumeBackup, res uploader.BackupResult, err error) error {
 	switch {
 	case err == nil:
 		metrics.Bytes.WithLabelValues(metrics.KindBackup).Add(float64(res.Stats.Bytes))
@@ -84,15 +87,15 @@ func (r *Reconciler) done(ctx context.Context, pvb *velerov1.PodVolumeBackup, re
 		if n := res.Stats.NotPreserved; n.Any() {
 			msg += "; metadata not preserved: " + n.String()
 		}
-		return r.finish(ctx, pvb, velerov1.PodVolumePhaseCompleted, msg, &res) == nil
+		return r.finish(ctx, pvb, velerov1.PodVolumePhaseCompleted, msg, &res)
 	case errors.Is(err, operation.ErrCanceled):
-		return r.finish(ctx, pvb, velerov1.PodVolumePhaseCanceled, "canceled on request (spec.cancel); a checkpoint was kept", nil) == nil
+		return r.finish(ctx, pvb, velerov1.PodVolumePhaseCanceled, "canceled on request (spec.cancel); a checkpoint was kept", nil)
 	case errors.Is(err, context.Canceled):
 		log.FromContext(ctx).Info("backup interrupted by shutdown; it resumes when the node-agent restarts",
 			"podVolumeBackup", pvb.Namespace+"/"+pvb.Name)
-		return false
+		return operation.ErrNotRecorded
 	default:
-		return r.finish(ctx, pvb, velerov1.PodVolumePhaseFailed, err.Error(), nil) == nil
+		return r.finish(ctx, pvb, velerov1.PodVolumePhaseFailed, err.Error(), nil)
 	}
 }
 

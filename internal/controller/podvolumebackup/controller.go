@@ -6,6 +6,8 @@ package podvolumebackup
 import (
 	"context"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -59,10 +61,16 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	pvb := &velerov1.PodVolumeBackup{}
 	if err := r.Client.Get(ctx, req.NamespacedName, pvb); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Runner.CancelNamed(operationName(req.NamespacedName)) // deleted: its backup stops
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	return ctrl.Result{}, r.Runner.Advance(ctx, r.reporter(), r.Node, operation.Request{
-		Object: pvb, Node: pvb.Spec.Node, Phase: pvb.Status.Phase, Cancel: pvb.Spec.Cancel,
+		Object: pvb, Node: pvb.Spec.Node, Phase: pvb.Status.Phase, Cancel: pvb.Spec.Cancel, Attempts: pvb.Status.Attempts,
 		Operation: func() operation.Spec { return r.operation(pvb.DeepCopy()) },
 	})
 }
+
+// operationName names a PodVolumeBackup's operation in the Runner.
+func operationName(key types.NamespacedName) string { return "PodVolumeBackup " + key.String() }

@@ -6,6 +6,8 @@ import (
 	"context"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -54,6 +56,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	pvr := &velerov1.PodVolumeRestore{}
 	if err := r.Client.Get(ctx, req.NamespacedName, pvr); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Runner.CancelNamed(operationName(req.NamespacedName)) // deleted: its restore stops
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	node := pvr.Spec.Node
@@ -67,8 +72,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		node = pod.Spec.NodeName
 	}
 	return ctrl.Result{}, r.Runner.Advance(ctx, r.reporter(), r.Node, operation.Request{
-		Object: pvr, Node: node, Phase: pvr.Status.Phase, Cancel: pvr.Spec.Cancel,
+		Object: pvr, Node: node, Phase: pvr.Status.Phase, Cancel: pvr.Spec.Cancel, Attempts: pvr.Status.Attempts,
 		Accepted:  map[string]any{"node": r.Node},
 		Operation: func() operation.Spec { return r.operation(pvr.DeepCopy()) },
 	})
 }
+
+// operationName names a PodVolumeRestore's operation in the Runner.
+func operationName(key types.NamespacedName) string { return "PodVolumeRestore " + key.String() }

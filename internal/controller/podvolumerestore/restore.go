@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/ferry-backup/ferry/api/shared"
@@ -18,20 +19,25 @@ import (
 	"github.com/ferry-backup/ferry/internal/uploader"
 )
 
+// errInterrupted is the failure of a restore whose node-agent stopped while it ran.
+var errInterrupted = errors.New("interrupted: the node-agent stopped while this restore ran")
+
 // errResticUnsupported is the failure of a restore of a legacy restic backup.
 var errResticUnsupported = errors.New("uploaderType restic: restoring backups made by the restic uploader is not supported by this version of Ferry")
 
 func (r *Reconciler) operation(pvr *velerov1.PodVolumeRestore) operation.Spec {
 	var stats uploader.RestoreStats
 	return operation.Spec{
-		Timeout: operation.Timeout(pvr.Spec.OperationTimeout),
-		Waiting: func(ctx context.Context) { r.reporter().Waiting(ctx, pvr, r.Runner.Slots(), r.Node) },
+		Name:     operationName(client.ObjectKeyFromObject(pvr)),
+		Timeout:  operation.Timeout(pvr.Spec.OperationTimeout),
+		Deadline: operation.Deadline(pvr.Status.AcceptedTimestamp, operation.Timeout(pvr.Spec.OperationTimeout), r.Clock.Now()),
+		Waiting:  func(ctx context.Context) { r.reporter().Waiting(ctx, pvr, r.Runner.Slots(), r.Node) },
 		Work: func(ctx context.Context) error {
 			var err error
 			stats, err = r.restore(ctx, pvr)
 			return err
 		},
-		Done: func(ctx context.Context, err error) bool {
+		Done: func(ctx context.Context, err error) error {
 			return r.done(ctx, pvr, stats, err)
 		},
 	}
@@ -39,7 +45,8 @@ func (r *Reconciler) operation(pvr *velerov1.PodVolumeRestore) operation.Spec {
 
 func (r *Reconciler) restore(ctx context.Context, pvr *velerov1.PodVolumeRestore) (uploader.RestoreStats, error) {
 	logger := log.FromContext(ctx).WithValues("podVolumeRestore", pvr.Namespace+"/"+pvr.Name, "node", r.Node)
-	if err := r.reporter().Start(ctx, pvr, pvr.Status.StartTimestamp); err != nil {
+	earlier := pvr.Status.Attempts // Start writes the new count into pvr
+	if err := r.reporter().Start(ctx, pvr, pvr.Status.StartTimestamp, earlier); err != nil {
 		return uploader.RestoreStats{}, err
 	}
 	if pvr.Spec.UploaderType == velerov1.UploaderTypeRestic {
@@ -48,6 +55,10 @@ func (r *Reconciler) restore(ctx context.Context, pvr *velerov1.PodVolumeRestore
 	vol, err := r.Volumes.Find(ctx, pvr.Spec.Pod, pvr.Spec.Volume)
 	if err != nil {
 		return uploader.RestoreStats{}, err
+	}
+	if earlier > 0 && !heldByRestoreWait(vol.Pod) {
+		// An earlier attempt was interrupted, and the pod's containers may use what it wrote.
+		return uploader.RestoreStats{}, fmt.Errorf("%w (attempt %d); the volume may hold a partial restore and its pod may be using it, so it is not restored again over live data: restore again into a new pod", errInterrupted, earlier)
 	}
 	r.Recorder.Eventf(pvr, corev1.EventTypeNormal, "Started", "restoring snapshot %s into %s", pvr.Spec.SnapshotID, vol.Dir)
 	rep, release, err := r.Repositories.Open(repository.WithLogger(ctx, logger), pvr.Spec.BackupStorageLocation, repoaccess.ForRestore)
@@ -73,6 +84,17 @@ func (r *Reconciler) restore(ctx context.Context, pvr *velerov1.PodVolumeRestore
 		return st, nil
 	}
 	return st, markDone(vol.Dir, pvr)
+}
+
+// heldByRestoreWait reports whether the pod's containers wait for the restore: Velero's
+// restore-wait init container has not finished, so nothing but the restore touched the volume.
+func heldByRestoreWait(pod *corev1.Pod) bool {
+	for _, st := range pod.Status.InitContainerStatuses {
+		if st.Name == "restore-wait" {
+			return st.State.Terminated == nil
+		}
+	}
+	return false
 }
 
 // waitsForVelero reports whether the pod has Velero's restore-wait init container.
@@ -101,22 +123,22 @@ func markDone(dir string, pvr *velerov1.PodVolumeRestore) error {
 	return nil
 }
 
-func (r *Reconciler) done(ctx context.Context, pvr *velerov1.PodVolumeRestore, st uploader.RestoreStats, err error) bool {
+func (r *Reconciler) done(ctx context.Context, pvr *velerov1.PodVolumeRestore, st uploader.RestoreStats, err error) error {
 	switch {
 	case err == nil:
 		metrics.Bytes.WithLabelValues(metrics.KindRestore).Add(float64(st.Bytes))
 		metrics.Files.WithLabelValues(metrics.KindRestore).Add(float64(st.Files))
 		msg := fmt.Sprintf("restored %d files, %d directories, %d symlinks, %d bytes in %s",
 			st.Files, st.Dirs, st.Symlinks, st.Bytes, st.Duration.Round(1e6))
-		return r.finish(ctx, pvr, velerov1.PodVolumePhaseCompleted, msg, &st) == nil
+		return r.finish(ctx, pvr, velerov1.PodVolumePhaseCompleted, msg, &st)
 	case errors.Is(err, operation.ErrCanceled):
-		return r.finish(ctx, pvr, velerov1.PodVolumePhaseCanceled, "canceled on request (spec.cancel); the volume holds a partial restore", nil) == nil
+		return r.finish(ctx, pvr, velerov1.PodVolumePhaseCanceled, "canceled on request (spec.cancel); the volume holds a partial restore", nil)
 	case errors.Is(err, context.Canceled):
-		log.FromContext(ctx).Info("restore interrupted by shutdown; it starts again when the node-agent restarts",
+		log.FromContext(ctx).Info("restore interrupted by shutdown; the restarted node-agent runs it again if its pod still waits in restore-wait, else fails it",
 			"podVolumeRestore", pvr.Namespace+"/"+pvr.Name)
-		return false
+		return operation.ErrNotRecorded
 	default:
-		return r.finish(ctx, pvr, velerov1.PodVolumePhaseFailed, err.Error(), nil) == nil
+		return r.finish(ctx, pvr, velerov1.PodVolumePhaseFailed, err.Error(), nil)
 	}
 }
 
