@@ -14,13 +14,17 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/controller/backup"
 	"github.com/ferry-backup/ferry/internal/controller/backuprepository"
 	"github.com/ferry-backup/ferry/internal/controller/backupstoragelocation"
 	"github.com/ferry-backup/ferry/internal/controller/backupsync"
 	"github.com/ferry-backup/ferry/internal/controller/deletebackuprequest"
 	"github.com/ferry-backup/ferry/internal/controller/nodeagentconfig"
+	"github.com/ferry-backup/ferry/internal/controller/operationdeadline"
 	"github.com/ferry-backup/ferry/internal/controller/repositorypassword"
 	"github.com/ferry-backup/ferry/internal/controller/restore"
 	"github.com/ferry-backup/ferry/internal/manager"
@@ -108,6 +112,9 @@ func Run(ctx context.Context, o Options) error {
 		"DeleteBackupRequest":   &deletebackuprequest.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: clk, Repositories: access},
 		"backup sync":           &backupsync.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Repositories: access, Period: o.BackupSyncPeriod},
 		"Restore":               &restore.Reconciler{Client: mgr.GetClient(), Cluster: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Repositories: access},
+	}
+	for _, obj := range []client.Object{&velerov1.PodVolumeBackup{}, &velerov1.PodVolumeRestore{}, &velerov2alpha1.DataUpload{}, &velerov2alpha1.DataDownload{}} {
+		controllers[fmt.Sprintf("%T deadline", obj)] = &operationdeadline.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: clk, Object: obj}
 	}
 	for name, c := range controllers {
 		if err := c.SetupWithManager(mgr); err != nil {
