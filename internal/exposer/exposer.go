@@ -85,6 +85,8 @@ type Operation struct {
 	Upload bool
 	// Parallel is the number of files the mover reads or writes at once; 0: its default.
 	Parallel int
+	// Resources are the mover pod's requests and limits; nil: Mover.Resources.
+	Resources *corev1.ResourceRequirements
 }
 
 func (o Operation) name() string { return o.Owner.GetName() }

@@ -58,6 +58,10 @@ func (e *Exposer) moverPod(op Operation) *corev1.Pod {
 	if op.Parallel > 0 {
 		args = append(args, "--parallel="+strconv.Itoa(op.Parallel))
 	}
+	resources := e.Mover.Resources
+	if op.Resources != nil {
+		resources = *op.Resources
+	}
 	root, yes, no := int64(0), true, false
 	meta := e.ownedMeta(op)
 	meta.Labels["app.kubernetes.io/name"] = MoverComponent
@@ -72,7 +76,7 @@ func (e *Exposer) moverPod(op Operation) *corev1.Pod {
 			Env: []corev1.EnvVar{{Name: "TMPDIR", Value: moverWorkDir},
 				{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 				{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}},
-			Resources:                e.Mover.Resources,
+			Resources:                resources,
 			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 			SecurityContext: &corev1.SecurityContext{RunAsUser: &root, RunAsGroup: &root, AllowPrivilegeEscalation: &no,
 				ReadOnlyRootFilesystem: &yes, Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: caps}},
@@ -139,10 +143,12 @@ func (e *Exposer) Inspect(ctx context.Context, op Operation, now time.Time) (Mov
 		st.Running = true
 	}
 	if c != nil {
-		if t := c.LastTerminationState.Terminated; t != nil && t.Reason == "OOMKilled" {
-			st.Problem = fmt.Sprintf("mover container of pod %s was killed for lack of memory (OOMKilled; its memory limit is %s)",
-				pod.Name, limitOf(pod))
-			return st, nil
+		for _, t := range []*corev1.ContainerStateTerminated{c.State.Terminated, c.LastTerminationState.Terminated} {
+			if t != nil && (t.Reason == "OOMKilled" || strings.Contains(t.Message, "OOM-killed")) {
+				st.Problem = fmt.Sprintf("mover container of pod %s was killed for lack of memory (OOMKilled; its memory limit is %s)",
+					pod.Name, limitOf(pod))
+				return st, nil
+			}
 		}
 		if c.RestartCount >= MaxRestarts {
 			st.Problem = fmt.Sprintf("mover container of pod %s crashed %d times%s", pod.Name, c.RestartCount, lastExit(c))
@@ -159,10 +165,24 @@ func (e *Exposer) Inspect(ctx context.Context, op Operation, now time.Time) (Mov
 	for _, cond := range pod.Status.Conditions {
 		if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse && cond.Reason == corev1.PodReasonUnschedulable &&
 			now.Sub(cond.LastTransitionTime.Time) > unschedulableGrace {
-			st.Problem = fmt.Sprintf("mover pod %s cannot be scheduled: %s", pod.Name, cond.Message)
+			st.Problem = fmt.Sprintf("mover pod %s cannot be scheduled: %s%s", pod.Name, cond.Message, e.unbound(ctx, op))
 		}
 	}
 	return st, nil
+}
+
+// unbound says why the operation's claim is not bound, if it is not: the usual reason a mover pod
+// cannot be scheduled for long.
+func (e *Exposer) unbound(ctx context.Context, op Operation) string {
+	pvc := &corev1.PersistentVolumeClaim{}
+	if err := e.Client.Get(ctx, client.ObjectKey{Namespace: e.Namespace, Name: op.name()}, pvc); err != nil || pvc.Status.Phase == corev1.ClaimBound {
+		return ""
+	}
+	class := "<none>"
+	if pvc.Spec.StorageClassName != nil {
+		class = *pvc.Spec.StorageClassName
+	}
+	return fmt.Sprintf("; its claim %s/%s is %s (storage class %s): is that class's provisioner running?", pvc.Namespace, pvc.Name, pvc.Status.Phase, class)
 }
 
 func limitOf(pod *corev1.Pod) string {

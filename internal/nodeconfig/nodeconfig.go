@@ -3,12 +3,17 @@
 package nodeconfig
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // ConfigMapName is the name of the ConfigMap in the install namespace.
@@ -21,6 +26,7 @@ const (
 	KeyBackupRepositoryLockCheckTimeout = "backupRepositoryLockCheckTimeout"
 	KeyKeepLatestMaintenance            = "keepLatestMaintenance"
 	KeyPrepareQueueLength               = "prepareQueueLength"
+	KeyPodResources                     = "podResources"
 )
 
 // Config is the node-agent's run-time configuration.
@@ -39,6 +45,53 @@ type Config struct {
 	// agent has accepted and is preparing (snapshot taken over, volume and mover pod being
 	// created) but that do not run yet, so that mover pods do not pile up idle.
 	PrepareQueueLength int
+	// PodResources are the data mover pods' requests and limits, Velero's field names in JSON:
+	// {"cpuRequest":"500m","cpuLimit":"","memoryRequest":"512Mi","memoryLimit":"2Gi"}; nil: the
+	// node-agent's defaults. A field left out or empty has no request or limit.
+	PodResources *corev1.ResourceRequirements
+}
+
+// podResources is the podResources key's JSON, as Velero's node-agent configuration has it.
+type podResources struct {
+	CPURequest    string `json:"cpuRequest,omitempty"`
+	CPULimit      string `json:"cpuLimit,omitempty"`
+	MemoryRequest string `json:"memoryRequest,omitempty"`
+	MemoryLimit   string `json:"memoryLimit,omitempty"`
+}
+
+// parsePodResources reads the podResources key's value.
+func parsePodResources(v string) (*corev1.ResourceRequirements, error) {
+	var p podResources
+	dec := json.NewDecoder(strings.NewReader(v))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("%s: %w (want JSON such as {\"cpuRequest\":\"500m\",\"memoryRequest\":\"512Mi\",\"memoryLimit\":\"2Gi\"})", KeyPodResources, err)
+	}
+	res := &corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
+	var errs []error
+	set := func(field, value string, list corev1.ResourceList, name corev1.ResourceName) {
+		if value == "" {
+			return
+		}
+		q, err := resource.ParseQuantity(value)
+		if err != nil || q.Sign() <= 0 {
+			errs = append(errs, fmt.Errorf("%s.%s: %q is not a positive quantity such as 500m or 512Mi", KeyPodResources, field, value))
+			return
+		}
+		list[name] = q
+	}
+	set("cpuRequest", p.CPURequest, res.Requests, corev1.ResourceCPU)
+	set("cpuLimit", p.CPULimit, res.Limits, corev1.ResourceCPU)
+	set("memoryRequest", p.MemoryRequest, res.Requests, corev1.ResourceMemory)
+	set("memoryLimit", p.MemoryLimit, res.Limits, corev1.ResourceMemory)
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		req, hasReq := res.Requests[name]
+		lim, hasLim := res.Limits[name]
+		if hasReq && hasLim && req.Cmp(lim) > 0 {
+			errs = append(errs, fmt.Errorf("%s: the %s request %s is above its limit %s", KeyPodResources, name, req.String(), lim.String()))
+		}
+	}
+	return res, errors.Join(errs...)
 }
 
 // Default is the configuration when the ConfigMap or a key is absent.
@@ -81,18 +134,26 @@ func Parse(data map[string]string) (Config, error) {
 			c.BackupRepositoryLockCheckTimeout = d
 		}
 	}
+	if v, ok := data[KeyPodResources]; ok {
+		res, err := parsePodResources(v)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			c.PodResources = res
+		}
+	}
 	var unknown []string
 	for k := range data {
 		switch k {
-		case KeyConcurrentRepoOperations, KeyParallelFilesUpload, KeyBackupRepositoryLockCheckTimeout, KeyKeepLatestMaintenance, KeyPrepareQueueLength:
+		case KeyConcurrentRepoOperations, KeyParallelFilesUpload, KeyBackupRepositoryLockCheckTimeout, KeyKeepLatestMaintenance, KeyPrepareQueueLength, KeyPodResources:
 		default:
 			unknown = append(unknown, k)
 		}
 	}
 	sort.Strings(unknown)
 	for _, k := range unknown {
-		errs = append(errs, fmt.Errorf("%s: unknown key (known: %s, %s, %s, %s, %s)", k, KeyConcurrentRepoOperations,
-			KeyParallelFilesUpload, KeyBackupRepositoryLockCheckTimeout, KeyKeepLatestMaintenance, KeyPrepareQueueLength))
+		errs = append(errs, fmt.Errorf("%s: unknown key (known: %s, %s, %s, %s, %s, %s)", k, KeyConcurrentRepoOperations,
+			KeyParallelFilesUpload, KeyBackupRepositoryLockCheckTimeout, KeyKeepLatestMaintenance, KeyPrepareQueueLength, KeyPodResources))
 	}
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)

@@ -4,6 +4,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 func TestParse(t *testing.T) {
@@ -33,6 +37,10 @@ func TestParse(t *testing.T) {
 		{map[string]string{"keepLatestMaintenance": "-1"}, "keepLatestMaintenance"},
 		{map[string]string{"prepareQueueLength": "0"}, "prepareQueueLength"},
 		{map[string]string{"concurrentRepoOperation": "2"}, "concurrentRepoOperation: unknown key"},
+		{map[string]string{"podResources": `{"memoryLimit":"lots"}`}, "podResources.memoryLimit"},
+		{map[string]string{"podResources": `{"cpuRequest":"2","cpuLimit":"1"}`}, "cpu request 2 is above its limit 1"},
+		{map[string]string{"podResources": `{"memLimit":"1Gi"}`}, `podResources: json: unknown field "memLimit"`},
+		{map[string]string{"podResources": `1Gi`}, "podResources"},
 	}
 	for _, b := range bad {
 		if _, err := Parse(b.data); err == nil || !strings.Contains(err.Error(), b.key) {
@@ -42,5 +50,23 @@ func TestParse(t *testing.T) {
 	_, err = Parse(map[string]string{"concurrentRepoOperations": "x", "keepLatestMaintenance": "y"})
 	if err == nil || !strings.Contains(err.Error(), "concurrentRepoOperations") || !strings.Contains(err.Error(), "keepLatestMaintenance") {
 		t.Errorf("two bad keys: %v, want both named", err)
+	}
+}
+
+// podResources takes Velero's JSON: what is set becomes a request or limit, what is left out has none.
+func TestParsePodResources(t *testing.T) {
+	got, err := Parse(map[string]string{"podResources": `{"cpuRequest":"500m","memoryRequest":"256Mi","memoryLimit":"1Gi"}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("256Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
+	}
+	if got.PodResources == nil || !equality.Semantic.DeepEqual(*got.PodResources, want) {
+		t.Fatalf("podResources = %+v, want %+v", got.PodResources, want)
+	}
+	if d, _ := Parse(nil); d.PodResources != nil {
+		t.Fatal("podResources without the key: want nil (the node-agent's defaults)")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
@@ -14,11 +15,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/controller/backup"
 	"github.com/ferry-backup/ferry/internal/exposer"
+	"github.com/ferry-backup/ferry/internal/nodeconfig"
 )
 
 // Leftovers lists what data movements may leave behind, in the install namespace and cluster-wide:
@@ -156,5 +159,42 @@ func (c *Cluster) EnsureRepository(ctx context.Context, location string) error {
 	return c.Poll(ctx, 2*time.Minute, "BackupRepository "+br.Name+" Ready", func() (bool, string, error) {
 		err := c.Client.Get(ctx, client.ObjectKeyFromObject(br), br)
 		return err == nil && br.Status.Phase == velerov1.BackupRepositoryPhaseReady, string(br.Status.Phase) + " " + br.Status.Message, err
+	})
+}
+
+// SetNodeAgentConfig sets one key of the node-agent ConfigMap and waits until the node-agent
+// logs the configuration it applied with applied in its podResources (as the agent describes
+// them, e.g. "limits.memory=16Mi"); the test's cleanup puts the previous data back and waits
+// for the agent to apply that too.
+func (c *Cluster) SetNodeAgentConfig(t *testing.T, key, value, applied string) {
+	t.Helper()
+	ctx := t.Context()
+	set := func(ctx context.Context, data map[string]string, want string) error {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: InstallNamespace, Name: nodeconfig.ConfigMapName}}
+		since := time.Now().Add(-time.Second).UTC().Format(time.RFC3339)
+		if _, err := controllerutil.CreateOrUpdate(ctx, c.Client, cm, func() error { cm.Data = data; return nil }); err != nil {
+			return err
+		}
+		return c.Poll(ctx, time.Minute, "the node-agent to apply podResources "+want, func() (bool, string, error) {
+			out, err := c.Kubectl(ctx, "", "logs", "-n", InstallNamespace, "-l", "name=node-agent", "--since-time="+since, "--tail=-1")
+			return err == nil && strings.Contains(out, "configuration applied") && strings.Contains(out, want), "", err
+		})
+	}
+	cm := &corev1.ConfigMap{}
+	before := map[string]string{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: InstallNamespace, Name: nodeconfig.ConfigMapName}, cm); err == nil {
+		before = cm.Data
+	}
+	data := map[string]string{key: value}
+	for k, v := range before {
+		if k != key {
+			data[k] = v
+		}
+	}
+	must(t, set(ctx, data, applied))
+	t.Cleanup(func() {
+		if err := set(context.WithoutCancel(ctx), before, `"podResources":"default"`); err != nil {
+			t.Errorf("put the node-agent ConfigMap back: %v", err)
+		}
 	})
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -8,10 +9,12 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
+	"github.com/ferry-backup/ferry/internal/nodeconfig"
 )
 
 // TestDataMoverUnderFaults cancels data movements in their phases, kills the mover pod and the
@@ -30,7 +33,7 @@ func TestDataMoverUnderFaults(t *testing.T) {
 	must(t, c.EnsureRepository(ctx, "default"))
 
 	n := 0
-	upload := func(claim string) *velerov2alpha1.DataUpload {
+	upload := func(claim string, mutate ...func(*velerov2alpha1.DataUpload)) *velerov2alpha1.DataUpload {
 		t.Helper()
 		n++
 		vs, err := c.SnapshotClaim(ctx, ns, claim, fmt.Sprintf("snap-%d", n))
@@ -44,6 +47,9 @@ func TestDataMoverUnderFaults(t *testing.T) {
 				DataMoverConfig:  map[string]string{"parallelFilesUpload": "1"},
 				OperationTimeout: metav1.Duration{Duration: 10 * time.Minute},
 			}}
+		for _, m := range mutate {
+			m(du)
+		}
 		must(t, c.Client.Create(ctx, du))
 		return du
 	}
@@ -171,5 +177,32 @@ func TestDataMoverUnderFaults(t *testing.T) {
 		}
 		t.Logf("missing image: Failed in %s: %s", time.Since(started).Round(100*time.Millisecond), du.Status.Message)
 		must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
+	})
+
+	// Mover pod trouble ends Failed promptly, naming the cause; nothing is left behind.
+	failsWith := func(t *testing.T, du *velerov2alpha1.DataUpload, within time.Duration, want string) {
+		t.Helper()
+		started := time.Now()
+		must(t, c.WaitMovement(ctx, du, within))
+		if du.Status.Phase != velerov2alpha1.DataMovePhaseFailed || !strings.Contains(du.Status.Message, want) {
+			t.Fatalf("DataUpload %s: %s %q, want Failed naming %q", du.Name, du.Status.Phase, du.Status.Message, want)
+		}
+		t.Logf("Failed in %s: %s", time.Since(started).Round(100*time.Millisecond), du.Status.Message)
+		must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
+	}
+	t.Run("the mover runs out of memory", func(t *testing.T) {
+		c.SetNodeAgentConfig(t, nodeconfig.KeyPodResources, `{"memoryRequest":"16Mi","memoryLimit":"16Mi"}`, "limits.memory=16Mi")
+		failsWith(t, upload("web-content"), 3*time.Minute, "OOMKilled")
+	})
+	t.Run("the mover pod cannot be scheduled", func(t *testing.T) {
+		c.SetNodeAgentConfig(t, nodeconfig.KeyPodResources, `{"cpuRequest":"500"}`, "requests.cpu=500")
+		failsWith(t, upload("web-content"), 3*time.Minute, "cannot be scheduled")
+	})
+	t.Run("its claim is never bound", func(t *testing.T) {
+		class := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: ns + "-unprovisioned"}, Provisioner: "unprovisioned.ferry.invalid"}
+		must(t, c.Client.Create(ctx, class))
+		t.Cleanup(func() { _ = c.Client.Delete(context.WithoutCancel(ctx), class) })
+		du := upload("web-content", func(du *velerov2alpha1.DataUpload) { du.Spec.CSISnapshot.StorageClass = class.Name })
+		failsWith(t, du, 3*time.Minute, "is Pending (storage class "+class.Name+")")
 	})
 }

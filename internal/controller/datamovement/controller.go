@@ -240,8 +240,7 @@ func (r *Reconciler) prepare(ctx context.Context, v view) (ctrl.Result, error) {
 	if now.After(operation.Deadline(v.accepted, v.timeout, now)) {
 		return ctrl.Result{}, r.fail(ctx, v, fmt.Sprintf("timed out after %s while preparing: %s", v.timeout, v.message))
 	}
-	op := v.op()
-	op.Parallel = parallel(v.obj, r.Config().ParallelFilesUpload)
+	op := r.moverOp(v)
 	var waiting string
 	var err error
 	if v.upload {
@@ -276,6 +275,15 @@ func (r *Reconciler) prepare(ctx context.Context, v view) (ctrl.Result, error) {
 	}
 	r.Recorder.Eventf(v.obj, corev1.EventTypeNormal, "Prepared", "mover pod runs on node %s", st.Node)
 	return ctrl.Result{}, nil
+}
+
+// moverOp is the operation as its mover pod is made: workers and resources from the
+// operation's settings and the node-agent ConfigMap.
+func (r *Reconciler) moverOp(v view) exposer.Operation {
+	op := v.op()
+	config := r.Config()
+	op.Parallel, op.Resources = parallel(v.obj, config.ParallelFilesUpload), config.PodResources
+	return op
 }
 
 // note sets a waiting operation's message, when it changed.

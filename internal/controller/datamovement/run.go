@@ -77,8 +77,7 @@ func (r *Reconciler) watch(ctx context.Context, v view, nudge <-chan struct{}) (
 	} else {
 		logger.Info("watching a running data movement again")
 	}
-	op := v.op()
-	op.Parallel = parallel(v.obj, r.Config().ParallelFilesUpload)
+	op := r.moverOp(v)
 	last := v.progress
 	recreated := 0
 	ticker := time.NewTicker(resync)

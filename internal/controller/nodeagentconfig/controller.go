@@ -5,9 +5,12 @@ package nodeagentconfig
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -78,7 +81,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 func (r *Reconciler) set(ctx context.Context, cfg nodeconfig.Config, msg string) {
 	r.mu.Lock()
-	changed := !r.loaded || r.current != cfg
+	changed := !r.loaded || !equality.Semantic.DeepEqual(r.current, cfg)
 	r.current, r.loaded = cfg, true
 	r.mu.Unlock()
 	if !changed {
@@ -86,8 +89,29 @@ func (r *Reconciler) set(ctx context.Context, cfg nodeconfig.Config, msg string)
 	}
 	log.FromContext(ctx).Info(msg,
 		"concurrentRepoOperations", cfg.ConcurrentRepoOperations, "parallelFilesUpload", cfg.ParallelFilesUpload,
-		"backupRepositoryLockCheckTimeout", cfg.BackupRepositoryLockCheckTimeout.String(), "keepLatestMaintenance", cfg.KeepLatestMaintenance)
+		"backupRepositoryLockCheckTimeout", cfg.BackupRepositoryLockCheckTimeout.String(), "keepLatestMaintenance", cfg.KeepLatestMaintenance,
+		"prepareQueueLength", cfg.PrepareQueueLength, "podResources", podResources(cfg))
 	if r.Apply != nil {
 		r.Apply(cfg)
 	}
+}
+
+// podResources describes the mover pods' resources for the log: "default" or requests and limits.
+func podResources(cfg nodeconfig.Config) string {
+	res := cfg.PodResources
+	if res == nil {
+		return "default"
+	}
+	var parts []string
+	for _, l := range []struct {
+		what string
+		list corev1.ResourceList
+	}{{"requests", res.Requests}, {"limits", res.Limits}} {
+		for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			if q, ok := l.list[name]; ok {
+				parts = append(parts, fmt.Sprintf("%s.%s=%s", l.what, name, q.String()))
+			}
+		}
+	}
+	return strings.Join(parts, ",")
 }
