@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -15,6 +16,8 @@ import (
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/exposer"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
+	"github.com/ferry-backup/ferry/internal/operation"
+	"github.com/ferry-backup/ferry/internal/slot"
 	"github.com/ferry-backup/ferry/internal/testenv"
 )
 
@@ -77,5 +80,44 @@ func TestExactlyOneAgentAcceptsADataUpload(t *testing.T) {
 			t.Fatalf("round %d: %d agents accepted; status %s by %q, finalizers %v; want exactly one, holding the finalizer",
 				round, accepted, got.Status.Phase, got.Status.AcceptedByNode, got.Finalizers)
 		}
+	}
+}
+
+// A cancel request read from a stale cache never overrides an outcome recorded meanwhile: the
+// Canceled phase is written only if the object is still the version read.
+func TestCancelFromAStaleCacheKeepsTheOutcome(t *testing.T) {
+	env := testenv.Get(t)
+	ctx := testenv.Context(t)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "stale-"}}
+	if err := env.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	du := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "du"},
+		Spec: velerov2alpha1.DataUploadSpec{SnapshotType: velerov2alpha1.SnapshotTypeCSI, SourcePVC: "data", SourceNamespace: "app",
+			CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: "snap", StorageClass: "csi"}, DataMover: velerov2alpha1.DataMoverFerry,
+			BackupStorageLocation: "default", OperationTimeout: metav1.Duration{Duration: time.Hour}}}
+	if err := env.Client.Create(ctx, du); err != nil {
+		t.Fatal(err)
+	}
+	if err := operation.PatchStatus(ctx, env.Client, du, map[string]any{"phase": velerov2alpha1.DataMovePhasePrepared, "acceptedByNode": "n0", "node": "n0"}); err != nil {
+		t.Fatal(err)
+	}
+	stale := du.DeepCopy()
+	stale.Spec.Cancel = true
+	if err := operation.PatchStatus(ctx, env.Client, du, map[string]any{"phase": velerov2alpha1.DataMovePhaseCompleted, "snapshotID": "k1"}); err != nil {
+		t.Fatal(err)
+	}
+	r := &Reconciler{Client: env.Client, Recorder: record.NewFakeRecorder(10), Clock: clocktesting.NewFakePassiveClock(time.Now()),
+		Node: "n0", Upload: true, Exposer: &exposer.Exposer{Client: env.Client, Namespace: ns.Name},
+		Runner: operation.NewRunner(ctx, slot.New(1)), Config: nodeconfig.Default}
+	if err := r.cancel(ctx, viewOf(stale)); !apierrors.IsConflict(err) {
+		t.Fatalf("cancel from a stale version = %v, want a Conflict", err)
+	}
+	got := &velerov2alpha1.DataUpload{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(du), got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Phase != velerov2alpha1.DataMovePhaseCompleted || got.Status.SnapshotID != "k1" {
+		t.Fatalf("%s, snapshot %q: the recorded outcome was overwritten", got.Status.Phase, got.Status.SnapshotID)
 	}
 }
