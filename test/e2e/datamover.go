@@ -191,7 +191,9 @@ func (c *Cluster) SetNodeAgentConfig(t *testing.T, key, value, applied string) {
 			data[k] = v
 		}
 	}
-	must(t, set(ctx, data, applied))
+	if err := set(ctx, data, applied); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		if err := set(context.WithoutCancel(ctx), before, `"podResources":"default"`); err != nil {
 			t.Errorf("put the node-agent ConfigMap back: %v", err)
