@@ -23,8 +23,8 @@ func TestNodeAgentUnderVeleroCRDs(t *testing.T) {
 	other := c.BackupVolume(web, "data", "other-node", func(p *velerov1.PodVolumeBackup) { p.Spec.Node = "node-b" })
 	own := c.BackupVolume(web, "data", "own-node")
 	c.WaitPhase(own, velerov1.PodVolumePhaseCompleted, 2*time.Minute)
-	if own.Status.SnapshotID == "" {
-		t.Errorf("own node's backup completed without a snapshot: %+v", own.Status)
+	if own.Status.SnapshotID == "" || own.Status.IncrementalBytes == 0 || own.Status.IncrementalBytes != own.Status.Progress.IncrementalBytes {
+		t.Errorf("own node's backup completed without a snapshot or the incrementalBytes Velero reads: %+v", own.Status)
 	}
 	c.WaitPhase(other, "", time.Second)
 	log := nodeA.Log()
