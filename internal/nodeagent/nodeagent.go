@@ -102,11 +102,12 @@ func (o *Options) Validate() error {
 
 // CacheOptions restrict the agent's watches to its own node and namespace: the PodVolumeBackups
 // whose spec.node names it (when the API server can select by it, bySpecNode; else all of the
-// namespace, filtered by the controller), the PodVolumeRestores (Velero leaves their spec.node empty, so the
-// target pod's node decides), the DataUploads and DataDownloads, the mover pods and their Events,
-// and the node-agent ConfigMap. Other pods, claims, volumes, snapshots, locations and Secrets are
-// read directly when an operation needs them, so no node-agent watches every pod and volume of
-// the cluster.
+// namespace, filtered by the controller), the PodVolumeRestores (Velero leaves their spec.node
+// empty, so the target pod's node decides), the DataUploads and DataDownloads, the mover pods
+// and their Events, the pods of other namespaces scheduled on this node (the targets of
+// restores), and the node-agent ConfigMap. Other pods, claims, volumes, snapshots, locations and
+// Secrets are read directly when an operation needs them, so no node-agent watches every pod
+// and volume of the cluster.
 func CacheOptions(nodeName, namespace string, bySpecNode bool) cache.Options {
 	inNamespace := map[string]cache.Config{namespace: {}}
 	movers := labels.SelectorFromSet(nil)
@@ -122,9 +123,12 @@ func CacheOptions(nodeName, namespace string, bySpecNode bool) cache.Options {
 		&velerov1.PodVolumeRestore{}:   {Namespaces: inNamespace},
 		&velerov2alpha1.DataUpload{}:   {Namespaces: inNamespace},
 		&velerov2alpha1.DataDownload{}: {Namespaces: inNamespace},
-		&corev1.Pod{}:                  {Namespaces: inNamespace, Label: movers},
-		&corev1.Event{}:                {Namespaces: inNamespace, Label: movers},
-		&corev1.ConfigMap{}:            {Namespaces: inNamespace},
+		&corev1.Pod{}: {Namespaces: map[string]cache.Config{
+			namespace:           {LabelSelector: movers},
+			cache.AllNamespaces: {FieldSelector: fields.OneTermEqualSelector("spec.nodeName", nodeName)},
+		}},
+		&corev1.Event{}:     {Namespaces: inNamespace, Label: movers},
+		&corev1.ConfigMap{}: {Namespaces: inNamespace},
 	}}
 }
 
