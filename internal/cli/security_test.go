@@ -254,7 +254,7 @@ func mustInstall(t *testing.T, ns string, args ...string) {
 func installedWorkloads(t *testing.T, ns string) (*appsv1.Deployment, *appsv1.DaemonSet) {
 	t.Helper()
 	deploy, ds := &appsv1.Deployment{}, &appsv1.DaemonSet{}
-	for name, obj := range map[string]client.Object{serverName: deploy, nodeAgentName: ds} {
+	for name, obj := range map[string]client.Object{serverName: deploy, nodeAgentDaemonSetName: ds} {
 		if err := testenv.Get(t).Client.Get(testenv.Context(t), client.ObjectKey{Namespace: ns, Name: name}, obj); err != nil {
 			t.Fatal(err)
 		}
