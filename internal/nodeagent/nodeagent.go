@@ -159,7 +159,7 @@ func Run(ctx context.Context, o Options) error {
 		Apply: func(c nodeconfig.Config) { slots.Resize(c.ConcurrentRepoOperations) },
 	}
 	access := repoaccess.New(repoaccess.Options{
-		Client: mgr.GetAPIReader(), Namespace: o.Namespace, WorkDir: o.WorkDir, Identity: Identity,
+		Client: mgr.GetAPIReader(), Namespace: o.Namespace, WorkDir: o.WorkDir, Identity: Identity, CredentialsFile: o.CredentialsFile,
 		LockCheckTimeout: func() time.Duration { return config.Current().BackupRepositoryLockCheckTimeout },
 	})
 	defer access.Close(context.WithoutCancel(ctx))
