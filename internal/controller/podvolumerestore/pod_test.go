@@ -50,7 +50,7 @@ func newFixture(t *testing.T, withManager bool) *fixture {
 	runner := operation.NewRunner(ctx, slot.New(1))
 	t.Cleanup(runner.Wait)
 	f.r = &Reconciler{Client: env.Client, Recorder: record.NewFakeRecorder(100), Clock: f.clock, Node: node,
-		Volumes: podvolume.Locator{Client: env.Client, Node: node, Root: t.TempDir()},
+		Volumes:      podvolume.Locator{Client: env.Client, Node: node, Root: t.TempDir()},
 		Repositories: repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: f.ns, WorkDir: t.TempDir()}),
 		Runner:       runner, Config: nodeconfig.Default}
 	if !withManager {
