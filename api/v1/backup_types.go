@@ -72,6 +72,11 @@ type BackupSpec struct {
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	TTL metav1.Duration `json:"ttl,omitempty"`
 
+	// VolumeGroupSnapshotLabelKey is the label key that groups claims into one volume group
+	// snapshot (Velero 1.18; Ferry keeps it and snapshots each claim alone).
+	// +optional
+	VolumeGroupSnapshotLabelKey string `json:"volumeGroupSnapshotLabelKey,omitempty"`
+
 	// +optional
 	// +nullable
 	IncludeClusterResources *bool `json:"includeClusterResources,omitempty"`
@@ -141,12 +146,14 @@ type UploaderConfigForBackup struct {
 }
 
 // BackupPhase is the lifecycle phase of a Backup.
-// +kubebuilder:validation:Enum=New;FailedValidation;InProgress;WaitingForPluginOperations;WaitingForPluginOperationsPartiallyFailed;Finalizing;FinalizingPartiallyFailed;Completed;PartiallyFailed;Failed;Deleting
+// +kubebuilder:validation:Enum=New;Queued;ReadyToStart;FailedValidation;InProgress;WaitingForPluginOperations;WaitingForPluginOperationsPartiallyFailed;Finalizing;FinalizingPartiallyFailed;Completed;PartiallyFailed;Failed;Deleting
 type BackupPhase string
 
 // Phases of a Backup (Velero's values).
 const (
 	BackupPhaseNew                                       BackupPhase = "New"
+	BackupPhaseQueued                                    BackupPhase = "Queued"
+	BackupPhaseReadyToStart                              BackupPhase = "ReadyToStart"
 	BackupPhaseFailedValidation                          BackupPhase = "FailedValidation"
 	BackupPhaseInProgress                                BackupPhase = "InProgress"
 	BackupPhaseWaitingForPluginOperations                BackupPhase = "WaitingForPluginOperations"
@@ -171,6 +178,10 @@ type BackupStatus struct {
 	Expiration *metav1.Time `json:"expiration,omitempty"`
 	// +optional
 	Phase BackupPhase `json:"phase,omitempty"`
+	// QueuePosition is the backup's place in Velero's queue while it is Queued (Velero 1.18;
+	// Ferry keeps it).
+	// +optional
+	QueuePosition int `json:"queuePosition,omitempty"`
 	// +optional
 	// +nullable
 	ValidationErrors []string `json:"validationErrors,omitempty"`

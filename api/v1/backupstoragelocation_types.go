@@ -79,6 +79,11 @@ type ObjectStorageLocation struct {
 	// CACert is a PEM bundle used to verify the storage's TLS certificate.
 	// +optional
 	CACert []byte `json:"caCert,omitempty"`
+
+	// CACertRef names a key of a Secret in the location's namespace holding the PEM bundle
+	// (Velero 1.18; Velero deprecates caCert for it). Ferry keeps it but reads only caCert.
+	// +optional
+	CACertRef *corev1.SecretKeySelector `json:"caCertRef,omitempty"`
 }
 
 // BackupStorageLocationPhase says whether the location can be used.

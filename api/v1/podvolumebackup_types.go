@@ -93,6 +93,11 @@ type PodVolumeBackupStatus struct {
 	// +optional
 	Progress shared.DataMoveOperationProgress `json:"progress,omitempty"`
 
+	// IncrementalBytes is the number of bytes that were new or changed since the last backup
+	// (Velero's field; the same figure as progress.incrementalBytes), written on completion.
+	// +optional
+	IncrementalBytes int64 `json:"incrementalBytes,omitempty"`
+
 	// Conditions are Ferry's detailed observations.
 	// +optional
 	// +listType=map

@@ -48,6 +48,11 @@ type PodVolumeRestoreSpec struct {
 	// +optional
 	Cancel bool `json:"cancel,omitempty"`
 
+	// SnapshotSize is the logical size in bytes of the snapshot (Velero 1.18 sets it; Ferry
+	// keeps it).
+	// +optional
+	SnapshotSize int64 `json:"snapshotSize,omitempty"`
+
 	// Node is the node of the target pod (Ferry; when empty the node-agent reads it from the pod).
 	// +optional
 	Node string `json:"node,omitempty"`

@@ -115,6 +115,11 @@ type DataUploadStatus struct {
 	// +optional
 	Progress shared.DataMoveOperationProgress `json:"progress,omitempty"`
 
+	// IncrementalBytes is the number of bytes that were new or changed since the last backup
+	// (Velero's field; the same figure as progress.incrementalBytes), written on completion.
+	// +optional
+	IncrementalBytes int64 `json:"incrementalBytes,omitempty"`
+
 	// Node is the node that moves the data.
 	// +optional
 	Node string `json:"node,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -57,7 +58,7 @@ func newInstallCommand(o *Options) *cobra.Command {
 			"namespace (labelled for Pod Security Admission: enforce privileged, which the node-agent's hostPath\n" +
 			"needs; audit restricted), a ServiceAccount and the generated least-privilege RBAC for each\n" +
 			"component (the node-agent reads only the password Secrets and those --credential-secrets names), the\n" +
-			"ferry-server Deployment and the ferry-node-agent DaemonSet (kubelet pods directory at /host_pods),\n" +
+			"ferry-server Deployment and the node-agent DaemonSet (kubelet pods directory at /host_pods),\n" +
 			"then waits until the API server serves the CRDs. Safe to run again: a run that changes nothing\n" +
 			"restarts nothing, and fields install does not set (annotations, a nodeSelector, tolerations, an\n" +
 			"extra env var) are kept. ferry-server creates the repository password Secret\n" +
@@ -181,9 +182,19 @@ func (o *installOptions) run(ctx context.Context, c client.Client, objs []client
 		}
 	}
 	fmt.Fprintf(o.Out, "namespace %s ready\n", o.Namespace)
-	if !o.CRDsOnly {
-		fmt.Fprintf(o.Out, "ferry-server and the ferry-node-agent DaemonSet installed with image %s\n", o.Image)
+	if o.CRDsOnly {
+		return nil
 	}
+	// An older Ferry's agent would run beside the new one on every node.
+	legacy := legacyNodeAgent(o.Namespace)
+	err := c.Delete(ctx, legacy, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	switch {
+	case err == nil:
+		fmt.Fprintf(o.Out, "DaemonSet %s of an older Ferry deleted\n", legacyNodeAgentDaemonSetName)
+	case !apierrors.IsNotFound(err):
+		return fmt.Errorf("delete the DaemonSet %s of an older Ferry: %w", legacyNodeAgentDaemonSetName, err)
+	}
+	fmt.Fprintf(o.Out, "ferry-server and the %s DaemonSet installed with image %s\n", nodeAgentDaemonSetName, o.Image)
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -63,9 +64,16 @@ func TestInstallIsRepeatable(t *testing.T) {
 	if err := env.Client.Get(ctx, client.ObjectKey{Name: "ferry-install-test"}, &corev1.Namespace{}); err != nil {
 		t.Errorf("namespace: %v", err)
 	}
+	// Velero's server looks the node-agent up as the DaemonSet node-agent with pods labelled
+	// role=node-agent; the seed's commands select name=node-agent.
 	ds := &appsv1.DaemonSet{}
-	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "ferry-install-test", Name: "ferry-node-agent"}, ds); err != nil {
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "ferry-install-test", Name: "node-agent"}, ds); err != nil {
 		t.Fatalf("node-agent DaemonSet: %v", err)
+	}
+	for k, v := range map[string]string{"role": "node-agent", "name": "node-agent", "app.kubernetes.io/name": "ferry-node-agent"} {
+		if got := ds.Spec.Template.Labels[k]; got != v {
+			t.Errorf("node-agent pods labelled %s=%q, want %q", k, got, v)
+		}
 	}
 	pod := ds.Spec.Template.Spec
 	if pod.Volumes[len(pod.Volumes)-1].HostPath == nil || pod.Volumes[len(pod.Volumes)-1].HostPath.Path != "/var/lib/kubelet/pods" ||
@@ -158,14 +166,14 @@ func TestReinstallRestartsNothingAndKeepsUserChanges(t *testing.T) {
 	}
 	install("registry.example/ferry:v1")
 	workloads := []struct {
-		obj       client.Object
-		container string
-		resources corev1.ResourceRequirements
+		obj             client.Object
+		name, container string
+		resources       corev1.ResourceRequirements
 	}{
-		{&appsv1.Deployment{}, serverName, corev1.ResourceRequirements{
+		{&appsv1.Deployment{}, serverName, serverName, corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("256Mi")},
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}}},
-		{&appsv1.DaemonSet{}, nodeAgentName, corev1.ResourceRequirements{
+		{&appsv1.DaemonSet{}, nodeAgentDaemonSetName, nodeAgentName, corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("250m"), corev1.ResourceMemory: resource.MustParse("384Mi")},
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")}}},
 	}
@@ -174,7 +182,7 @@ func TestReinstallRestartsNothingAndKeepsUserChanges(t *testing.T) {
 			"nodeSelector":{"disktype":"ssd"},"tolerations":[{"key":"backup","operator":"Exists"}],
 			"containers":[{"name":%q,"env":[{"name":"EXTRA","value":"1"}]}]}}}}`, w.container)
 		w.obj.SetNamespace(ns)
-		w.obj.SetName(w.container)
+		w.obj.SetName(w.name)
 		if err := env.Client.Patch(ctx, w.obj, client.RawPatch(types.StrategicMergePatchType, []byte(patch)), client.FieldOwner("kubectl-patch")); err != nil {
 			t.Fatalf("patch %s: %v", w.container, err)
 		}
@@ -266,5 +274,28 @@ func TestInstallResourcesFlags(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), bad[0]) {
 			t.Errorf("%v: want an error naming %s, got %v", bad, bad[0], err)
 		}
+	}
+}
+
+// Installing over an older Ferry, whose agent DaemonSet was ferry-node-agent, leaves one agent per
+// node: the new node-agent DaemonSet, the old one deleted.
+func TestInstallReplacesAnOlderFerrysDaemonSet(t *testing.T) {
+	const ns = "ferry-install-upgrade"
+	if out, err := ferry(t, "install", "--namespace", ns); err != nil {
+		t.Fatalf("install: %v\n%s", err, out)
+	}
+	legacy := legacyDaemonSet(t, ns)
+	out, err := ferry(t, "install", "--namespace", ns)
+	if err != nil {
+		t.Fatalf("install over the older one: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "DaemonSet ferry-node-agent of an older Ferry deleted") {
+		t.Errorf("install did not say it deleted the older DaemonSet:\n%s", out)
+	}
+	if there := present(t, legacy); len(there) > 0 {
+		t.Errorf("the older DaemonSet is still there: %v", there)
+	}
+	if there := present(t, &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "node-agent"}}); len(there) != 1 {
+		t.Errorf("the node-agent DaemonSet is missing")
 	}
 }

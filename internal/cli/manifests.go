@@ -20,6 +20,12 @@ const (
 	nodeAgentName = "ferry-node-agent"
 	// moverName is the ServiceAccount of the data mover pods the node-agent starts.
 	moverName = "ferry-datamover"
+	// nodeAgentDaemonSetName is the name Velero's server looks the node-agent up by; its pods
+	// carry role=node-agent and name=node-agent, as Velero's do.
+	nodeAgentDaemonSetName = "node-agent"
+	// legacyNodeAgentDaemonSetName is the DaemonSet of Ferry before it took Velero's name:
+	// install and uninstall delete it, so no node runs two agents after an upgrade.
+	legacyNodeAgentDaemonSetName = "ferry-node-agent"
 )
 
 // workloads are the settings of what `ferry install` creates besides the CRDs and the namespace.
@@ -59,7 +65,7 @@ const defaultWorkDirSizeLimit = "4Gi"
 const workDir = "/var/cache/ferry"
 
 // manifests returns, per component, a ServiceAccount and its generated rules bound cluster-wide
-// and in the namespace, then the ferry-server Deployment and the ferry-node-agent DaemonSet.
+// and in the namespace, then the ferry-server Deployment and the node-agent DaemonSet.
 func (w workloads) manifests() ([]client.Object, error) {
 	var objs []client.Object
 	for _, c := range []struct {
@@ -191,7 +197,8 @@ func serverDeployment(namespace, image string) *appsv1.Deployment {
 // on the host, such as new volume mounts, propagate into the pod) and its node name from the
 // downward API.
 func nodeAgentDaemonSet(namespace, image string) *appsv1.DaemonSet {
-	labels := map[string]string{"app.kubernetes.io/name": nodeAgentName, "name": "node-agent"}
+	selector := map[string]string{"app.kubernetes.io/name": nodeAgentName, "name": "node-agent"}
+	labels := map[string]string{"app.kubernetes.io/name": nodeAgentName, "name": "node-agent", "role": "node-agent"}
 	spec := podSpec(nodeAgentName, image, []string{"--namespace=" + namespace, "--work-dir=" + workDir, "--host-pods-root=/host_pods"})
 	nodeAgentSecurity(&spec)
 	propagation := corev1.MountPropagationHostToContainer
@@ -201,10 +208,15 @@ func nodeAgentDaemonSet(namespace, image string) *appsv1.DaemonSet {
 	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "host-pods", VolumeSource: corev1.VolumeSource{
 		HostPath: &corev1.HostPathVolumeSource{Path: "/var/lib/kubelet/pods"}}})
 	return &appsv1.DaemonSet{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: nodeAgentName, Labels: labels},
-		Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels},
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: nodeAgentDaemonSetName, Labels: labels},
+		Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: selector},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: spec}},
 	}
+}
+
+// legacyNodeAgent is the DaemonSet an older Ferry installed as ferry-node-agent.
+func legacyNodeAgent(namespace string) *appsv1.DaemonSet {
+	return &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: legacyNodeAgentDaemonSetName}}
 }
 
 func describe(obj client.Object) string {

@@ -87,7 +87,11 @@ func TestInstalledRBACIsLeastPrivilege(t *testing.T) {
 		{verb: "patch", resource: "podvolumerestores", subresource: "status", name: "pvr", allowed: true},
 		{verb: "watch", resource: "podvolumebackups", allowed: true},
 		{verb: "get", resource: "pods", name: "web", namespace: "shop", allowed: true},
-		{verb: "list", resource: "pods", namespace: "shop"},
+		// Its cache watches the pods of its node (a field selector RBAC cannot express), to start
+		// restores once their pods are scheduled there; it never changes a pod outside its namespace.
+		{verb: "watch", resource: "pods", namespace: "shop", allowed: true},
+		{verb: "update", resource: "pods", name: "web", namespace: "shop"},
+		{verb: "delete", resource: "pods", name: "web", namespace: "shop"},
 	})
 	checkAccess(t, ns, serverName, []accessCheck{
 		{verb: "create", resource: "secrets", allowed: true}, // velero-repo-credentials when missing
@@ -250,7 +254,7 @@ func mustInstall(t *testing.T, ns string, args ...string) {
 func installedWorkloads(t *testing.T, ns string) (*appsv1.Deployment, *appsv1.DaemonSet) {
 	t.Helper()
 	deploy, ds := &appsv1.Deployment{}, &appsv1.DaemonSet{}
-	for name, obj := range map[string]client.Object{serverName: deploy, nodeAgentName: ds} {
+	for name, obj := range map[string]client.Object{serverName: deploy, nodeAgentDaemonSetName: ds} {
 		if err := testenv.Get(t).Client.Get(testenv.Context(t), client.ObjectKey{Namespace: ns, Name: name}, obj); err != nil {
 			t.Fatal(err)
 		}

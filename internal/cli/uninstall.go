@@ -50,7 +50,8 @@ func newUninstallCommand(o *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "uninstall",
 		Short: "Remove what `ferry install` created; the namespace and its Secrets are kept",
-		Long: "Deletes, in this order, the ferry-server Deployment and the ferry-node-agent DaemonSet (and waits for\n" +
+		Long: "Deletes, in this order, the ferry-server Deployment and the node-agent DaemonSet (and an older Ferry's\n" +
+			"ferry-node-agent; it waits for\n" +
 			"their pods), the finalizer " + legacyBackupFinalizer + " that older versions put on Backups, the velero.io\n" +
 			"CRDs Ferry installs (deleting a CRD deletes all its objects: Backups, Restores, locations; --keep-crds\n" +
 			"leaves them, e.g. for Velero), then the ServiceAccounts, Roles and ClusterRoles. The namespace is kept:\n" +
@@ -89,7 +90,8 @@ func (o *uninstallOptions) run(ctx context.Context, c client.Client) error {
 	if err != nil {
 		return err
 	}
-	var pods, access []client.Object
+	pods := []client.Object{legacyNodeAgent(o.Namespace)} // left by an older Ferry
+	var access []client.Object
 	for _, obj := range objs {
 		switch obj.(type) {
 		case *appsv1.Deployment, *appsv1.DaemonSet:

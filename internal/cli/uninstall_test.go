@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -40,6 +41,20 @@ func installed(t *testing.T, ns string) []client.Object {
 		t.Fatal(err)
 	}
 	return objs
+}
+
+// legacyDaemonSet creates the node-agent DaemonSet as an older Ferry named it.
+func legacyDaemonSet(t *testing.T, ns string) *appsv1.DaemonSet {
+	t.Helper()
+	labels := map[string]string{"app.kubernetes.io/name": nodeAgentName, "name": "node-agent"}
+	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: legacyNodeAgentDaemonSetName},
+		Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: labels},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: nodeAgentName, Image: "registry.example/ferry:v0"}}}}}}
+	if err := testenv.Get(t).Client.Create(testenv.Context(t), ds); err != nil {
+		t.Fatal(err)
+	}
+	return ds
 }
 
 // backup creates a Backup with finalizers and removes it when the test ends.
@@ -98,6 +113,9 @@ func TestUninstallRemovesWhatInstallCreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	kept := backup(t, ns, "kept", legacyBackupFinalizer, "example.com/other")
+	// An older Ferry's agent, left beside the new one (ferry install of this version deletes it).
+	legacy := legacyDaemonSet(t, ns)
+	objs = append(objs, legacy)
 
 	out, err := ferry(t, "uninstall", "--namespace", ns, "--keep-crds", "--wait", "30s")
 	if err != nil {
@@ -107,7 +125,8 @@ func TestUninstallRemovesWhatInstallCreated(t *testing.T) {
 	if there := present(t, objs...); len(there) > 0 {
 		t.Errorf("still there after uninstall: %v", there)
 	}
-	for _, line := range []string{`deployment.apps "ferry-server" deleted`, `daemonset.apps "ferry-node-agent" deleted`,
+	for _, line := range []string{`deployment.apps "ferry-server" deleted`, `daemonset.apps "node-agent" deleted`,
+		`daemonset.apps "ferry-node-agent" deleted`,
 		`clusterrolebinding.rbac.authorization.k8s.io "ferry-node-agent-` + ns + `" deleted`, `serviceaccount "ferry-server" deleted`,
 		`backup.velero.io "kept" in namespace ` + ns + `: finalizer ` + legacyBackupFinalizer + ` removed`,
 		"namespace " + ns + " kept: it holds the repository password Secret " + passwordSecret} {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
@@ -34,6 +35,9 @@ type Options struct {
 	// HealthAddr serves /healthz and /readyz; "0" disables it.
 	HealthAddr string
 	Logging    logging.Options
+	// CredentialsFile is the AWS shared credentials file for S3 locations without
+	// spec.credential ($AWS_SHARED_CREDENTIALS_FILE, as `velero install` sets it).
+	CredentialsFile string
 }
 
 // NewOptions returns the defaults.
@@ -43,6 +47,9 @@ func NewOptions(metricsAddr, healthAddr string) Options {
 		MetricsAddr: metricsAddr,
 		HealthAddr:  healthAddr,
 		Logging:     logging.NewOptions(),
+		// The environment variable Velero's AWS plugin reads; no flag, so that swapping Velero's
+		// node-agent for Ferry's keeps its pod spec.
+		CredentialsFile: os.Getenv("AWS_SHARED_CREDENTIALS_FILE"),
 	}
 }
 

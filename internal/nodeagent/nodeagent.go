@@ -32,6 +32,7 @@ import (
 	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/internal/podvolume"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/scheme"
 	"github.com/ferry-backup/ferry/internal/slot"
 )
 
@@ -100,34 +101,56 @@ func (o *Options) Validate() error {
 }
 
 // CacheOptions restrict the agent's watches to its own node and namespace: the PodVolumeBackups
-// whose spec.node names it, the PodVolumeRestores (Velero leaves their spec.node empty, so the
-// target pod's node decides), the DataUploads and DataDownloads, the mover pods and their Events,
-// and the node-agent ConfigMap. Other pods, claims, volumes, snapshots, locations and Secrets are
-// read directly when an operation needs them, so no node-agent watches every pod and volume of
-// the cluster.
-func CacheOptions(nodeName, namespace string) cache.Options {
+// whose spec.node names it (when the API server can select by it, bySpecNode; else all of the
+// namespace, filtered by the controller), the PodVolumeRestores (Velero leaves their spec.node
+// empty, so the target pod's node decides), the DataUploads and DataDownloads, the mover pods
+// and their Events, the pods of other namespaces scheduled on this node (the targets of
+// restores), and the node-agent ConfigMap. Other pods, claims, volumes, snapshots, locations and
+// Secrets are read directly when an operation needs them, so no node-agent watches every pod
+// and volume of the cluster.
+func CacheOptions(nodeName, namespace string, bySpecNode bool) cache.Options {
 	inNamespace := map[string]cache.Config{namespace: {}}
 	movers := labels.SelectorFromSet(nil)
 	if req, err := labels.NewRequirement(exposer.LabelOperation, selection.Exists, nil); err == nil {
 		movers = movers.Add(*req)
 	}
+	backups := cache.ByObject{Namespaces: inNamespace}
+	if bySpecNode {
+		backups.Field = fields.OneTermEqualSelector(nodeField, nodeName)
+	}
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&velerov1.PodVolumeBackup{}:    {Field: fields.OneTermEqualSelector("spec.node", nodeName), Namespaces: inNamespace},
+		&velerov1.PodVolumeBackup{}:    backups,
 		&velerov1.PodVolumeRestore{}:   {Namespaces: inNamespace},
 		&velerov2alpha1.DataUpload{}:   {Namespaces: inNamespace},
 		&velerov2alpha1.DataDownload{}: {Namespaces: inNamespace},
-		&corev1.Pod{}:                  {Namespaces: inNamespace, Label: movers},
-		&corev1.Event{}:                {Namespaces: inNamespace, Label: movers},
-		&corev1.ConfigMap{}:            {Namespaces: inNamespace},
+		&corev1.Pod{}: {Namespaces: map[string]cache.Config{
+			namespace:           {LabelSelector: movers},
+			cache.AllNamespaces: {FieldSelector: fields.OneTermEqualSelector("spec.nodeName", nodeName)},
+		}},
+		&corev1.Event{}:     {Namespaces: inNamespace, Label: movers},
+		&corev1.ConfigMap{}: {Namespaces: inNamespace},
 	}}
 }
 
 // Run serves until ctx ends, then waits for running operations to stop (they stay InProgress
 // and resume from their checkpoints when the agent starts again).
 func Run(ctx context.Context, o Options) error {
-	mgr, err := manager.New(o.Options, manager.Extra{Cache: CacheOptions(o.NodeName, o.Namespace)})
+	cfg, err := o.RESTConfig()
 	if err != nil {
 		return err
+	}
+	probe, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	if err != nil {
+		return err
+	}
+	bySpecNode, notSelectable := NodeFieldSelectable(ctx, probe, o.Namespace, o.NodeName)
+	mgr, err := manager.New(o.Options, manager.Extra{Cache: CacheOptions(o.NodeName, o.Namespace, bySpecNode)})
+	if err != nil {
+		return err
+	}
+	if notSelectable != nil {
+		mgr.GetLogger().Info("watching every PodVolumeBackup of the namespace and keeping this node's",
+			"node", o.NodeName, "reason", notSelectable.Error())
 	}
 	recorder := mgr.GetEventRecorderFor("ferry-node-agent")
 	slots := slot.New(nodeconfig.Default().ConcurrentRepoOperations)
@@ -136,7 +159,7 @@ func Run(ctx context.Context, o Options) error {
 		Apply: func(c nodeconfig.Config) { slots.Resize(c.ConcurrentRepoOperations) },
 	}
 	access := repoaccess.New(repoaccess.Options{
-		Client: mgr.GetAPIReader(), Namespace: o.Namespace, WorkDir: o.WorkDir, Identity: Identity,
+		Client: mgr.GetAPIReader(), Namespace: o.Namespace, WorkDir: o.WorkDir, Identity: Identity, CredentialsFile: o.CredentialsFile,
 		LockCheckTimeout: func() time.Duration { return config.Current().BackupRepositoryLockCheckTimeout },
 	})
 	defer access.Close(context.WithoutCancel(ctx))

@@ -9,8 +9,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,6 +71,12 @@ type Options struct {
 	Create bool
 	// Now is the clock the repositories run on (default time.Now).
 	Now func() time.Time
+	// CredentialsFile is an AWS shared credentials file for S3 locations that name no
+	// spec.credential: $AWS_SHARED_CREDENTIALS_FILE, where `velero install` mounts the Secret
+	// cloud-credentials, read as Velero's AWS plugin reads it (profile from the location's
+	// config.profile, default "default"). Without it such a location uses Kopia's chain:
+	// $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY, then the instance's IAM role.
+	CredentialsFile string
 }
 
 // Access hands out open repositories.
@@ -258,13 +266,21 @@ func (a *Access) Rekey(ctx context.Context, bslName, oldPassword, newPassword st
 	return true, nil
 }
 
-// LocationOf returns the storage location of bsl, with the credentials its Secret holds.
+// LocationOf returns the storage location of bsl, with the credentials its Secret holds, or for
+// an S3 location without one, those of Options.CredentialsFile (read each time: the kubelet
+// updates a mounted Secret in place).
 func (a *Access) LocationOf(ctx context.Context, bsl *velerov1.BackupStorageLocation) (repository.Location, error) {
 	var creds []byte
-	if sel := bsl.Spec.Credential; sel != nil {
-		var err error
+	var err error
+	switch sel := bsl.Spec.Credential; {
+	case sel != nil:
 		if creds, err = a.secretKey(ctx, sel.Name, sel.Key); err != nil {
 			return repository.Location{}, fmt.Errorf("credentials of backup storage location %s: %w", bsl.Name, err)
+		}
+	case a.opts.CredentialsFile != "" && strings.TrimPrefix(bsl.Spec.Provider, "velero.io/") == repository.ProviderAWS:
+		if creds, err = os.ReadFile(a.opts.CredentialsFile); err != nil {
+			return repository.Location{}, fmt.Errorf("credentials of backup storage location %s (no spec.credential): "+
+				"AWS_SHARED_CREDENTIALS_FILE: %w", bsl.Name, err)
 		}
 	}
 	return repository.LocationFor(bsl, creds)

@@ -3,6 +3,8 @@ package repoaccess_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -227,4 +229,56 @@ func TestReadOnlyLocationKeepsItsPasswordAfterARotation(t *testing.T) {
 		t.Fatalf("the ReadOnly location with its recorded password: %v", err)
 	}
 	release()
+}
+
+// A location without spec.credential, as `velero install` creates it, takes its keys from the
+// file AWS_SHARED_CREDENTIALS_FILE names, in the profile of its config (the real S3 server
+// refuses anonymous requests, so only the file's keys of that profile open it).
+func TestLocationWithoutCredentialUsesTheSharedCredentialsFile(t *testing.T) {
+	env := testenv.Get(t)
+	ctx := t.Context()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "repoaccess-"}}
+	if err := env.Client.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	loc := repotest.S3(t)
+	config := map[string]string{"profile": "backup"}
+	for k, v := range loc.Config {
+		config[k] = v
+	}
+	password := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: repoaccess.PasswordSecret},
+		StringData: map[string]string{repoaccess.PasswordKey: "access-test-password"}}
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default"},
+		Spec: velerov1.BackupStorageLocationSpec{Provider: "velero.io/aws", Config: config,
+			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: loc.Bucket, Prefix: loc.Prefix}}}}
+	for _, obj := range []client.Object{password, bsl} {
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "cloud")
+	ini := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = not-the-key\n\n[backup]\naws_access_key_id = %s\naws_secret_access_key = %s\n",
+		loc.Credentials.AccessKeyID, loc.Credentials.AccessKeyID, loc.Credentials.SecretAccessKey)
+	if err := os.WriteFile(file, []byte(ini), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open := func(credentialsFile string) error {
+		access := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir(), Create: true,
+			CredentialsFile: credentialsFile})
+		defer access.Close(context.Background())
+		_, release, err := access.Open(ctx, "default", repoaccess.ForBackup)
+		if err == nil {
+			release()
+		}
+		return err
+	}
+	if err := open(""); err == nil {
+		t.Fatal("opened without credentials: the test server must refuse anonymous requests for this test to mean anything")
+	}
+	if err := open(file); err != nil {
+		t.Fatalf("with the shared credentials file: %v", err)
+	}
+	if err := open(filepath.Join(t.TempDir(), "missing")); err == nil || !strings.Contains(err.Error(), "AWS_SHARED_CREDENTIALS_FILE") {
+		t.Errorf("a missing file: %v, want an error naming AWS_SHARED_CREDENTIALS_FILE", err)
+	}
 }

@@ -99,7 +99,7 @@ func Run(ctx context.Context, o Options) error {
 	config := &nodeagentconfig.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Namespace: o.Namespace}
 	access := repoaccess.New(repoaccess.Options{
 		Client: mgr.GetAPIReader(), Namespace: o.Namespace, WorkDir: o.WorkDir, Identity: Identity, Create: true,
-		LockCheckTimeout: func() time.Duration { return config.Current().BackupRepositoryLockCheckTimeout },
+		CredentialsFile: o.CredentialsFile, LockCheckTimeout: func() time.Duration { return config.Current().BackupRepositoryLockCheckTimeout },
 	})
 	defer access.Close(context.WithoutCancel(ctx))
 	clk := clock.RealClock{}

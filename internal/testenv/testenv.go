@@ -46,6 +46,9 @@ type Options struct {
 	// SnapshotAPI installs the snapshot.storage.k8s.io/v1 CRDs (VolumeSnapshot,
 	// VolumeSnapshotContent, VolumeSnapshotClass) of the external-snapshotter version in go.mod.
 	SnapshotAPI bool
+	// VeleroCRDs installs Ferry's CRDs shaped as Velero 1.18 installs its own: without the
+	// status subresource and without selectable fields.
+	VeleroCRDs bool
 }
 
 // RunWith is Run with options.
@@ -67,6 +70,9 @@ func run(m *testing.M, opts Options) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testenv: load CRDs:", err)
 		return 1
+	}
+	if opts.VeleroCRDs {
+		VeleroShaped(crds)
 	}
 	var paths []string
 	if opts.SnapshotAPI {
@@ -126,6 +132,18 @@ func newEnv(env *envtest.Environment, cfg *rest.Config) (*Env, error) {
 		return nil, err
 	}
 	return &Env{Config: cfg, Client: c, Kubeconfig: f.Name()}, nil
+}
+
+// VeleroShaped strips from CRDs what Velero 1.18's own CRDs lack: the status subresource (status
+// is written through the object) and selectable fields (the API server refuses field selectors
+// on spec.node).
+func VeleroShaped(crds []*apiextensionsv1.CustomResourceDefinition) {
+	for _, crd := range crds {
+		for i := range crd.Spec.Versions {
+			crd.Spec.Versions[i].Subresources = nil
+			crd.Spec.Versions[i].SelectableFields = nil
+		}
+	}
 }
 
 // Get returns the running environment; the test binary must call Run from TestMain.

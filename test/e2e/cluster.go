@@ -217,7 +217,7 @@ func (c *Cluster) WaitFerryReady(ctx context.Context, timeout time.Duration) err
 		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: InstallNamespace, Name: "ferry-server"}, deploy); err != nil {
 			return false, "", err
 		}
-		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: InstallNamespace, Name: "ferry-node-agent"}, ds); err != nil {
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: InstallNamespace, Name: "node-agent"}, ds); err != nil {
 			return false, "", err
 		}
 		s := deploy.Status

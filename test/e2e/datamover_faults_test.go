@@ -156,7 +156,7 @@ func TestDataMoverUnderFaults(t *testing.T) {
 		setMoverImage := func(image string) {
 			t.Helper()
 			ds := &appsv1.DaemonSet{}
-			must(t, c.Client.Get(ctx, client.ObjectKey{Namespace: InstallNamespace, Name: "ferry-node-agent"}, ds))
+			must(t, c.Client.Get(ctx, client.ObjectKey{Namespace: InstallNamespace, Name: "node-agent"}, ds))
 			patch := client.MergeFrom(ds.DeepCopy())
 			env := ds.Spec.Template.Spec.Containers[0].Env
 			for i := range env {

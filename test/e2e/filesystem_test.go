@@ -188,7 +188,7 @@ func seedCommandsWork(t *testing.T, c *Cluster, pvb string) {
 		{[]string{"logs", "-n", InstallNamespace, "-l", "name=node-agent", "--tail=-1"}, pvb},
 		// The node-agent pod of one node. (`kubectl logs` has no --field-selector, although
 		// Velero's troubleshooting notes write it so; `get pods` has.)
-		{[]string{"get", "pods", "-n", InstallNamespace, "-l", "name=node-agent", "--field-selector", "spec.nodeName=" + c.Node, "-o", "name"}, "pod/ferry-node-agent-"},
+		{[]string{"get", "pods", "-n", InstallNamespace, "-l", "name=node-agent", "--field-selector", "spec.nodeName=" + c.Node, "-o", "name"}, "pod/node-agent-"},
 	} {
 		out, err := c.Kubectl(ctx, "", check.args...)
 		if err != nil {

@@ -178,7 +178,8 @@ func (r *Reconciler) done(ctx context.Context, v view, res *exposer.Result, err 
 		kind := r.kind()
 		metrics.Bytes.WithLabelValues(kind).Add(float64(res.Progress.TotalBytes))
 		metrics.Files.WithLabelValues(kind).Add(float64(res.Progress.TotalFiles))
-		st := &status{SnapshotID: res.SnapshotID, Progress: &res.Progress, Conditions: notBackedUp(*res, r.Clock.Now())}
+		st := &status{SnapshotID: res.SnapshotID, Progress: &res.Progress, IncrementalBytes: res.Progress.IncrementalBytes,
+			Conditions: notBackedUp(*res, r.Clock.Now())}
 		return r.finish(ctx, v, velerov2alpha1.DataMovePhaseCompleted, res.Message, st)
 	case exposer.ReasonCanceled:
 		return r.finish(ctx, v, velerov2alpha1.DataMovePhaseCanceled, res.Message, nil)

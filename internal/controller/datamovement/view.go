@@ -77,6 +77,7 @@ type status struct {
 	StartTimestamp      *metav1.Time                      `json:"startTimestamp,omitempty"`
 	CompletionTimestamp *metav1.Time                      `json:"completionTimestamp,omitempty"`
 	Progress            *shared.DataMoveOperationProgress `json:"progress,omitempty"`
+	IncrementalBytes    int64                             `json:"incrementalBytes,omitempty"`
 	Conditions          []metav1.Condition                `json:"conditions,omitempty"`
 }
 

@@ -103,7 +103,7 @@ func (r *Reconciler) done(ctx context.Context, pvb *velerov1.PodVolumeBackup, re
 func (r *Reconciler) finish(ctx context.Context, pvb *velerov1.PodVolumeBackup, phase velerov1.PodVolumePhase, msg string, res *uploader.BackupResult) error {
 	var extra map[string]any
 	if res != nil {
-		extra = map[string]any{"snapshotID": res.SnapshotID, "progress": shared.DataMoveOperationProgress{
+		extra = map[string]any{"snapshotID": res.SnapshotID, "incrementalBytes": res.Stats.UploadedBytes, "progress": shared.DataMoveOperationProgress{
 			TotalBytes: res.Stats.Bytes, BytesDone: res.Stats.Bytes, IncrementalBytes: res.Stats.UploadedBytes,
 			TotalFiles: res.Stats.Files, FilesDone: res.Stats.Files,
 		}}

@@ -11,7 +11,9 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
@@ -51,9 +53,15 @@ type Reconciler struct {
 	Config func() nodeconfig.Config
 }
 
-// SetupWithManager registers the controller.
+// SetupWithManager registers the controller. Only this node's PodVolumeBackups wake it: under
+// Velero's CRDs the cache cannot be filtered by spec.node and holds every node's.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.PodVolumeBackup{}).Named("podvolumebackup").Complete(r)
+	onNode := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		pvb, ok := o.(*velerov1.PodVolumeBackup)
+		return ok && pvb.Spec.Node == r.Node
+	})
+	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.PodVolumeBackup{}, builder.WithPredicates(onNode)).
+		Named("podvolumebackup").Complete(r)
 }
 
 // Reconcile moves one PodVolumeBackup along: New → Accepted → InProgress → Completed, Failed or

@@ -4,6 +4,7 @@ package podvolumerestore
 
 import (
 	"context"
+	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -11,7 +12,10 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
@@ -21,7 +25,9 @@ import (
 )
 
 // Least privilege: the operations and the Secrets, locations and ConfigMap of the install
-// namespace only; pods, claims and volumes are read one at a time, never listed or watched.
+// namespace only; claims and volumes are read one at a time, never listed or watched. Pods are
+// watched only on this node (a spec.nodeName field selector), to start a restore once its pod
+// is scheduled here and its volumes are mounted; any pod is read by name.
 // The agent writes only the status of its operations, never their spec or metadata (under
 // Velero's CRDs, which lack the status subresource, status is written through the object and
 // the agent needs patch on it). Secrets: the repository password and the password the server
@@ -31,7 +37,8 @@ import (
 // +kubebuilder:rbac:groups=velero.io,resources=podvolumerestores/status,verbs=get;patch;update,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get,namespace=velero
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get,resourceNames=velero-repo-credentials;ferry-applied-repo-credentials,namespace=velero
-// +kubebuilder:rbac:groups="",resources=pods;persistentvolumeclaims;persistentvolumes,verbs=get
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims;persistentvolumes,verbs=get
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
 
 // Reconciler runs PodVolumeRestores of one node.
@@ -46,13 +53,25 @@ type Reconciler struct {
 	Config       func() nodeconfig.Config
 }
 
-// SetupWithManager registers the controller.
+// SetupWithManager registers the controller. Besides its PodVolumeRestores it watches the pods
+// of this node that the manager's cache holds, and wakes the restores that target a pod when
+// the pod changes.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.PodVolumeRestore{}).Named("podvolumerestore").Complete(r)
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &velerov1.PodVolumeRestore{}, podIndex, podOf); err != nil {
+		return fmt.Errorf("index PodVolumeRestores by pod: %w", err)
+	}
+	onNode := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		pod, ok := o.(*corev1.Pod)
+		return ok && pod.Spec.NodeName == r.Node
+	})
+	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.PodVolumeRestore{}).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.restoresOf), builder.WithPredicates(onNode)).
+		Named("podvolumerestore").Complete(r)
 }
 
-// Reconcile moves one PodVolumeRestore along: New → Accepted → InProgress → Completed, Failed or
-// Canceled. The restore runs in the Runner; Reconcile only starts or cancels it.
+// Reconcile moves one PodVolumeRestore along: New → (its pod is scheduled on this node and its
+// volumes mounted) Accepted → InProgress → Completed, Failed or Canceled. The restore runs in the
+// Runner; Reconcile only waits for the pod, starts or cancels it.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	pvr := &velerov1.PodVolumeRestore{}
 	if err := r.Client.Get(ctx, req.NamespacedName, pvr); err != nil {
@@ -61,15 +80,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	node := pvr.Spec.Node
-	if node == "" && !pvr.Status.Phase.Terminal() {
-		// Velero does not set spec.node: the restore belongs to the node of its target pod.
-		pod := &corev1.Pod{}
-		err := r.Volumes.Client.Get(ctx, client.ObjectKey{Namespace: pvr.Spec.Pod.Namespace, Name: pvr.Spec.Pod.Name}, pod)
-		if err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(err) // the node that has the pod will fail it if it is gone
-		}
-		node = pod.Spec.NodeName
+	node, waitFor, err := r.target(ctx, pvr)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if waitFor != "" && !pvr.Spec.Cancel {
+		return r.wait(ctx, pvr, node, waitFor)
 	}
 	return ctrl.Result{}, r.Runner.Advance(ctx, r.reporter(), r.Node, operation.Request{
 		Object: pvr, Node: node, Phase: pvr.Status.Phase, Cancel: pvr.Spec.Cancel, Attempts: pvr.Status.Attempts,

@@ -90,7 +90,7 @@ func (r *Reconciler) restore(ctx context.Context, pvr *velerov1.PodVolumeRestore
 // restore-wait init container has not finished, so nothing but the restore touched the volume.
 func heldByRestoreWait(pod *corev1.Pod) bool {
 	for _, st := range pod.Status.InitContainerStatuses {
-		if st.Name == "restore-wait" {
+		if st.Name == restoreWait {
 			return st.State.Terminated == nil
 		}
 	}
@@ -100,7 +100,7 @@ func heldByRestoreWait(pod *corev1.Pod) bool {
 // waitsForVelero reports whether the pod has Velero's restore-wait init container.
 func waitsForVelero(pod *corev1.Pod) bool {
 	for _, c := range pod.Spec.InitContainers {
-		if c.Name == "restore-wait" {
+		if c.Name == restoreWait {
 			return true
 		}
 	}
