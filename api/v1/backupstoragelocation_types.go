@@ -121,6 +121,11 @@ type BackupStorageLocationStatus struct {
 	// +nullable
 	LastValidationTime *metav1.Time `json:"lastValidationTime,omitempty"`
 
+	// ObservedGeneration is the spec generation the last validation checked: a changed spec is
+	// checked at once, an unchanged one every spec.validationFrequency.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
 	// LastSyncedRevision is kept for compatibility with Velero and not used.
 	// +optional
 	LastSyncedRevision types.UID `json:"lastSyncedRevision,omitempty"`
