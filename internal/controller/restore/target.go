@@ -15,6 +15,7 @@ import (
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/backuprecord"
+	"github.com/ferry-backup/ferry/internal/onchange"
 	"github.com/ferry-backup/ferry/internal/operation"
 )
 
@@ -135,7 +136,8 @@ func (r *Reconciler) progress(ctx context.Context, rs *velerov1.Restore) error {
 		movesDone = movesDone && prev.Total <= moves.Total
 	}
 	if !done || !movesDone {
-		return operation.PatchStatus(ctx, r.Client, rs, progressFields(counts, moves))
+		_, err := onchange.PatchStatus(ctx, r.Client, rs, progressFields(counts, moves))
+		return err
 	}
 	all := velerov1.VolumeOperationCounts{Total: counts.Total + moves.Total, Completed: counts.Completed + moves.Completed,
 		Failed: counts.Failed + moves.Failed, Skipped: counts.Skipped}
