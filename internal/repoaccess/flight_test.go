@@ -60,24 +60,21 @@ func newGatedS3(t *testing.T, target string) (*gatedS3, string) {
 func TestAStuckLocationDelaysNoOther(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := testenv.Context(t)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "repoaccess-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
+	ns := testenv.Namespace(t, "repoaccess")
 	s3 := repotest.S3(t)
 	gated, endpoint := newGatedS3(t, s3.Config["s3Url"])
 	objects := []client.Object{
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: repoaccess.PasswordSecret},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repoaccess.PasswordSecret},
 			StringData: map[string]string{repoaccess.PasswordKey: "flight-test-password"}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "cloud-credentials"},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cloud-credentials"},
 			StringData: map[string]string{"cloud": fmt.Sprintf("[default]\naws_access_key_id=%s\naws_secret_access_key=%s\n",
 				s3.Credentials.AccessKeyID, s3.Credentials.SecretAccessKey)}},
-		&velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "stuck"},
+		&velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "stuck"},
 			Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderAWS,
 				Config:      map[string]string{"region": "us-east-1", "s3Url": endpoint, "s3ForcePathStyle": "true"},
 				Credential:  &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cloud-credentials"}, Key: "cloud"},
 				StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: s3.Bucket, Prefix: "ferry"}}}},
-		&velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "local"},
+		&velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "local"},
 			Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderFilesystem, Config: map[string]string{"path": t.TempDir()},
 				StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "b"}}}},
 	}
@@ -86,7 +83,7 @@ func TestAStuckLocationDelaysNoOther(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	access := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir(), Create: true})
+	access := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns, WorkDir: t.TempDir(), Create: true})
 	defer access.Close(context.Background())
 
 	type opened struct {

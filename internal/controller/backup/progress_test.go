@@ -28,11 +28,8 @@ import (
 func TestProgressTicksWriteNothing(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := testenv.Context(t)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "progress-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	b := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "nightly"}}
+	ns := testenv.Namespace(t, "progress")
+	b := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nightly"}}
 	if err := env.Client.Create(ctx, b); err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +40,7 @@ func TestProgressTicksWriteNothing(t *testing.T) {
 	}
 	pvbs := map[string]*velerov1.PodVolumeBackup{}
 	for _, name := range []string{"a", "b", "c"} {
-		pvb := &velerov1.PodVolumeBackup{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "nightly-" + name,
+		pvb := &velerov1.PodVolumeBackup{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nightly-" + name,
 			Labels: map[string]string{velerov1.LabelBackupName: b.Name}},
 			Spec: velerov1.PodVolumeBackupSpec{Node: "node-a", Volume: "data", BackupStorageLocation: "default",
 				Pod: corev1.ObjectReference{Kind: "Pod", Namespace: "app", Name: name}}}
@@ -62,7 +59,7 @@ func TestProgressTicksWriteNothing(t *testing.T) {
 
 	cfg, requests := testenv.CountRequests(env.Config)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: env.Client.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache:      cache.Options{DefaultNamespaces: map[string]cache.Config{ns.Name: {}}},
+		Cache:      cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +113,7 @@ func TestProgressTicksWriteNothing(t *testing.T) {
 	writes, n := requests.Since(before, "POST", "PUT", "PATCH", "DELETE")
 	all, total := requests.Since(before, "GET", "POST", "PUT", "PATCH", "DELETE")
 	t.Logf("during %d progress ticks and one phase change the controller made %d requests:\n%s", ticks, total, testenv.Describe(all))
-	want := fmt.Sprintf("PATCH /apis/velero.io/v1/namespaces/%s/backups/%s/status", ns.Name, b.Name)
+	want := fmt.Sprintf("PATCH /apis/velero.io/v1/namespaces/%s/backups/%s/status", ns, b.Name)
 	if n != 1 || writes[want] != 1 {
 		t.Fatalf("%d writes during %d progress ticks and one phase change, want one:\n%s", n, ticks, testenv.Describe(writes))
 	}

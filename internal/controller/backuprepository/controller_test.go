@@ -28,14 +28,11 @@ func TestMain(m *testing.M) { testenv.Run(m) }
 func TestMaintenanceRunsWhenTheScheduleSays(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := testenv.Context(t)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "maintenance-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
+	ns := testenv.Namespace(t, "maintenance")
 	for _, obj := range []client.Object{
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: repoaccess.PasswordSecret},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repoaccess.PasswordSecret},
 			StringData: map[string]string{repoaccess.PasswordKey: "maintenance-test-password"}},
-		&velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default"},
+		&velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"},
 			Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderFilesystem, Config: map[string]string{"path": t.TempDir()},
 				StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "b"}}}},
 	} {
@@ -43,9 +40,9 @@ func TestMaintenanceRunsWhenTheScheduleSays(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	br := &velerov1.BackupRepository{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default-kopia"},
+	br := &velerov1.BackupRepository{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default-kopia"},
 		Spec: velerov1.BackupRepositorySpec{BackupStorageLocation: "default", RepositoryType: velerov1.RepositoryTypeKopia,
-			VolumeNamespace: ns.Name, MaintenanceFrequency: metav1.Duration{Duration: time.Hour}}}
+			VolumeNamespace: ns, MaintenanceFrequency: metav1.Duration{Duration: time.Hour}}}
 	if err := env.Client.Create(ctx, br); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +62,7 @@ func TestMaintenanceRunsWhenTheScheduleSays(t *testing.T) {
 	}
 	clock := clocktesting.NewFakePassiveClock(start)
 	r := &Reconciler{Client: env.Client, Clock: clock, Config: nodeconfig.Default,
-		Repositories: repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir(), Create: true, Now: repositoryClock})}
+		Repositories: repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns, WorkDir: t.TempDir(), Create: true, Now: repositoryClock})}
 	t.Cleanup(func() { r.Repositories.Close(context.Background()) })
 	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(br)}
 	step := func(at time.Duration, wantRuns []string, wantRequeue time.Duration) {

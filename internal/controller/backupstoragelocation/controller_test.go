@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -25,13 +24,10 @@ func TestMain(m *testing.M) { testenv.Run(m) }
 func TestProbesOnlyWhenDueOrTheSpecChanged(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := testenv.Context(t)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "bsl-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
+	ns := testenv.Namespace(t, "bsl")
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good")
-	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default"},
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"},
 		Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderFilesystem, Config: map[string]string{"path": good},
 			ValidationFrequency: &metav1.Duration{Duration: time.Minute},
 			StorageType:         velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "b"}}}}
@@ -41,7 +37,7 @@ func TestProbesOnlyWhenDueOrTheSpecChanged(t *testing.T) {
 	start := time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
 	clock := clocktesting.NewFakePassiveClock(start)
 	r := &Reconciler{Client: env.Client, Clock: clock,
-		Repositories: repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir()})}
+		Repositories: repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns, WorkDir: t.TempDir()})}
 	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(bsl)}
 	step := func(at time.Duration, wantPhase velerov1.BackupStorageLocationPhase, wantChecked time.Duration, wantRequeue time.Duration) {
 		t.Helper()
