@@ -1,29 +1,17 @@
 package onchange
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	"github.com/ferry-backup/ferry/internal/operation"
 )
 
-// PatchStatus merges fields into obj's status like operation.PatchStatus, unless obj's status
-// already holds every one of them; it reports whether it patched. A field that is absent from the
-// status equals the field's zero value (the API types omit empty fields).
-func PatchStatus(ctx context.Context, c client.Client, obj client.Object, fields map[string]any) (bool, error) {
-	same, err := holds(obj, fields)
-	if err != nil || same {
-		return false, err
-	}
-	return true, operation.PatchStatus(ctx, c, obj, fields)
-}
-
-// holds reports whether obj's status has the values of fields, compared as JSON.
-func holds(obj client.Object, fields map[string]any) (bool, error) {
+// StatusHolds reports whether obj's status already holds every one of fields, compared as JSON:
+// a status patch of them would change nothing. A field absent from the status equals the field's
+// zero value (the API types omit empty fields).
+func StatusHolds(obj client.Object, fields map[string]any) (bool, error) {
 	var current struct {
 		Status map[string]any `json:"status"`
 	}

@@ -9,7 +9,7 @@ import (
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 )
 
-func TestHolds(t *testing.T) {
+func TestStatusHolds(t *testing.T) {
 	at := metav1.NewTime(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
 	b := &velerov1.Backup{Status: velerov1.BackupStatus{Phase: velerov1.BackupPhaseInProgress, StartTimestamp: &at,
 		PodVolumeBackups: &velerov1.VolumeOperationCounts{Total: 3, Completed: 1}}}
@@ -28,9 +28,9 @@ func TestHolds(t *testing.T) {
 		{"a changed time", map[string]any{"startTimestamp": metav1.NewTime(at.Add(time.Second))}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := holds(b, tc.fields)
+			got, err := StatusHolds(b, tc.fields)
 			if err != nil || got != tc.want {
-				t.Fatalf("holds = %v, %v; want %v", got, err, tc.want)
+				t.Fatalf("StatusHolds = %v, %v; want %v", got, err, tc.want)
 			}
 		})
 	}

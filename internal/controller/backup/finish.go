@@ -57,8 +57,11 @@ func (r *Reconciler) progress(ctx context.Context, b *velerov1.Backup) (ctrl.Res
 		movesDone = false // not every DataUpload is in the cache yet
 	}
 	if !done || !movesDone {
-		_, err := onchange.PatchStatus(ctx, r.Client, b, progressFields(counts, moves))
-		return ctrl.Result{}, err
+		fields := progressFields(counts, moves)
+		if same, err := onchange.StatusHolds(b, fields); same || err != nil {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, fields)
 	}
 	all := velerov1.VolumeOperationCounts{Total: counts.Total + moves.Total, Completed: counts.Completed + moves.Completed,
 		Failed: counts.Failed + moves.Failed, Skipped: counts.Skipped}

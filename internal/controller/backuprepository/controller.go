@@ -103,8 +103,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 func (r *Reconciler) notReady(ctx context.Context, br *velerov1.BackupRepository, cause error) (ctrl.Result, error) {
 	log.FromContext(ctx).Info("repository not ready", "backupRepository", br.Namespace+"/"+br.Name, "reason", cause.Error())
-	_, err := onchange.PatchStatus(ctx, r.Client, br, map[string]any{"phase": velerov1.BackupRepositoryPhaseNotReady, "message": cause.Error()})
-	return ctrl.Result{RequeueAfter: retryNotReady}, err
+	fields := map[string]any{"phase": velerov1.BackupRepositoryPhaseNotReady, "message": cause.Error()}
+	if same, err := onchange.StatusHolds(br, fields); same || err != nil {
+		return ctrl.Result{RequeueAfter: retryNotReady}, err
+	}
+	return ctrl.Result{RequeueAfter: retryNotReady}, operation.PatchStatus(ctx, r.Client, br, fields)
 }
 
 // maintain runs the maintenance that is due and says when to come back.

@@ -136,8 +136,11 @@ func (r *Reconciler) progress(ctx context.Context, rs *velerov1.Restore) error {
 		movesDone = movesDone && prev.Total <= moves.Total
 	}
 	if !done || !movesDone {
-		_, err := onchange.PatchStatus(ctx, r.Client, rs, progressFields(counts, moves))
-		return err
+		fields := progressFields(counts, moves)
+		if same, err := onchange.StatusHolds(rs, fields); same || err != nil {
+			return err
+		}
+		return operation.PatchStatus(ctx, r.Client, rs, fields)
 	}
 	all := velerov1.VolumeOperationCounts{Total: counts.Total + moves.Total, Completed: counts.Completed + moves.Completed,
 		Failed: counts.Failed + moves.Failed, Skipped: counts.Skipped}
