@@ -1,7 +1,6 @@
 package backup
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -10,13 +9,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	clocktesting "k8s.io/utils/clock/testing"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/testenv"
@@ -57,28 +52,11 @@ func TestProgressTicksWriteNothing(t *testing.T) {
 		pvbs[name] = pvb
 	}
 
-	cfg, requests := testenv.CountRequests(env.Config)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: env.Client.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache:      cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &Reconciler{Client: mgr.GetClient(), Cluster: mgr.GetAPIReader(), Recorder: record.NewFakeRecorder(100),
-		Clock: clocktesting.NewFakePassiveClock(time.Now())}
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	mctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(mctx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
+	requests := testenv.StartManager(t, ns, func(mgr ctrl.Manager) error {
+		r := &Reconciler{Client: mgr.GetClient(), Cluster: mgr.GetAPIReader(), Recorder: record.NewFakeRecorder(100),
+			Clock: clocktesting.NewFakePassiveClock(time.Now())}
+		return r.SetupWithManager(mgr)
 	})
-
 	setPhase := func(name string, phase velerov1.PodVolumePhase, completed int) {
 		t.Helper()
 		pvb := pvbs[name]
@@ -86,19 +64,14 @@ func TestProgressTicksWriteNothing(t *testing.T) {
 		if err := env.Client.Status().Update(ctx, pvb); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		testenv.Eventually(t, 30*time.Second, func() (bool, string) {
 			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
 				t.Fatal(err)
 			}
-			if c := b.Status.PodVolumeBackups; c != nil && c.Completed == completed {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the backup counts %+v after PodVolumeBackup %s %s, want %d completed", b.Status.PodVolumeBackups, name, phase, completed)
-			}
-			time.Sleep(20 * time.Millisecond) // polling the API server for the outcome, not waiting for it
-		}
+			c := b.Status.PodVolumeBackups
+			return c != nil && c.Completed == completed, fmt.Sprintf("the backup counts %+v after PodVolumeBackup %s %s, want %d completed",
+				c, name, phase, completed)
+		})
 	}
 	setPhase("a", velerov1.PodVolumePhaseCompleted, 1)
 	before := requests.Snapshot()
