@@ -24,7 +24,8 @@ import (
 // The API requests one backup of three pod volumes on two nodes costs, by verb and resource, from
 // the API server's apiserver_request_total, less the test's own (creating the Backup and
 // polling it); run with -v to read the figures. The Backup's status is patched when it starts,
-// when a volume ends and when it ends, not at every progress tick of its PodVolumeBackups.
+// when its progress is first summed up, when a volume ends and when it ends (volumes+3 at most),
+// not at every progress tick of its PodVolumeBackups.
 func TestAPIRequestsPerBackup(t *testing.T) {
 	const volumes = 3
 	c := harness.New(t)
@@ -84,8 +85,8 @@ func TestAPIRequestsPerBackup(t *testing.T) {
 	ferry := total - ownTotal
 	t.Logf("backup of 3 volumes (%d MiB) on 2 nodes in %v: %d API requests in all (watches not counted), %d of them the test's, %d Ferry's:\n%s",
 		volumes*192, elapsed.Round(100*time.Millisecond), total, ownTotal, ferry, strings.Join(lines, "\n"))
-	if got, ticks := diff["PATCH backups/status"], diff["PATCH podvolumebackups/status"]; got > volumes+2 {
-		t.Errorf("the Backup's status was patched %d times (its PodVolumeBackups' %d times), want at most %d", got, ticks, volumes+2)
+	if got, ticks := diff["PATCH backups/status"], diff["PATCH podvolumebackups/status"]; got > volumes+3 {
+		t.Errorf("the Backup's status was patched %d times (its PodVolumeBackups' %d times), want at most %d", got, ticks, volumes+3)
 	}
 }
 
