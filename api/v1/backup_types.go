@@ -70,6 +70,8 @@ type BackupSpec struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
 	TTL metav1.Duration `json:"ttl,omitempty"`
 
 	// VolumeGroupSnapshotLabelKey is the label key that groups claims into one volume group
@@ -110,12 +112,16 @@ type BackupSpec struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
 	CSISnapshotTimeout metav1.Duration `json:"csiSnapshotTimeout,omitempty"`
 
 	// ItemOperationTimeout bounds each volume operation (DataUpload/PodVolumeBackup).
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
 	ItemOperationTimeout metav1.Duration `json:"itemOperationTimeout,omitempty"`
 
 	// +optional
@@ -142,6 +148,7 @@ type UploaderConfigForBackup struct {
 	// ParallelFilesUpload is the number of files uploaded at once per volume.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1024
 	ParallelFilesUpload int `json:"parallelFilesUpload,omitempty"`
 }
 

@@ -35,6 +35,8 @@ type BackupRepositorySpec struct {
 	// MaintenanceFrequency is how often quick maintenance runs.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
 	MaintenanceFrequency metav1.Duration `json:"maintenanceFrequency"`
 
 	// RepositoryConfig holds repository settings (e.g. cacheLimitMB).

@@ -49,6 +49,8 @@ type BackupStorageLocationSpec struct {
 	// +nullable
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
 	BackupSyncPeriod *metav1.Duration `json:"backupSyncPeriod,omitempty"`
 
 	// ValidationFrequency is how often the location's reachability is checked.
@@ -56,6 +58,8 @@ type BackupStorageLocationSpec struct {
 	// +nullable
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
 	ValidationFrequency *metav1.Duration `json:"validationFrequency,omitempty"`
 }
 
@@ -125,6 +129,11 @@ type BackupStorageLocationStatus struct {
 	// +optional
 	// +nullable
 	LastValidationTime *metav1.Time `json:"lastValidationTime,omitempty"`
+
+	// ObservedGeneration is the spec generation the last validation checked: a changed spec is
+	// checked at once, an unchanged one every spec.validationFrequency.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// LastSyncedRevision is kept for compatibility with Velero and not used.
 	// +optional

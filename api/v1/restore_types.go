@@ -64,6 +64,8 @@ type RestoreSpec struct {
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
 	ItemOperationTimeout metav1.Duration `json:"itemOperationTimeout,omitempty"`
 
 	// +optional
@@ -110,6 +112,7 @@ type UploaderConfigForRestore struct {
 	// ParallelFilesDownload is the number of files written at once per volume.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1024
 	ParallelFilesDownload int `json:"parallelFilesDownload,omitempty"`
 }
 

@@ -38,6 +38,8 @@ type DataDownloadSpec struct {
 	// OperationTimeout bounds how long preparing and moving may take before the download fails.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
 	OperationTimeout metav1.Duration `json:"operationTimeout"`
 
 	// NodeOS is the operating system of the node that should move the data.

@@ -1,10 +1,14 @@
 package crd_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
 
 	"github.com/ferry-backup/ferry/internal/testenv"
 )
@@ -32,6 +36,31 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 			       csiSnapshot: {volumeSnapshot: s, storageClass: c}, sourcePVC: p, sourceNamespace: app,
 			       backupStorageLocation: default, operationTimeout: "-5m"}}`,
 			want: []string{"spec.operationTimeout"},
+		},
+		{
+			// The pattern alone passes it, and then Go cannot parse it: every typed List of the
+			// kind would fail.
+			name: "data upload with a duration too large for Go",
+			doc: `{apiVersion: velero.io/v2alpha1, kind: DataUpload, metadata: {name: x}, spec: {snapshotType: CSI,
+			       csiSnapshot: {volumeSnapshot: s, storageClass: c}, sourcePVC: p, sourceNamespace: app,
+			       backupStorageLocation: default, operationTimeout: "9999999999h"}}`,
+			want: []string{"spec.operationTimeout"},
+		},
+		{
+			name: "backup with a TTL of more than a hundred years",
+			doc:  `{apiVersion: velero.io/v1, kind: Backup, metadata: {name: x}, spec: {ttl: "876001h"}}`,
+			want: []string{"spec.ttl", "at most 876000h"},
+		},
+		{
+			name: "location checked less often than a hundred years, in nanoseconds",
+			doc: `{apiVersion: velero.io/v1, kind: BackupStorageLocation, metadata: {name: x}, spec: {provider: aws,
+			       objectStorage: {bucket: b}, validationFrequency: "99999999999999999999ns"}}`,
+			want: []string{"spec.validationFrequency"},
+		},
+		{
+			name: "backup with more parallel uploads than the maximum",
+			doc:  `{apiVersion: velero.io/v1, kind: Backup, metadata: {name: x}, spec: {uploaderConfig: {parallelFilesUpload: 100000}}}`,
+			want: []string{"spec.uploaderConfig.parallelFilesUpload", "less than or equal to 1024"},
 		},
 		{
 			name: "data upload without a source PVC",
@@ -160,5 +189,24 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Every duration up to the maximum is accepted in the forms Go writes and parses, and a typed
+// List of them decodes.
+func TestDurationsUpToTheMaximumAreAccepted(t *testing.T) {
+	c := testenv.Get(t).Client
+	ctx := testenv.Context(t)
+	ns := newNamespace(t)
+	durations := []string{"0", "0s", "500ms", "1.5h", "1h30m0s", "720h", "876000h", "3153600000s"}
+	for i, d := range durations {
+		obj := fromYAML(t, ns, fmt.Sprintf(`{apiVersion: velero.io/v1, kind: Backup, metadata: {name: b%d}, spec: {ttl: %q}}`, i, d))
+		if err := c.Create(ctx, obj); err != nil {
+			t.Errorf("ttl %s: %v", d, err)
+		}
+	}
+	list := &velerov1.BackupList{}
+	if err := c.List(ctx, list, client.InNamespace(ns)); err != nil || len(list.Items) != len(durations) {
+		t.Fatalf("typed list of %d backups: %d items, %v", len(durations), len(list.Items), err)
 	}
 }

@@ -1,6 +1,7 @@
 // Package repoaccess provides the repositories of BackupStorageLocations to the controllers of a
 // process: it reads the location, its storage credentials and the repository password Secret,
-// and keeps one open repository per location and password, shared by all operations.
+// and keeps one open repository per location and password, shared by all operations; opens of
+// different locations never wait for each other.
 package repoaccess
 
 import (
@@ -79,11 +80,22 @@ type Options struct {
 	CredentialsFile string
 }
 
-// Access hands out open repositories.
+// Access hands out open repositories. Opens of different locations run side by side (one
+// locked or unreachable location holds up only its own callers); concurrent opens of the same
+// connection share one open.
 type Access struct {
 	opts Options
 	mu   sync.Mutex
 	open map[string]*entry
+	// opening holds the opens under way, by the key of the connection first tried.
+	opening map[string]*flight
+	closed  bool
+}
+
+// flight is an open under way; done closes when it has ended, with err its outcome.
+type flight struct {
+	done chan struct{}
+	err  error
 }
 
 type entry struct {
@@ -96,7 +108,7 @@ type entry struct {
 
 // New returns an Access.
 func New(opts Options) *Access {
-	return &Access{opts: opts, open: map[string]*entry{}}
+	return &Access{opts: opts, open: map[string]*entry{}, opening: map[string]*flight{}}
 }
 
 // Open returns the repository of the named location, opening it on first use, and a release
@@ -119,19 +131,52 @@ func (a *Access) Open(ctx context.Context, bslName string, purpose Purpose) (*re
 	return rep, release, nil
 }
 
-// acquire returns the open repository of the location, or opens it; reused tells which.
+// acquire returns the open repository of the location, or opens it; reused tells which. The
+// lock is never held across an open: a caller that finds an open of the same connection under
+// way waits for it (or for its own context) and then takes its outcome.
 func (a *Access) acquire(ctx context.Context, bslName string, purpose Purpose) (rep *repository.Repository, release func(), reused bool, err error) {
 	opts, err := a.options(ctx, bslName, purpose)
 	if err != nil {
 		return nil, nil, false, err
 	}
 	key := keyOf(opts)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if e, ok := a.open[key]; ok {
-		e.refs++
-		return e.rep, a.releaser(ctx, key, e), true, nil
+	for {
+		a.mu.Lock()
+		if e, ok := a.open[key]; ok {
+			e.refs++
+			a.mu.Unlock()
+			return e.rep, a.releaser(ctx, key, e), true, nil
+		}
+		f, ok := a.opening[key]
+		if !ok {
+			f = &flight{done: make(chan struct{})}
+			a.opening[key] = f
+			a.mu.Unlock()
+			rep, release, reused, err = a.openNew(ctx, bslName, opts)
+			a.mu.Lock()
+			delete(a.opening, key)
+			f.err = err
+			close(f.done)
+			a.mu.Unlock()
+			return rep, release, reused, err
+		}
+		a.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, nil, false, fmt.Errorf("backup storage location %s: wait for the repository to open: %w", bslName, context.Cause(ctx))
+		case <-f.done:
+		}
+		// Another caller's canceled open says nothing about this caller's: try again.
+		if f.err != nil && !errors.Is(f.err, context.Canceled) && !errors.Is(f.err, context.DeadlineExceeded) {
+			return nil, nil, false, f.err
+		}
 	}
+}
+
+// openNew opens the location's repository, trying every password that may be in force, and
+// keeps it as the location's current connection (with one reference, released by release);
+// reused says it found the connection of another password open already.
+func (a *Access) openNew(ctx context.Context, bslName string, opts repository.Options) (rep *repository.Repository, release func(), reused bool, err error) {
 	rep, err = repository.Open(ctx, opts)
 	// Every password that may be in force: a password change may be pending (the repository
 	// still has the applied password), or the location was never re-keyed (ReadOnly).
@@ -145,17 +190,30 @@ func (a *Access) acquire(ctx context.Context, bslName string, purpose Purpose) (
 		}
 		opts.Password = string(other)
 		k := keyOf(opts)
+		a.mu.Lock()
 		if e, ok := a.open[k]; ok {
 			e.refs++
+			a.mu.Unlock()
 			return e.rep, a.releaser(ctx, k, e), true, nil
 		}
+		a.mu.Unlock()
 		rep, err = repository.Open(ctx, opts)
 	}
-	key = keyOf(opts)
 	if err != nil {
 		return nil, nil, false, fmt.Errorf("backup storage location %s: %w", bslName, err)
 	}
-	base := baseOf(opts)
+	key, base := keyOf(opts), baseOf(opts)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		_ = rep.Close(ctx) // nothing is pending on a repository just opened
+		return nil, nil, false, fmt.Errorf("backup storage location %s: repositories closed while it opened", bslName)
+	}
+	if e, ok := a.open[key]; ok { // opened meanwhile under the other password's flight
+		_ = rep.Close(ctx) // nothing is pending on a repository just opened
+		e.refs++
+		return e.rep, a.releaser(ctx, key, e), true, nil
+	}
 	for k, e := range a.open { // a new password or new credentials replace the older connections
 		if e.base == base && e.current {
 			e.current = false
@@ -190,6 +248,7 @@ func (a *Access) closeIfUnusedLocked(ctx context.Context, key string, e *entry) 
 func (a *Access) Close(ctx context.Context) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.closed = true
 	for k, e := range a.open {
 		_ = e.rep.Close(ctx)
 		delete(a.open, k)

@@ -27,6 +27,7 @@ var layers = []struct {
 	{"internal/nodeconfig", 1},
 	{"internal/slot", 1},
 	{"internal/backuprecord", 1},
+	{"internal/onchange", 1},
 	{"config/crd", 1},
 	{"config/rbac", 1},
 	{"internal/repository", 2},

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -24,6 +25,7 @@ import (
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
+	"github.com/ferry-backup/ferry/internal/onchange"
 	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 )
@@ -59,11 +61,13 @@ type Reconciler struct {
 }
 
 // SetupWithManager registers the controller; it also wakes up when a PodVolumeBackup or a
-// DataUpload it created changes (DataUploads by their velero.io/backup-name label: the Backup
-// is not their controller).
+// DataUpload it created appears, goes or changes phase, not at each progress tick (DataUploads
+// by their velero.io/backup-name label: the Backup is not their controller).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.Backup{}).Owns(&velerov1.PodVolumeBackup{}).
-		Watches(&velerov2alpha1.DataUpload{}, handler.EnqueueRequestsFromMapFunc(backupOf)).
+	pvbPhase := onchange.Phase(func(p *velerov1.PodVolumeBackup) string { return string(p.Status.Phase) })
+	duPhase := onchange.Phase(func(d *velerov2alpha1.DataUpload) string { return string(d.Status.Phase) })
+	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.Backup{}).Owns(&velerov1.PodVolumeBackup{}, builder.WithPredicates(pvbPhase)).
+		Watches(&velerov2alpha1.DataUpload{}, handler.EnqueueRequestsFromMapFunc(backupOf), builder.WithPredicates(duPhase)).
 		Named("backup").Complete(r)
 }
 

@@ -14,6 +14,7 @@ import (
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/backuprecord"
+	"github.com/ferry-backup/ferry/internal/onchange"
 	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 )
@@ -56,7 +57,11 @@ func (r *Reconciler) progress(ctx context.Context, b *velerov1.Backup) (ctrl.Res
 		movesDone = false // not every DataUpload is in the cache yet
 	}
 	if !done || !movesDone {
-		return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, progressFields(counts, moves))
+		fields := progressFields(counts, moves)
+		if same, err := onchange.StatusHolds(b, fields); same || err != nil {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, b, fields)
 	}
 	all := velerov1.VolumeOperationCounts{Total: counts.Total + moves.Total, Completed: counts.Completed + moves.Completed,
 		Failed: counts.Failed + moves.Failed, Skipped: counts.Skipped}

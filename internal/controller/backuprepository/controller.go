@@ -13,11 +13,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
+	"github.com/ferry-backup/ferry/internal/onchange"
 	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 	"github.com/ferry-backup/ferry/internal/repository"
@@ -35,6 +38,9 @@ const (
 	// AnnotationLastFull records when full maintenance last succeeded.
 	AnnotationLastFull = "ferry.io/last-full-maintenance"
 	retryNotReady      = time.Minute
+	// retryFailedMaintenance is the wait after a failed maintenance; it doubles with each
+	// failure in a row, up to the maintenance frequency.
+	retryFailedMaintenance = 5 * time.Minute
 )
 
 // Reconciler keeps repositories ready and maintained.
@@ -48,9 +54,12 @@ type Reconciler struct {
 	FullEvery time.Duration
 }
 
-// SetupWithManager registers the controller.
+// SetupWithManager registers the controller. Only spec changes (and creations) wake it, not its
+// own status and annotation writes: the next run is the schedule's to decide (Reconcile asks to
+// come back when it is due).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.BackupRepository{}).Named("backuprepository").Complete(r)
+	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.BackupRepository{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Named("backuprepository").Complete(r)
 }
 
 // Reconcile opens (creating when needed) the repository and runs maintenance when it is due.
@@ -94,33 +103,64 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 func (r *Reconciler) notReady(ctx context.Context, br *velerov1.BackupRepository, cause error) (ctrl.Result, error) {
 	log.FromContext(ctx).Info("repository not ready", "backupRepository", br.Namespace+"/"+br.Name, "reason", cause.Error())
-	err := operation.PatchStatus(ctx, r.Client, br, map[string]any{"phase": velerov1.BackupRepositoryPhaseNotReady, "message": cause.Error()})
-	return ctrl.Result{RequeueAfter: retryNotReady}, err
+	fields := map[string]any{"phase": velerov1.BackupRepositoryPhaseNotReady, "message": cause.Error()}
+	if same, err := onchange.StatusHolds(br, fields); same || err != nil {
+		return ctrl.Result{RequeueAfter: retryNotReady}, err
+	}
+	return ctrl.Result{RequeueAfter: retryNotReady}, operation.PatchStatus(ctx, r.Client, br, fields)
 }
 
 // maintain runs the maintenance that is due and says when to come back.
 func (r *Reconciler) maintain(ctx context.Context, br *velerov1.BackupRepository, rep *repository.Repository) (ctrl.Result, error) {
-	now := r.Clock.Now()
 	every := br.Spec.MaintenanceFrequency.Duration
 	if every <= 0 {
 		every = DefaultMaintenanceFrequency
 	}
-	if last := br.Status.LastMaintenanceTime; last != nil && now.Sub(last.Time) < every {
-		return ctrl.Result{RequeueAfter: every - now.Sub(last.Time)}, nil
+	if wait := nextMaintenance(br, every).Sub(r.Clock.Now()); wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 	mode := repository.MaintenanceQuick
-	if r.fullDue(br, now) {
+	if r.fullDue(br, r.Clock.Now()) {
 		mode = repository.MaintenanceFull
 	}
+	start := r.Clock.Now()
 	rec, mErr := rep.Maintain(ctx, mode, repository.MaintenanceOptions{})
+	rec.Start, rec.End = start, r.Clock.Now()
 	if err := r.record(ctx, br, rec); err != nil {
 		return ctrl.Result{}, err
 	}
 	if mErr != nil {
 		log.FromContext(ctx).Error(mErr, "maintenance failed", "backupRepository", br.Namespace+"/"+br.Name, "mode", mode)
-		return ctrl.Result{RequeueAfter: min(every, retryNotReady*10)}, nil
 	}
-	return ctrl.Result{RequeueAfter: every}, nil
+	// At least a second: the recorded times are truncated to seconds.
+	return ctrl.Result{RequeueAfter: max(nextMaintenance(br, every).Sub(r.Clock.Now()), time.Second)}, nil
+}
+
+// nextMaintenance is when maintenance is due: every after the last successful run, or, when the
+// latest runs failed, retryFailedMaintenance after the last of them, doubled for each failure in
+// a row (at most every). The zero time (due now) when it never ran.
+func nextMaintenance(br *velerov1.BackupRepository, every time.Duration) time.Time {
+	var due time.Time
+	if last := br.Status.LastMaintenanceTime; last != nil {
+		due = last.Add(every)
+	}
+	history := br.Status.RecentMaintenance
+	failed := 0
+	var lastFailed time.Time
+	for i := len(history) - 1; i >= 0 && history[i].Result == velerov1.BackupRepositoryMaintenanceFailed; i-- {
+		if failed == 0 && history[i].CompleteTimestamp != nil {
+			lastFailed = history[i].CompleteTimestamp.Time
+		}
+		failed++
+	}
+	if failed == 0 || lastFailed.IsZero() {
+		return due
+	}
+	wait := every
+	if failed <= 16 {
+		wait = min(every, retryFailedMaintenance<<(failed-1))
+	}
+	return lastFailed.Add(wait)
 }
 
 func (r *Reconciler) fullDue(br *velerov1.BackupRepository, now time.Time) bool {

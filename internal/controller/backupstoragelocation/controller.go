@@ -10,8 +10,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/operation"
@@ -36,17 +38,28 @@ type Reconciler struct {
 	Repositories *repoaccess.Access
 }
 
-// SetupWithManager registers the controller.
+// SetupWithManager registers the controller. Only spec changes (and creations) wake it: its own
+// status writes do not, and the next check comes from the requeue Reconcile asks for.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.BackupStorageLocation{}).Named("backupstoragelocation").Complete(r)
+	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.BackupStorageLocation{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Named("backupstoragelocation").Complete(r)
 }
 
-// Reconcile probes the location and records Available or Unavailable with the reason; it
-// probes again after spec.validationFrequency (default 1m; 0 disables periodic checks).
+// Reconcile probes the location and records Available or Unavailable with the reason. It probes
+// when the spec changed since the last check or spec.validationFrequency (default 1m; 0 disables
+// periodic checks) has passed since status.lastValidationTime, and comes back when the next check
+// is due.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	bsl := &velerov1.BackupStorageLocation{}
 	if err := r.Client.Get(ctx, req.NamespacedName, bsl); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	every := DefaultValidationFrequency
+	if f := bsl.Spec.ValidationFrequency; f != nil {
+		every = f.Duration
+	}
+	if wait, due := r.nextCheck(bsl, every); !due {
+		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 	phase, msg := velerov1.BackupStorageLocationPhaseAvailable, ""
 	if err := r.probe(ctx, bsl); err != nil {
@@ -56,18 +69,29 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		log.FromContext(ctx).Info("storage location checked", "backupStorageLocation", req.String(), "phase", phase, "message", msg)
 	}
 	now := metav1.NewTime(r.Clock.Now().Truncate(time.Second))
-	err := operation.PatchStatus(ctx, r.Client, bsl, map[string]any{"phase": phase, "message": msg, "lastValidationTime": now})
-	if err != nil {
+	err := operation.PatchStatus(ctx, r.Client, bsl, map[string]any{"phase": phase, "message": msg, "lastValidationTime": now,
+		"observedGeneration": bsl.Generation})
+	if err != nil || every <= 0 {
 		return ctrl.Result{}, err
 	}
-	every := DefaultValidationFrequency
-	if f := bsl.Spec.ValidationFrequency; f != nil {
-		every = f.Duration
+	return ctrl.Result{RequeueAfter: every}, nil
+}
+
+// nextCheck says whether a check is due and, if not, how long until it is (0: never, only
+// after a spec change).
+func (r *Reconciler) nextCheck(bsl *velerov1.BackupStorageLocation, every time.Duration) (time.Duration, bool) {
+	last := bsl.Status.LastValidationTime
+	if last == nil || bsl.Status.ObservedGeneration != bsl.Generation {
+		return 0, true
 	}
 	if every <= 0 {
-		return ctrl.Result{}, nil
+		return 0, false
 	}
-	return ctrl.Result{RequeueAfter: every}, nil
+	elapsed := r.Clock.Now().Sub(last.Time)
+	if elapsed >= every {
+		return 0, true
+	}
+	return every - elapsed, false
 }
 
 func (r *Reconciler) probe(ctx context.Context, bsl *velerov1.BackupStorageLocation) error {

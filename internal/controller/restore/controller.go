@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -26,6 +27,7 @@ import (
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/backuprecord"
+	"github.com/ferry-backup/ferry/internal/onchange"
 	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 	"github.com/ferry-backup/ferry/internal/repository"
@@ -51,11 +53,14 @@ type Reconciler struct {
 	Repositories *repoaccess.Access
 }
 
-// SetupWithManager registers the controller, also woken by its PodVolumeRestores and by its
-// DataDownloads (by their velero.io/restore-name label: the Restore is not their controller).
+// SetupWithManager registers the controller, also woken when one of its PodVolumeRestores or
+// DataDownloads (by their velero.io/restore-name label: the Restore is not their controller)
+// appears, goes or changes phase, not at each progress tick.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.Restore{}).Owns(&velerov1.PodVolumeRestore{}).
-		Watches(&velerov2alpha1.DataDownload{}, handler.EnqueueRequestsFromMapFunc(restoreOf)).
+	pvrPhase := onchange.Phase(func(p *velerov1.PodVolumeRestore) string { return string(p.Status.Phase) })
+	ddPhase := onchange.Phase(func(d *velerov2alpha1.DataDownload) string { return string(d.Status.Phase) })
+	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.Restore{}).Owns(&velerov1.PodVolumeRestore{}, builder.WithPredicates(pvrPhase)).
+		Watches(&velerov2alpha1.DataDownload{}, handler.EnqueueRequestsFromMapFunc(restoreOf), builder.WithPredicates(ddPhase)).
 		Named("restore").Complete(r)
 }
 

@@ -15,6 +15,7 @@ import (
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/backuprecord"
+	"github.com/ferry-backup/ferry/internal/onchange"
 	"github.com/ferry-backup/ferry/internal/operation"
 )
 
@@ -135,7 +136,11 @@ func (r *Reconciler) progress(ctx context.Context, rs *velerov1.Restore) error {
 		movesDone = movesDone && prev.Total <= moves.Total
 	}
 	if !done || !movesDone {
-		return operation.PatchStatus(ctx, r.Client, rs, progressFields(counts, moves))
+		fields := progressFields(counts, moves)
+		if same, err := onchange.StatusHolds(rs, fields); same || err != nil {
+			return err
+		}
+		return operation.PatchStatus(ctx, r.Client, rs, fields)
 	}
 	all := velerov1.VolumeOperationCounts{Total: counts.Total + moves.Total, Completed: counts.Completed + moves.Completed,
 		Failed: counts.Failed + moves.Failed, Skipped: counts.Skipped}
