@@ -2,6 +2,7 @@ package faults3
 
 import (
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -47,6 +48,8 @@ type Fault struct {
 	// KeyPrefix limits the fault to object keys (the path after the bucket) with this prefix,
 	// e.g. "ferry/p" for Kopia's data packs in a repository at prefix "ferry".
 	KeyPrefix string
+	// ExceptKeyPrefix leaves object keys with this prefix alone.
+	ExceptKeyPrefix string
 	// After lets the first After matching requests through untouched.
 	After int
 	// Every applies the fault to every Nth matching request after those (default 1: all).
@@ -75,7 +78,7 @@ func (r *Rule) decide(method, key string) bool {
 	if r.Kind == Full && method != http.MethodPut {
 		return false
 	}
-	if len(key) < len(r.KeyPrefix) || key[:len(r.KeyPrefix)] != r.KeyPrefix {
+	if !strings.HasPrefix(key, r.KeyPrefix) || (r.ExceptKeyPrefix != "" && strings.HasPrefix(key, r.ExceptKeyPrefix)) {
 		return false
 	}
 	r.matched++

@@ -25,6 +25,8 @@ func TestRuleScope(t *testing.T) {
 			[]req{{"GET", "/b/k"}, {"PUT", "/b/k"}}, []bool{false, true}},
 		{"key prefix after the bucket", faults3.Fault{Kind: faults3.Error, KeyPrefix: "ferry/p"},
 			[]req{{"GET", "/b/ferry/q1"}, {"GET", "/b/ferry/p1"}, {"GET", "/ferry/p1"}}, []bool{false, true, false}},
+		{"except a key prefix", faults3.Fault{Kind: faults3.Error, KeyPrefix: "ferry/", ExceptKeyPrefix: "ferry/lock"},
+			[]req{{"GET", "/b/ferry/lock.1"}, {"GET", "/b/ferry/p1"}}, []bool{false, true}},
 		{"after and every", faults3.Fault{Kind: faults3.Error, After: 1, Every: 2},
 			[]req{{"GET", "/b/1"}, {"GET", "/b/2"}, {"GET", "/b/3"}, {"GET", "/b/4"}, {"GET", "/b/5"}},
 			[]bool{false, false, true, false, true}},
