@@ -49,11 +49,12 @@ func TestMaintenanceUnderFaultsEndsAndLeavesTheRepositoryConsistent(t *testing.T
 		// timeout bounds the maintenance run (0: none).
 		timeout time.Duration
 	}{
+		// The first write (Kopia's maintenance schedule) lands, so the faults hit the work.
 		{"writes and deletes dropped, deadline", []faults3.Fault{
-			{Kind: faults3.Drop, Method: http.MethodPut, ExceptKeyPrefix: lockClaims},
+			{Kind: faults3.Drop, Method: http.MethodPut, ExceptKeyPrefix: lockClaims, After: 1},
 			{Kind: faults3.Drop, Method: http.MethodDelete, ExceptKeyPrefix: lockClaims},
 		}, 5 * time.Second},
-		{"writes refused, bucket full", []faults3.Fault{{Kind: faults3.Full, ExceptKeyPrefix: lockClaims}}, 0},
+		{"writes refused, bucket full", []faults3.Fault{{Kind: faults3.Full, ExceptKeyPrefix: lockClaims, After: 1}}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -143,18 +144,22 @@ func TestPasswordChangeUnderFaults(t *testing.T) {
 			p.Clear()
 
 			opts := repository.Options{Location: loc, Password: "old", WorkDir: t.TempDir(), ConnectTimeout: 30 * time.Second}
-			_, err = repository.Open(t.Context(), opts)
-			if tt.interrupted {
+			old, err := repository.Open(t.Context(), opts)
+			switch {
+			case tt.interrupted:
 				if !errors.Is(err, repository.ErrInterruptedRekey) {
 					t.Fatalf("open with the old password: %v, want ErrInterruptedRekey", err)
 				}
 				if ok, err := repository.RepairInterruptedRekey(t.Context(), opts, "old", "new"); err != nil || !ok {
 					t.Fatalf("repair = %v, %v", ok, err)
 				}
-			} else if err == nil || !errors.Is(err, repository.ErrWrongPassword) {
-				// Opening with the old password works (below); the new one must not.
-				if _, nerr := repository.Open(t.Context(), repository.Options{Location: loc, Password: "new", WorkDir: t.TempDir()}); !errors.Is(nerr, repository.ErrWrongPassword) {
-					t.Fatalf("the new password: %v, want ErrWrongPassword", nerr)
+			case err != nil:
+				t.Fatalf("the old password no longer opens the repository: %v", err)
+			default:
+				_ = old.Close(t.Context())
+				opts.Password = "new"
+				if _, err := repository.Open(t.Context(), opts); !errors.Is(err, repository.ErrWrongPassword) {
+					t.Fatalf("the new password: %v, want ErrWrongPassword", err)
 				}
 			}
 			requireRestores(t, loc, "old", res.SnapshotID, src)
@@ -164,4 +169,66 @@ func TestPasswordChangeUnderFaults(t *testing.T) {
 			requireRestores(t, loc, "new", res.SnapshotID, src)
 		})
 	}
+}
+
+// TestKilledBackupResumesFromItsCheckpoint interrupts a backup the way a killed process would:
+// after it saved a periodic checkpoint, the endpoint goes silent (nothing more lands) and the
+// backup's context ends. A second run, as a restarted process, resumes from the checkpoint.
+func TestKilledBackupResumesFromItsCheckpoint(t *testing.T) {
+	loc, p := faultyLocation(t, "2s")
+	const files, size = 24, 4 << 20
+	src := randomFiles(t, files, size, 600)
+	rep, err := repository.Open(t.Context(), repository.Options{Location: loc, Password: "pw", WorkDir: t.TempDir(),
+		Identity: repository.Identity{Hostname: "node-a", Username: "ferry"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watcher := openRepoWith(t, loc, "pw")
+	// Slow the upload down so that it is still running at its first checkpoint.
+	p.Add(faults3.Fault{Kind: faults3.Delay, Method: http.MethodPut, KeyPrefix: "ferry/p", Delay: 150 * time.Millisecond})
+	ctx, kill := context.WithCancel(t.Context())
+	defer kill()
+	go func() {
+		// Kill the backup once another process sees its checkpoint.
+		for deadline := time.Now().Add(faultBound); time.Now().Before(deadline) && ctx.Err() == nil; {
+			if watcher.Refresh(ctx) == nil {
+				if snaps, err := uploader.List(ctx, watcher, nil, true); err == nil && len(snaps) > 0 {
+					p.Clear()
+					p.Add(faults3.Fault{Kind: faults3.Drop, ExceptKeyPrefix: lockClaims})
+					kill()
+					return
+				}
+			}
+			time.Sleep(100 * time.Millisecond) // polling a condition with a deadline
+		}
+	}()
+	opts := uploader.BackupOptions{Source: "/app/data", Parallel: 2, CheckpointInterval: time.Second, FlushTimeout: 2 * time.Second}
+	d, err := timed(t, faultBound, func() error {
+		_, err := uploader.Backup(ctx, rep, src, opts)
+		return err
+	})
+	firstPut := p.ForwardedPutBytes()
+	t.Logf("first run killed after %s, %d bytes uploaded: %v", d, firstPut, err)
+	if !errors.Is(err, uploader.ErrCanceled) {
+		t.Fatalf("first run: err = %v, want ErrCanceled", err)
+	}
+	closeCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = rep.Close(closeCtx) // the endpoint is silent: a killed process never closes
+
+	p.Clear()
+	p.ResetCounts()
+	again := openRepoWith(t, loc, "pw")
+	res, err := uploader.Backup(t.Context(), again, src, uploader.BackupOptions{Source: "/app/data", Parallel: 2})
+	if err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	secondPut := p.ForwardedPutBytes()
+	t.Logf("source %d bytes; first run uploaded %d bytes through the proxy; second run uploaded %d (%.0f%% of the source), "+
+		"its stats: hashed %d, cached %d, uploaded %d", int64(files*size), firstPut, secondPut,
+		100*float64(secondPut)/float64(files*size), res.Stats.HashedBytes, res.Stats.CachedBytes, res.Stats.UploadedBytes)
+	if res.Stats.CachedBytes == 0 || secondPut >= files*size {
+		t.Errorf("the second run did not resume: cached %d bytes, uploaded %d of %d", res.Stats.CachedBytes, secondPut, files*size)
+	}
+	requireRestores(t, loc, "pw", res.SnapshotID, src)
 }
