@@ -35,6 +35,8 @@ type openingConfig struct {
 type opening struct {
 	location Location
 	password *passwordBox
+	// abort ends the requests of the storages built for the opening: the handle closed.
+	abort context.Context
 }
 
 var openings = struct {
@@ -68,7 +70,7 @@ func openingStorage(ctx context.Context, c *openingConfig, _ bool) (blob.Storage
 	if o == nil {
 		return nil, errors.New("the connection file names no repository being opened by this process")
 	}
-	st, err := o.location.storage(ctx, false)
+	st, err := o.location.openStorage(ctx, false, o.abort)
 	if err != nil {
 		return nil, err
 	}

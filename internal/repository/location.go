@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kopia/kopia/repo/blob"
 	"github.com/kopia/kopia/repo/blob/filesystem"
@@ -37,7 +38,7 @@ type Location struct {
 	// Prefix is the path inside the bucket.
 	Prefix string
 	// Config holds the BackupStorageLocation's provider settings: region, s3Url,
-	// insecureSkipTLSVerify for S3; path for the filesystem.
+	// insecureSkipTLSVerify, stallTimeout for S3; path for the filesystem.
 	Config map[string]string
 	// CACert is a PEM bundle that verifies the S3 endpoint's certificate.
 	CACert []byte
@@ -134,6 +135,9 @@ func (l Location) Validate() error {
 				return err
 			}
 		}
+		if _, err := l.stallTimeout(); err != nil {
+			return err
+		}
 	case ProviderFilesystem:
 		root := l.Config["path"]
 		if !filepath.IsAbs(root) {
@@ -188,6 +192,12 @@ func (l Location) dir() string {
 
 // storage opens the blob storage of the location; create makes a missing directory.
 func (l Location) storage(ctx context.Context, create bool) (blob.Storage, error) {
+	return l.openStorage(ctx, create, nil)
+}
+
+// openStorage opens the blob storage of the location; when abort ends, so do the S3 requests in
+// flight.
+func (l Location) openStorage(ctx context.Context, create bool, abort context.Context) (blob.Storage, error) {
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}
@@ -202,11 +212,33 @@ func (l Location) storage(ctx context.Context, create bool) (blob.Storage, error
 	if err != nil {
 		return nil, err
 	}
-	st, err := s3.New(ctx, opts, create)
+	timeout, err := l.stallTimeout()
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", l, err)
+		return nil, err
 	}
-	return st, nil
+	guard := &stallGuard{timeout: timeout, name: l.String(), abort: abort}
+	// s3.New reads the bucket's storage configuration blob: guard that read too.
+	sctx, w := guard.watch(ctx)
+	defer w.stop()
+	st, err := s3.New(sctx, opts, create)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", l, guard.explain(sctx, "open the bucket", err))
+	}
+	guard.Storage = st
+	return guard, nil
+}
+
+// stallTimeout is how long a request to S3 may make no progress (config.stallTimeout).
+func (l Location) stallTimeout() (time.Duration, error) {
+	raw := l.Config["stallTimeout"]
+	if raw == "" {
+		return DefaultStallTimeout, nil
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("config.stallTimeout %q is not a positive duration such as 2m", raw)
+	}
+	return d, nil
 }
 
 func (l Location) s3Options() (*s3.Options, error) {

@@ -162,7 +162,8 @@ func (l *exclusiveLock) acquire(ctx context.Context, holder, operation string) (
 	}
 	h := newHeldLock(l, st, holder, operation)
 	if err := h.contend(ctx); err != nil {
-		bg := context.WithoutCancel(ctx)
+		bg, cancel := cleanupContext(ctx)
+		defer cancel()
 		_ = st.DeleteBlob(bg, h.id) // failing already; a claim left behind expires
 		_ = st.Close(bg)
 		return nil, err
@@ -337,9 +338,18 @@ func (h *heldLock) release() {
 	h.stop()
 	<-h.done
 	h.cancel(nil)
-	bg := context.WithoutCancel(h.ctx)
+	bg, cancel := cleanupContext(h.ctx)
+	defer cancel()
 	_ = h.st.DeleteBlob(bg, h.id) // an undeleted claim expires after the TTL
 	_ = h.st.Close(bg)
+}
+
+// cleanupTimeout bounds the clean-up after an operation, which runs even when the operation's
+// context has ended: deleting a lock claim (one that is not deleted expires).
+const cleanupTimeout = 30 * time.Second
+
+func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 }
 
 // explain names a lost lock as the cause of err, an error of the operation run under h.ctx.

@@ -128,6 +128,8 @@ type Repository struct {
 	holder   string
 	// password is the password the handle opens the format blobs with (formatpin.go).
 	password *passwordBox
+	// abort ends the storage requests still in flight (Close).
+	abort context.CancelCauseFunc
 	// releaseDir gives back the connection directory (connection.go).
 	releaseDir func()
 }
@@ -160,7 +162,8 @@ func Open(ctx context.Context, opts Options) (*Repository, error) {
 		return nil, timeoutError(cctx, opts, err)
 	}
 	password := &passwordBox{password: opts.Password}
-	id, done := register(&opening{location: opts.Location, password: password})
+	abortCtx, abort := context.WithCancelCause(context.WithoutCancel(ctx))
+	id, done := register(&opening{location: opts.Location, password: password, abort: abortCtx})
 	defer done()
 	dir, releaseDir := connectionDir(opts), func() {}
 	if !opts.NoCache {
@@ -168,17 +171,20 @@ func Open(ctx context.Context, opts Options) (*Repository, error) {
 	}
 	r, created, err := connectAndOpen(ctx, cctx, connectionStorage{Storage: st, id: id}, dir, opts)
 	if err != nil {
+		abort(errClosed)
 		releaseDir()
 		return nil, err
 	}
 	dr, ok := r.(repo.DirectRepository)
 	if !ok {
 		_ = r.Close(ctx)
+		abort(errClosed)
 		releaseDir()
 		return nil, fmt.Errorf("open repository at %s: not a direct repository", opts.Location)
 	}
 	return &Repository{DirectRepository: dr, location: opts.Location, lock: lock, created: created,
-		holder: opts.Identity.Username + "@" + opts.Identity.Hostname, password: password, releaseDir: releaseDir}, nil
+		holder: opts.Identity.Username + "@" + opts.Identity.Hostname, password: password,
+		abort: abort, releaseDir: releaseDir}, nil
 }
 
 // connectAndOpen writes Kopia's connection file in dir (creating the repository first if
@@ -327,8 +333,23 @@ func timeoutError(ctx context.Context, opts Options, err error) error {
 	return err
 }
 
-// Close releases the repository.
+// CloseTimeout bounds Close: Kopia waits there for writes it made in the background (its own
+// logs), which ignore every context, and gives up on them only when their requests end.
+const CloseTimeout = 30 * time.Second
+
+// errClosed ends the storage requests of a closed handle.
+var errClosed = errors.New("the repository handle was closed")
+
+// Close releases the repository. The storage requests still in flight are ended when ctx ends
+// or after CloseTimeout, so that a silent endpoint cannot hold it.
 func (r *Repository) Close(ctx context.Context) error {
 	defer r.releaseDir()
+	defer r.abort(errClosed)
+	stop := context.AfterFunc(ctx, func() { r.abort(fmt.Errorf("%w: %w", errClosed, context.Cause(ctx))) })
+	defer stop()
+	t := time.AfterFunc(CloseTimeout, func() {
+		r.abort(fmt.Errorf("%w: its writes were not done within %s", errClosed, CloseTimeout))
+	})
+	defer t.Stop()
 	return r.DirectRepository.Close(ctx)
 }

@@ -173,6 +173,16 @@ func TestLocationFor(t *testing.T) {
 	if _, err := repository.LocationFor(bsl, nil); err == nil || !strings.Contains(err.Error(), "config.s3Url") {
 		t.Errorf("bad s3Url: err = %v, want one naming config.s3Url", err)
 	}
+	for _, bad := range []string{"2", "-1m", "0s"} {
+		bsl.Spec.Config = map[string]string{"stallTimeout": bad}
+		if _, err := repository.LocationFor(bsl, nil); err == nil || !strings.Contains(err.Error(), "config.stallTimeout") {
+			t.Errorf("stallTimeout %q: err = %v, want one naming config.stallTimeout", bad, err)
+		}
+	}
+	bsl.Spec.Config = map[string]string{"stallTimeout": "45s"}
+	if _, err := repository.LocationFor(bsl, nil); err != nil {
+		t.Errorf("stallTimeout 45s: %v", err)
+	}
 	bsl.Spec.Provider = "filesystem"
 	bsl.Spec.Config = map[string]string{"path": "/backups"}
 	bsl.Spec.ObjectStorage.Bucket = "../../etc"

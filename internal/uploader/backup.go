@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/kopia/kopia/repo"
@@ -32,6 +33,10 @@ type BackupOptions struct {
 	// CheckpointInterval is how often a checkpoint is saved, from which an interrupted backup
 	// resumes without re-reading what it already uploaded (default 5m, at most 45m).
 	CheckpointInterval time.Duration
+	// FlushTimeout bounds saving the checkpoint once ctx ended: the upload stops at once, and
+	// the checkpoint and the data uploaded so far must be written within this time, or the
+	// backup gives up on them (default DefaultFlushTimeout).
+	FlushTimeout time.Duration
 }
 
 // Stats describe a finished backup.
@@ -73,6 +78,12 @@ const MaxParallel = 32
 // DefaultCheckpointInterval is how often a running backup saves a checkpoint.
 const DefaultCheckpointInterval = 5 * time.Minute
 
+// DefaultFlushTimeout is how long a canceled backup may take to save its checkpoint.
+const DefaultFlushTimeout = 2 * time.Minute
+
+// errFlushTimeout ends the write session of a canceled backup whose checkpoint took too long.
+var errFlushTimeout = errors.New("the checkpoint was not saved in time")
+
 // Backup snapshots dir into the repository.
 func Backup(ctx context.Context, rep repo.Repository, dir string, opts BackupOptions) (BackupResult, error) {
 	start := time.Now()
@@ -109,9 +120,12 @@ func Backup(ctx context.Context, rep repo.Repository, dir string, opts BackupOpt
 	}
 	var man *snapshot.Manifest
 	var id manifest.ID
+	var sessionErr error
 	// The write session must outlive ctx: when ctx ends, the upload is canceled and what was
-	// uploaded so far is saved as a checkpoint and flushed.
-	wctx := context.WithoutCancel(ctx)
+	// uploaded so far is saved as a checkpoint and flushed, for at most FlushTimeout; so is it
+	// when the upload fails.
+	wctx, flushing, stopFlush := flushContext(ctx, opts.FlushTimeout)
+	defer stopFlush()
 	err = repo.WriteSession(wctx, rep, repo.WriteSessionOptions{Purpose: "ferry: backup", FlushOnFailure: true, OnUpload: prog.uploaded},
 		func(wctx context.Context, w repo.RepositoryWriter) error {
 			u := newUploader(w, opts, prog)
@@ -119,15 +133,23 @@ func Backup(ctx context.Context, rep repo.Repository, dir string, opts BackupOpt
 			defer stop()
 			man, err = u.Upload(wctx, root, policyTree, source, previous...)
 			if err != nil {
-				return fmt.Errorf("upload %s: %w", dir, err)
+				sessionErr = fmt.Errorf("upload %s: %w", dir, err)
+				flushing()
+				return sessionErr
 			}
 			man.Tags = opts.Tags
 			if id, err = snapshot.SaveSnapshot(wctx, w, man); err != nil {
-				return fmt.Errorf("save snapshot: %w", err)
+				sessionErr = fmt.Errorf("save snapshot: %w", err)
+				flushing()
+				return sessionErr
 			}
 			return nil
 		})
+	err = sessionError(wctx, sessionErr, err)
 	final := rpt.finish(err == nil && man.IncompleteReason == "")
+	if err != nil && ctx.Err() != nil {
+		return BackupResult{}, fmt.Errorf("back up %s: %w (%w): %w", dir, ErrCanceled, context.Cause(ctx), err)
+	}
 	if err != nil {
 		return BackupResult{}, err
 	}
@@ -194,4 +216,44 @@ func statsOf(man *snapshot.Manifest, prog *uploadProgress, final Progress, d tim
 		UploadedBytes: final.BytesUploaded, Errors: max(errCount, int(man.Stats.ErrorCount)), ErrorMessages: errs,
 		Duration: d,
 	}
+}
+
+// flushContext returns the context of a backup's write session, which outlives ctx, and a
+// function that gives the session timeout (default DefaultFlushTimeout) more to save the
+// checkpoint: when ctx ends, or when the upload failed.
+func flushContext(ctx context.Context, timeout time.Duration) (context.Context, func(), func()) {
+	if timeout <= 0 {
+		timeout = DefaultFlushTimeout
+	}
+	wctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	var once sync.Once
+	startTimer := func() {
+		once.Do(func() {
+			t := time.AfterFunc(timeout, func() {
+				cancel(fmt.Errorf("%w within %s of the cancel or failure", errFlushTimeout, timeout))
+			})
+			context.AfterFunc(wctx, func() { t.Stop() })
+		})
+	}
+	stop := context.AfterFunc(ctx, startTimer)
+	return wctx, startTimer, func() {
+		stop()
+		cancel(nil)
+	}
+}
+
+// sessionError is the error of a backup's write session: what made the session fail
+// (sessionErr) and, when saving the checkpoint failed too, why (err).
+func sessionError(wctx context.Context, sessionErr, err error) error {
+	if err == nil {
+		return nil
+	}
+	if cause := context.Cause(wctx); errors.Is(cause, errFlushTimeout) {
+		err = fmt.Errorf("%w: %w", cause, err)
+	}
+	if sessionErr != nil && !errors.Is(err, sessionErr) {
+		// The session reports the failed flush of the checkpoint, not what made it flush.
+		return fmt.Errorf("%w; then saving the checkpoint: %w", sessionErr, err)
+	}
+	return err
 }

@@ -76,10 +76,15 @@ func unit(path string) (string, int, bool) {
 	return "", 0, false
 }
 
-// isTestSupport reports whether a package exists only for tests (testenv, repotest, test/...).
+// isTestSupport reports whether a package exists only for tests (testenv, repotest, test/...),
+// packages below one included (internal/repository/repotest/faults3).
 func isTestSupport(path string) bool {
-	last := path[strings.LastIndex(path, "/")+1:]
-	return path == "test" || strings.HasPrefix(path, "test/") || strings.HasPrefix(last, "test") || strings.HasSuffix(last, "test")
+	for _, el := range strings.Split(path, "/") {
+		if strings.HasPrefix(el, "test") || strings.HasSuffix(el, "test") {
+			return true
+		}
+	}
+	return false
 }
 
 // Violations returns every broken rule in the graph, sorted.

@@ -26,6 +26,7 @@ func TestRulesCatchWrongImports(t *testing.T) {
 		{"adapter imports a controller", Package{"internal/repository", []string{m + "internal/controller/backup"}}, "may import only lower layers"},
 		{"product imports test support", Package{"internal/server", []string{m + "internal/testenv"}}, "must not depend on test support"},
 		{"unknown package", Package{"internal/util", nil}, "not in the layer table"},
+		{"product imports test support below a test package", Package{"internal/uploader", []string{m + "internal/repository/repotest/faults3"}}, "must not depend on test support"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

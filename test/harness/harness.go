@@ -22,7 +22,9 @@ import (
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/repository"
 	"github.com/ferry-backup/ferry/internal/repository/repotest"
+	"github.com/ferry-backup/ferry/internal/repository/repotest/faults3"
 	"github.com/ferry-backup/ferry/internal/testenv"
 )
 
@@ -129,7 +131,24 @@ func (c *Cluster) createRepository(bsl string) {
 // Secret, and its repository.
 func (c *Cluster) CreateS3BSL(name string) *velerov1.BackupStorageLocation {
 	c.t.Helper()
-	loc := repotest.S3(c.t)
+	return c.createS3BSL(name, repotest.S3(c.t))
+}
+
+// CreateFaultyS3BSL is CreateS3BSL with the location reached through a fault-injecting proxy
+// of its own on 127.0.0.1, which it returns: every Ferry process of the cluster goes through it.
+// stallTimeout, when set, is the location's config.stallTimeout. Faults are added once the
+// repository exists.
+func (c *Cluster) CreateFaultyS3BSL(name, stallTimeout string) (*velerov1.BackupStorageLocation, *faults3.Proxy) {
+	c.t.Helper()
+	loc, proxy := repotest.FaultyS3(c.t)
+	if stallTimeout != "" {
+		loc.Config["stallTimeout"] = stallTimeout
+	}
+	return c.createS3BSL(name, loc), proxy
+}
+
+func (c *Cluster) createS3BSL(name string, loc repository.Location) *velerov1.BackupStorageLocation {
+	c.t.Helper()
 	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: name + "-credentials"}}
 	c.apply(creds, func() {
 		creds.Data = map[string][]byte{"cloud": []byte(fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n",
