@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -18,15 +19,19 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/repository/repotest/faults3"
 	"github.com/ferry-backup/ferry/internal/uploader"
 	"github.com/ferry-backup/ferry/test/harness"
 )
 
 // soakFaults are what the soak injects into a running Backup, one per Backup.
-var soakFaults = []string{"none", "kill a node-agent", "kill the server", "ask to delete the backup"}
+var soakFaults = []string{"none", "kill a node-agent", "kill the server", "ask to delete the backup",
+	"S3 answers 500", "S3 resets connections", "S3 stops answering"}
 
-// TestSoakBackupsUnderRandomFaults runs Backups one after another on two nodes, each with a fault
-// picked at random and injected while its volumes are being backed up (FERRY_SOAK_BACKUPS, default
+// TestSoakBackupsUnderRandomFaults runs Backups one after another on two nodes into an S3
+// location behind the fault-injecting proxy, each with a fault picked at random: a process
+// killed or a deletion asked while its volumes are being backed up, or S3 misbehaving throughout (FERRY_SOAK_BACKUPS, default
 // 50; FERRY_SOAK_SEED repeats a run). Then: every Backup and every PodVolumeBackup ended, no
 // snapshot is left of a deleted Backup (orphans = 0), and every completed Backup restores byte
 // for byte what its volumes held when it ran.
@@ -38,6 +43,7 @@ func TestSoakBackupsUnderRandomFaults(t *testing.T) {
 	ctx := context.Background()
 
 	c := harness.New(t)
+	bsl, proxy := c.CreateFaultyS3BSL("soak", "3s")
 	server := c.StartServer()
 	nodes := []*harness.Node{c.StartNode("node-a"), c.StartNode("node-b")}
 	var pods []*harness.Pod
@@ -73,9 +79,16 @@ func TestSoakBackupsUnderRandomFaults(t *testing.T) {
 			}
 			r.want[p.Namespace] = d
 		}
-		b := newBackup(t, c, r.name, "default", namespaces...)
+		b := newBackup(t, c, r.name, bsl.Name, namespaces...)
 		faults[r.fault]++
 		switch r.fault {
+		case "S3 answers 500":
+			proxy.Add(faults3.Fault{Kind: faults3.Error, Method: http.MethodPut, Every: 3})
+		case "S3 resets connections":
+			proxy.Add(faults3.Fault{Kind: faults3.Reset, Every: 5})
+		case "S3 stops answering":
+			// One upload is never answered: the stall guard abandons it after 3 s and tries again.
+			proxy.Add(faults3.Fault{Kind: faults3.Drop, Method: http.MethodPut, Limit: 1})
 		case "kill a node-agent":
 			node := nodes[rng.IntN(len(nodes))]
 			if waitVolumeMoving(t, c, b) {
@@ -103,10 +116,12 @@ func TestSoakBackupsUnderRandomFaults(t *testing.T) {
 			}
 			return err == nil && backupEnded(b.Status.Phase), fmt.Sprintf("backup %s (%s) is %s", r.name, r.fault, b.Status.Phase)
 		})
+		proxy.Clear()
 		r.phase = b.Status.Phase
 		runs = append(runs, r)
 	}
-	t.Logf("soak: %d backups in %s; faults injected: %v", n, time.Since(start).Round(time.Second), faults)
+	t.Logf("soak: %d backups in %s; faults injected: %v; S3 requests %v, S3 faults %v", n, time.Since(start).Round(time.Second),
+		faults, proxy.Counts().Requests, proxy.Counts().Injected)
 
 	// Every operation ended.
 	pvbs := &velerov1.PodVolumeBackupList{}
@@ -132,7 +147,14 @@ func TestSoakBackupsUnderRandomFaults(t *testing.T) {
 			t.Errorf("backup %s with fault %q ended %s", r.name, r.fault, r.phase)
 		}
 	}
-	snaps, err := uploader.List(ctx, openDefault(t, c, "harness-password-1"), nil, true)
+	access := repoaccess.New(repoaccess.Options{Client: c.Client, Namespace: c.Install, WorkDir: t.TempDir()})
+	defer access.Close(ctx)
+	rep, release, err := access.Open(ctx, bsl.Name, repoaccess.ForRestore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	snaps, err := uploader.List(ctx, rep, nil, true)
 	if err != nil {
 		t.Fatal(err)
 	}

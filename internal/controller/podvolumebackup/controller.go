@@ -17,6 +17,7 @@ import (
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
+	"github.com/ferry-backup/ferry/internal/onchange"
 	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/internal/podvolume"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
@@ -53,14 +54,17 @@ type Reconciler struct {
 	Config func() nodeconfig.Config
 }
 
-// SetupWithManager registers the controller. Only this node's PodVolumeBackups wake it: under
-// Velero's CRDs the cache cannot be filtered by spec.node and holds every node's.
+// SetupWithManager registers the controller. Only this node's PodVolumeBackups wake it (under
+// Velero's CRDs the cache cannot be filtered by spec.node and holds every node's), and only when
+// created, their spec changed (cancel) or their phase: not at each progress tick.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	onNode := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		pvb, ok := o.(*velerov1.PodVolumeBackup)
 		return ok && pvb.Spec.Node == r.Node
 	})
-	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.PodVolumeBackup{}, builder.WithPredicates(onNode)).
+	changed := predicate.Or[client.Object](predicate.GenerationChangedPredicate{},
+		onchange.Phase(func(p *velerov1.PodVolumeBackup) string { return string(p.Status.Phase) }))
+	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.PodVolumeBackup{}, builder.WithPredicates(onNode, changed)).
 		Named("podvolumebackup").Complete(r)
 }
 

@@ -19,6 +19,7 @@ import (
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
+	"github.com/ferry-backup/ferry/internal/onchange"
 	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/internal/podvolume"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
@@ -64,7 +65,11 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		pod, ok := o.(*corev1.Pod)
 		return ok && pod.Spec.NodeName == r.Node
 	})
-	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.PodVolumeRestore{}).
+	// Progress ticks of a running restore wake no agent: only creations, spec changes (cancel) and
+	// phase changes do.
+	changed := predicate.Or[client.Object](predicate.GenerationChangedPredicate{},
+		onchange.Phase(func(p *velerov1.PodVolumeRestore) string { return string(p.Status.Phase) }))
+	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.PodVolumeRestore{}, builder.WithPredicates(changed)).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.restoresOf), builder.WithPredicates(onNode)).
 		Named("podvolumerestore").Complete(r)
 }

@@ -33,6 +33,9 @@ func (r *Reconciler) target(ctx context.Context, pvr *velerov1.PodVolumeRestore)
 	if pvr.Status.Phase.Terminal() || (node != "" && node != r.Node) {
 		return node, "", nil
 	}
+	if node == "" && !isNew && pvr.Status.Node != "" {
+		return pvr.Status.Node, "", nil // accepted: the accepting agent wrote its node, no need to read the pod
+	}
 	ref := pvr.Spec.Pod
 	pod := &corev1.Pod{}
 	err = r.Volumes.Client.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, pod)
