@@ -47,7 +47,9 @@ import (
 const (
 	DefaultTTL           = 30 * 24 * time.Hour
 	DefaultVolumeTimeout = 4 * time.Hour
-	waitForRepository    = 500 * time.Millisecond
+	// RepositoryWaitLimit is how long a backup waits for its location's repository to be Ready
+	// (the BackupRepository controller tries again every minute) before it fails.
+	RepositoryWaitLimit = 5 * time.Minute
 )
 
 // Reconciler runs Backups.
@@ -123,9 +125,12 @@ func (r *Reconciler) start(ctx context.Context, b *velerov1.Backup) (ctrl.Result
 	if bsl.Status.Phase == velerov1.BackupStorageLocationPhaseUnavailable {
 		return ctrl.Result{}, r.fail(ctx, b, fmt.Sprintf("backup storage location %s is Unavailable: %s", bsl.Name, bsl.Status.Message))
 	}
-	ready, err := r.ensureRepository(ctx, b, bsl)
-	if err != nil || !ready {
-		return ctrl.Result{RequeueAfter: waitForRepository}, err
+	br, err := r.ensureRepository(ctx, b, bsl)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if br.Status.Phase != velerov1.BackupRepositoryPhaseReady {
+		return r.waitForRepository(ctx, b, br)
 	}
 	sel, err := r.selectVolumes(ctx, b)
 	if err != nil {

@@ -2,12 +2,14 @@ package backup
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -18,9 +20,9 @@ import (
 // RepositoryName is the name of the BackupRepository of a location (one repository per location).
 func RepositoryName(bsl string) string { return bsl + "-kopia" }
 
-// ensureRepository gets or creates the location's BackupRepository and reports whether it is
-// Ready. Creating it twice is harmless: the name is fixed.
-func (r *Reconciler) ensureRepository(ctx context.Context, b *velerov1.Backup, bsl *velerov1.BackupStorageLocation) (bool, error) {
+// ensureRepository gets or creates the location's BackupRepository and returns it; it is ready
+// for the backup when its phase is Ready. Creating it twice is harmless: the name is fixed.
+func (r *Reconciler) ensureRepository(ctx context.Context, b *velerov1.Backup, bsl *velerov1.BackupStorageLocation) (*velerov1.BackupRepository, error) {
 	br := &velerov1.BackupRepository{}
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: RepositoryName(bsl.Name)}, br)
 	if apierrors.IsNotFound(err) {
@@ -32,13 +34,32 @@ func (r *Reconciler) ensureRepository(ctx context.Context, b *velerov1.Backup, b
 		}
 		err = r.Client.Create(ctx, br)
 		if apierrors.IsAlreadyExists(err) {
-			return false, nil
+			return br, nil // made meanwhile; its phase is read at the next look
 		}
 	}
-	if err != nil {
-		return false, err
+	return br, err
+}
+
+// waitForRepository says how long to wait for a repository that is not Ready, or fails the
+// backup once it waited RepositoryWaitLimit: never a silent wait without end.
+func (r *Reconciler) waitForRepository(ctx context.Context, b *velerov1.Backup, br *velerov1.BackupRepository) (ctrl.Result, error) {
+	waited := r.Clock.Since(b.CreationTimestamp.Time)
+	state := string(br.Status.Phase)
+	if state == "" {
+		state = "not ready yet"
 	}
-	return br.Status.Phase == velerov1.BackupRepositoryPhaseReady, nil
+	if br.Status.Message != "" {
+		state += ": " + br.Status.Message
+	}
+	if waited >= RepositoryWaitLimit {
+		return ctrl.Result{}, r.fail(ctx, b, fmt.Sprintf("BackupRepository %s is %s (waited %s)", br.Name, state, RepositoryWaitLimit))
+	}
+	if br.Status.Phase == velerov1.BackupRepositoryPhaseNotReady {
+		r.Recorder.Eventf(b, corev1.EventTypeWarning, "WaitingForRepository", "BackupRepository %s is %s; the backup fails if it is not Ready within %s",
+			br.Name, state, RepositoryWaitLimit)
+	}
+	// Soon at first (a new repository is usually ready within a second), then less often.
+	return ctrl.Result{RequeueAfter: min(max(waited/4, 500*time.Millisecond), 15*time.Second)}, nil
 }
 
 // createPodVolumeBackup asks the node-agent of the pod's node to back up one volume.
