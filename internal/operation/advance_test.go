@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -72,6 +73,10 @@ func TestCancelFromAStaleCacheKeepsTheRecordedOutcome(t *testing.T) {
 	}
 	if got.Status.Phase != velerov1.PodVolumePhaseCanceled {
 		t.Fatalf("phase %s, want Canceled", got.Status.Phase)
+	}
+	cond := meta.FindStatusCondition(got.Status.Conditions, operation.ConditionSucceeded)
+	if cond == nil || cond.Status != metav1.ConditionFalse || cond.Reason != "Canceled" || cond.ObservedGeneration != got.Generation || got.Generation < 2 {
+		t.Fatalf("condition %+v (generation %d), want Succeeded False, reason Canceled, for the generation that asked for the cancel", cond, got.Generation)
 	}
 }
 

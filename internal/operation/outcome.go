@@ -30,14 +30,22 @@ type Reporter struct {
 func (r Reporter) Waiting(ctx context.Context, obj client.Object, slots interface{ Stats() (int, int, int) }, node string) {
 	_, size, waiting := slots.Stats()
 	msg := fmt.Sprintf("waiting for one of %d repository operation slots on node %s (%d waiting)", size, node, waiting)
-	_ = PatchStatus(ctx, r.Client, obj, map[string]any{"message": msg}) // best effort; the next state overwrites it
+	_ = PatchStatus(ctx, r.Client, obj, Status{Message: &msg}) // best effort; the next state overwrites it
 }
 
-// Finish writes a terminal phase with its message and extra status fields; once it landed, an
-// Event (Normal for Completed, Warning otherwise), a log line and the metrics follow, so that an
-// outcome written again after a failed write is counted once. started is the status'
-// startTimestamp, if any.
-func (r Reporter) Finish(ctx context.Context, obj client.Object, phase velerov1.PodVolumePhase, msg string, extra map[string]any, started *metav1.Time) error {
+// ConditionSucceeded is the condition an ended operation gets besides its phase: True when it
+// completed, False when it failed or was canceled (the reason is the phase), with the
+// generation of the spec it ended for.
+const ConditionSucceeded = "Succeeded"
+
+// maxConditionMessage bounds a condition's message; the status message keeps the whole text.
+const maxConditionMessage = 1024
+
+// Finish writes a terminal phase with its message, the Succeeded condition and extra status
+// fields; once it landed, an Event (Normal for Completed, Warning otherwise), a log line and the
+// metrics follow, so that an outcome written again after a failed write is counted once.
+// started is the status' startTimestamp, if any.
+func (r Reporter) Finish(ctx context.Context, obj client.Object, phase velerov1.PodVolumePhase, msg string, extra *Status, started *metav1.Time) error {
 	return r.finish(ctx, obj, phase, msg, extra, started, PatchStatus)
 }
 
@@ -48,13 +56,16 @@ func (r Reporter) FinishIfUnchanged(ctx context.Context, obj client.Object, phas
 	return r.finish(ctx, obj, phase, msg, nil, nil, PatchStatusIfUnchanged)
 }
 
-func (r Reporter) finish(ctx context.Context, obj client.Object, phase velerov1.PodVolumePhase, msg string, extra map[string]any, started *metav1.Time,
-	patch func(context.Context, client.Client, client.Object, map[string]any) error) error {
-	fields := map[string]any{"phase": phase, "message": msg, "completionTimestamp": metav1.NewTime(r.Now().Truncate(time.Second))}
-	for k, v := range extra {
-		fields[k] = v
+func (r Reporter) finish(ctx context.Context, obj client.Object, phase velerov1.PodVolumePhase, msg string, extra *Status, started *metav1.Time,
+	patch func(context.Context, client.Client, client.Object, any) error) error {
+	st := Status{}
+	if extra != nil {
+		st = *extra
 	}
-	if err := patch(ctx, r.Client, obj, fields); err != nil {
+	now := metav1.NewTime(r.Now().Truncate(time.Second))
+	st.Phase, st.Message, st.CompletionTimestamp = phase, &msg, &now
+	st.Conditions = append(st.Conditions, Succeeded(phase == velerov1.PodVolumePhaseCompleted, string(phase), msg, obj.GetGeneration(), now))
+	if err := patch(ctx, r.Client, obj, st); err != nil {
 		return err
 	}
 	eventType := corev1.EventTypeWarning
@@ -70,6 +81,18 @@ func (r Reporter) finish(ctx context.Context, obj client.Object, phase velerov1.
 	return nil
 }
 
+// Succeeded is the ConditionSucceeded of an operation that ended in phase.
+func Succeeded(ok bool, phase, msg string, generation int64, at metav1.Time) metav1.Condition {
+	status := metav1.ConditionFalse
+	if ok {
+		status = metav1.ConditionTrue
+	}
+	if len(msg) > maxConditionMessage {
+		msg = msg[:maxConditionMessage-3] + "..."
+	}
+	return metav1.Condition{Type: ConditionSucceeded, Status: status, Reason: phase, Message: msg, ObservedGeneration: generation, LastTransitionTime: at}
+}
+
 // Request is one pod volume operation (a PodVolumeBackup or PodVolumeRestore) as the shared
 // lifecycle sees it.
 type Request struct {
@@ -80,8 +103,9 @@ type Request struct {
 	Cancel bool
 	// Attempts is its status.attempts: how often a node-agent started moving its data.
 	Attempts int32
-	// Accepted holds status fields to write besides the phase when the operation is accepted.
-	Accepted map[string]any
+	// Accepted holds status fields to write besides the phase and time when the operation is
+	// accepted.
+	Accepted Status
 	// Operation builds what the Runner runs.
 	Operation func() Spec
 }
@@ -114,11 +138,9 @@ func (r *Runner) Advance(ctx context.Context, rep Reporter, node string, req Req
 			"started %d times and interrupted each time (the node-agent stopped while it ran: out of memory, or killed; see its restarts); not tried again", req.Attempts))
 	}
 	if req.Phase == "" || req.Phase == velerov1.PodVolumePhaseNew {
-		fields := map[string]any{"phase": velerov1.PodVolumePhaseAccepted, "acceptedTimestamp": metav1.NewTime(rep.Now().Truncate(time.Second))}
-		for k, v := range req.Accepted {
-			fields[k] = v
-		}
-		if err := PatchStatus(ctx, rep.Client, req.Object, fields); err != nil {
+		st := req.Accepted
+		st.Phase, st.AcceptedTimestamp = velerov1.PodVolumePhaseAccepted, Ptr(metav1.NewTime(rep.Now().Truncate(time.Second)))
+		if err := PatchStatus(ctx, rep.Client, req.Object, st); err != nil {
 			return err
 		}
 		rep.Recorder.Eventf(req.Object, corev1.EventTypeNormal, "Accepted", "accepted by node %s", node)
@@ -130,11 +152,11 @@ func (r *Runner) Advance(ctx context.Context, rep Reporter, node string, req Req
 // Start marks the operation InProgress and counts the attempt, keeping the start time of an
 // earlier attempt (a resumed operation started when it first started).
 func (r Reporter) Start(ctx context.Context, obj client.Object, startedBefore *metav1.Time, attemptsBefore int32) error {
-	fields := map[string]any{"phase": velerov1.PodVolumePhaseInProgress, "message": "", "attempts": attemptsBefore + 1}
+	st := Status{Phase: velerov1.PodVolumePhaseInProgress, Message: Ptr(""), Attempts: Ptr(attemptsBefore + 1)}
 	if startedBefore == nil {
-		fields["startTimestamp"] = metav1.NewTime(r.Now().Truncate(time.Second))
+		st.StartTimestamp = Ptr(metav1.NewTime(r.Now().Truncate(time.Second)))
 	}
-	return PatchStatus(ctx, r.Client, obj, fields)
+	return PatchStatus(ctx, r.Client, obj, st)
 }
 
 // DefaultTimeout bounds an operation whose spec.operationTimeout is empty or zero.

@@ -9,9 +9,11 @@ import (
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 )
 
@@ -21,13 +23,16 @@ import (
 // patched through the object itself. A process that may patch only the status (the node-agent
 // as `ferry install` sets it up) gets the NotFound of a deleted object, not the Forbidden of that
 // second try.
-func PatchStatus(ctx context.Context, c client.Client, obj client.Object, fields map[string]any) error {
+//
+// fields is a typed partial status (Status, or a kind's own) whose empty fields are omitted, or
+// a map of field names to values.
+func PatchStatus(ctx context.Context, c client.Client, obj client.Object, fields any) error {
 	return patchStatus(ctx, c, obj, map[string]any{"status": fields})
 }
 
 // PatchStatusIfUnchanged is PatchStatus applied only if the object's resourceVersion is still
 // the one read: otherwise the API server answers Conflict.
-func PatchStatusIfUnchanged(ctx context.Context, c client.Client, obj client.Object, fields map[string]any) error {
+func PatchStatusIfUnchanged(ctx context.Context, c client.Client, obj client.Object, fields any) error {
 	return patchStatus(ctx, c, obj, map[string]any{"status": fields, "metadata": map[string]any{"resourceVersion": obj.GetResourceVersion()}})
 }
 
@@ -49,6 +54,27 @@ func patchStatus(ctx context.Context, c client.Client, obj client.Object, body m
 	}
 	return nil
 }
+
+// Status is a partial status of a PodVolumeBackup or PodVolumeRestore, written as a merge patch:
+// fields left empty are left as they are.
+type Status struct {
+	Phase velerov1.PodVolumePhase `json:"phase,omitempty"`
+	// Message is written when set, also when set to "" (which clears it).
+	Message             *string                           `json:"message,omitempty"`
+	Path                string                            `json:"path,omitempty"`
+	Node                string                            `json:"node,omitempty"`
+	SnapshotID          string                            `json:"snapshotID,omitempty"`
+	AcceptedTimestamp   *metav1.Time                      `json:"acceptedTimestamp,omitempty"`
+	StartTimestamp      *metav1.Time                      `json:"startTimestamp,omitempty"`
+	CompletionTimestamp *metav1.Time                      `json:"completionTimestamp,omitempty"`
+	Progress            *shared.DataMoveOperationProgress `json:"progress,omitempty"`
+	IncrementalBytes    *int64                            `json:"incrementalBytes,omitempty"`
+	Conditions          []metav1.Condition                `json:"conditions,omitempty"`
+	Attempts            *int32                            `json:"attempts,omitempty"`
+}
+
+// Ptr returns a pointer to v, for Status' optional fields.
+func Ptr[T any](v T) *T { return &v }
 
 // Tally counts pod volume operations by outcome and reports whether all have ended.
 func Tally(phases []velerov1.PodVolumePhase) (counts velerov1.VolumeOperationCounts, done bool) {

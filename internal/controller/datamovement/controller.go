@@ -308,18 +308,15 @@ func (r *Reconciler) finish(ctx context.Context, v view, phase velerov2alpha1.Da
 }
 
 func (r *Reconciler) record(ctx context.Context, v view, phase velerov2alpha1.DataMovePhase, msg string, extra *status,
-	patch func(context.Context, client.Client, client.Object, map[string]any) error) error {
+	patch func(context.Context, client.Client, client.Object, any) error) error {
 	st := status{}
 	if extra != nil {
 		st = *extra
 	}
 	now := metav1.NewTime(r.Clock.Now().Truncate(time.Second))
 	st.Phase, st.Message, st.CompletionTimestamp = phase, &msg, &now
-	fields, err := st.fields()
-	if err != nil {
-		return err
-	}
-	if err := patch(ctx, r.Client, v.obj, fields); err != nil {
+	st.Conditions = append(st.Conditions, operation.Succeeded(phase == velerov2alpha1.DataMovePhaseCompleted, string(phase), msg, v.obj.GetGeneration(), now))
+	if err := patch(ctx, r.Client, v.obj, st); err != nil {
 		return err
 	}
 	eventType := corev1.EventTypeWarning
@@ -337,9 +334,5 @@ func (r *Reconciler) record(ctx context.Context, v view, phase velerov2alpha1.Da
 }
 
 func (r *Reconciler) patch(ctx context.Context, obj client.Object, st status) error {
-	fields, err := st.fields()
-	if err != nil {
-		return err
-	}
-	return operation.PatchStatus(ctx, r.Client, obj, fields)
+	return operation.PatchStatus(ctx, r.Client, obj, st)
 }

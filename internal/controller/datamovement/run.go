@@ -187,13 +187,3 @@ func (r *Reconciler) done(ctx context.Context, v view, res *exposer.Result, err 
 		return r.finish(ctx, v, velerov2alpha1.DataMovePhaseFailed, res.Message, nil)
 	}
 }
-
-// fields is the status as PatchStatus takes it.
-func (s status) fields() (map[string]any, error) {
-	data, err := json.Marshal(s)
-	if err != nil {
-		return nil, err
-	}
-	var m map[string]any
-	return m, json.Unmarshal(data, &m)
-}

@@ -117,8 +117,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	msg := fmt.Sprintf("timed out after %s, counted from %s, and no node-agent ended it within %s after that: is the node-agent of %s running?",
 		f.timeout, what, grace, node)
 	// Decided from the object as read: a phase written meanwhile wins (Conflict, read again).
-	if err := operation.PatchStatusIfUnchanged(ctx, r.Client, obj, map[string]any{
-		"phase": velerov1.PodVolumePhaseFailed, "message": msg, "completionTimestamp": metav1.NewTime(now.Truncate(time.Second)),
+	at := metav1.NewTime(now.Truncate(time.Second))
+	if err := operation.PatchStatusIfUnchanged(ctx, r.Client, obj, operation.Status{
+		Phase: velerov1.PodVolumePhaseFailed, Message: &msg, CompletionTimestamp: &at,
+		Conditions: []metav1.Condition{operation.Succeeded(false, string(velerov1.PodVolumePhaseFailed), msg, obj.GetGeneration(), at)},
 	}); err != nil {
 		return ctrl.Result{}, err
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -51,7 +50,7 @@ func (r *Reconciler) backup(ctx context.Context, pvb *velerov1.PodVolumeBackup) 
 	if err != nil {
 		return uploader.BackupResult{}, err
 	}
-	if err := operation.PatchStatus(ctx, r.Client, pvb, map[string]any{"path": vol.Dir}); err != nil {
+	if err := operation.PatchStatus(ctx, r.Client, pvb, operation.Status{Path: vol.Dir}); err != nil {
 		return uploader.BackupResult{}, err
 	}
 	r.Recorder.Eventf(pvb, corev1.EventTypeNormal, "Started", "backing up %s", vol.Dir)
@@ -66,7 +65,7 @@ func (r *Reconciler) backup(ctx context.Context, pvb *velerov1.PodVolumeBackup) 
 		Parallel: r.parallel(pvb),
 		Tags:     tags(pvb, vol.ClaimName),
 		Progress: func(p uploader.Progress) {
-			_ = operation.PatchStatus(ctx, r.Client, pvb, map[string]any{"progress": progressOf(p)}) // next tick retries
+			_ = operation.PatchStatus(ctx, r.Client, pvb, operation.Status{Progress: operation.Ptr(progressOf(p))}) // next tick retries
 		},
 	})
 }
@@ -101,9 +100,9 @@ func (r *Reconciler) done(ctx context.Context, pvb *velerov1.PodVolumeBackup, re
 
 // finish writes a terminal phase; a completed backup also gets its snapshot and final progress.
 func (r *Reconciler) finish(ctx context.Context, pvb *velerov1.PodVolumeBackup, phase velerov1.PodVolumePhase, msg string, res *uploader.BackupResult) error {
-	var extra map[string]any
+	var extra *operation.Status
 	if res != nil {
-		extra = map[string]any{"snapshotID": res.SnapshotID, "incrementalBytes": res.Stats.UploadedBytes, "progress": shared.DataMoveOperationProgress{
+		extra = &operation.Status{SnapshotID: res.SnapshotID, IncrementalBytes: operation.Ptr(res.Stats.UploadedBytes), Progress: &shared.DataMoveOperationProgress{
 			TotalBytes: res.Stats.Bytes, BytesDone: res.Stats.Bytes, IncrementalBytes: res.Stats.UploadedBytes,
 			TotalFiles: res.Stats.Files, FilesDone: res.Stats.Files,
 		}}
@@ -113,16 +112,14 @@ func (r *Reconciler) finish(ctx context.Context, pvb *velerov1.PodVolumeBackup, 
 			// The snapshot lacks these entries: the Backup ends PartiallyFailed because of it.
 			conditions = append(conditions, metav1.Condition{Type: velerov1.ConditionEntriesNotBackedUp, Status: metav1.ConditionTrue,
 				Reason: "UnreadableOrSpecialEntries", LastTransitionTime: now,
-				Message: fmt.Sprintf("%d entries not backed up: %s", res.Stats.Errors, strings.Join(res.Stats.ErrorMessages, "; "))})
+				Message: fmt.Sprintf("%d entries not backed up: %s", res.Stats.Errors, operation.JoinFirst(res.Stats.ErrorMessages, 20))})
 		}
 		if n := res.Stats.NotPreserved; n.Any() {
 			// Content kept, some metadata not: a warning, not a partial backup.
 			conditions = append(conditions, metav1.Condition{Type: velerov1.ConditionMetadataNotPreserved, Status: metav1.ConditionTrue,
 				Reason: "LinksAttributesOrNames", LastTransitionTime: now, Message: n.String()})
 		}
-		if conditions != nil {
-			extra["conditions"] = conditions
-		}
+		extra.Conditions = conditions
 	}
 	return r.reporter().Finish(ctx, pvb, phase, msg, extra, pvb.Status.StartTimestamp)
 }

@@ -71,7 +71,7 @@ func (r *Reconciler) restore(ctx context.Context, pvr *velerov1.PodVolumeRestore
 		WriteSparseFiles: setting(pvr, "WriteSparseFiles") == "true",
 		Parallel:         r.parallel(pvr),
 		Progress: func(p uploader.Progress) {
-			_ = operation.PatchStatus(ctx, r.Client, pvr, map[string]any{"progress": shared.DataMoveOperationProgress{
+			_ = operation.PatchStatus(ctx, r.Client, pvr, operation.Status{Progress: &shared.DataMoveOperationProgress{
 				TotalBytes: p.TotalBytes, BytesDone: p.BytesDone, TotalFiles: p.TotalFiles, FilesDone: p.FilesDone,
 				BytesPerSecond: p.BytesPerSecond,
 			}}) // the next tick retries
@@ -144,9 +144,9 @@ func (r *Reconciler) done(ctx context.Context, pvr *velerov1.PodVolumeRestore, s
 
 // finish writes a terminal phase; a completed restore also gets its final progress.
 func (r *Reconciler) finish(ctx context.Context, pvr *velerov1.PodVolumeRestore, phase velerov1.PodVolumePhase, msg string, st *uploader.RestoreStats) error {
-	var extra map[string]any
+	var extra *operation.Status
 	if st != nil {
-		extra = map[string]any{"progress": shared.DataMoveOperationProgress{TotalBytes: st.Bytes, BytesDone: st.Bytes, TotalFiles: st.Files, FilesDone: st.Files}}
+		extra = &operation.Status{Progress: &shared.DataMoveOperationProgress{TotalBytes: st.Bytes, BytesDone: st.Bytes, TotalFiles: st.Files, FilesDone: st.Files}}
 	}
 	return r.reporter().Finish(ctx, pvr, phase, msg, extra, pvr.Status.StartTimestamp)
 }
