@@ -118,6 +118,20 @@ func TestDataMoverUnderFaults(t *testing.T) {
 		must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
 	})
 
+	t.Run("canceled while its mover pod waits for a slot", func(t *testing.T) {
+		running := upload("web-content")
+		uploading(running)
+		waiting := upload("web-content") // the node's one slot is taken: its mover pod runs and waits
+		must(t, c.Poll(ctx, 2*time.Minute, "DataUpload "+waiting.Name+" to wait for a slot", func() (bool, string, error) {
+			err := c.Client.Get(ctx, client.ObjectKeyFromObject(waiting), waiting)
+			return err == nil && waiting.Status.Phase == velerov2alpha1.DataMovePhasePrepared && strings.Contains(waiting.Status.Message, "slots"),
+				string(waiting.Status.Phase) + " " + waiting.Status.Message, err
+		}))
+		t.Logf("canceled while Prepared (%q) in %s", waiting.Status.Message, cancel(waiting).Round(100*time.Millisecond))
+		cancel(running)
+		must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
+	})
+
 	t.Run("the mover pod is deleted while it uploads", func(t *testing.T) {
 		du := upload("web-content")
 		uploading(du)

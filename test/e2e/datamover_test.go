@@ -176,4 +176,24 @@ func TestBackupMovesSnapshotsAndRestoresIntoAnEmptyNamespace(t *testing.T) {
 		t.Fatalf("the claims restored into the empty namespace differ:\n%s", diff)
 	}
 	must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
+
+	// The same backup into a namespace that never existed, by namespaceMapping.
+	mapped := c.NewApp(ns + "-mapped")
+	t.Cleanup(mapped.Discard)
+	rm := &velerov1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: InstallNamespace, Name: ns + "-mapped"},
+		Spec: velerov1.RestoreSpec{BackupName: b.Name, NamespaceMapping: map[string]string{ns: mapped.Namespace}}}
+	must(t, c.Client.Create(ctx, rm))
+	must(t, c.WaitRestore(ctx, rm, 5*time.Minute))
+	if rm.Status.Phase != velerov1.RestorePhasePartiallyFailed && rm.Status.Phase != velerov1.RestorePhaseCompleted {
+		t.Fatalf("restore %s into %s: %s: %s", rm.Name, mapped.Namespace, rm.Status.Phase, rm.Status.FailureReason)
+	}
+	must(t, mapped.Deploy(ctx))
+	got, err = mapped.Describe(ctx)
+	must(t, err)
+	delete(got, cache)
+	if diff := Compare(want, got); diff != "" {
+		t.Fatalf("the claims restored into the mapped namespace %s differ:\n%s", mapped.Namespace, diff)
+	}
+	t.Logf("restore %s into the mapped namespace %s: %s", rm.Name, mapped.Namespace, rm.Status.Phase)
+	must(t, c.WaitNoLeftovers(ctx, mapped.Namespace, 2*time.Minute))
 }
