@@ -28,13 +28,10 @@ func TestMain(m *testing.M) { testenv.Run(m, repotest.Stop) }
 func TestReusedHandleSeesNewerWrites(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := t.Context()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "repoaccess-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: repoaccess.PasswordSecret},
+	ns := testenv.Namespace(t, "repoaccess")
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repoaccess.PasswordSecret},
 		StringData: map[string]string{repoaccess.PasswordKey: "access-test-password"}}
-	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default"},
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"},
 		Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderFilesystem, Config: map[string]string{"path": t.TempDir()},
 			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "b"}}}}
 	if err := env.Client.Create(ctx, secret); err != nil {
@@ -43,9 +40,9 @@ func TestReusedHandleSeesNewerWrites(t *testing.T) {
 	if err := env.Client.Create(ctx, bsl); err != nil {
 		t.Fatal(err)
 	}
-	server := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir(), Create: true})
+	server := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns, WorkDir: t.TempDir(), Create: true})
 	defer server.Close(context.Background())
-	agent := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir()})
+	agent := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns, WorkDir: t.TempDir()})
 	defer agent.Close(context.Background())
 
 	// The server opens its restore handle (and keeps it), then another process writes.
@@ -127,19 +124,16 @@ func TestForbiddenCredentialsNameTheFlag(t *testing.T) {
 func TestRotatedCredentialsOpenANewConnection(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := t.Context()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "repoaccess-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
+	ns := testenv.Namespace(t, "repoaccess")
 	loc := repotest.S3(t)
 	ini := func(id, secret string) []byte {
 		return []byte(fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", id, secret))
 	}
-	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "cloud-credentials"},
+	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cloud-credentials"},
 		Data: map[string][]byte{"cloud": ini(loc.Credentials.AccessKeyID, loc.Credentials.SecretAccessKey)}}
-	password := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: repoaccess.PasswordSecret},
+	password := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repoaccess.PasswordSecret},
 		StringData: map[string]string{repoaccess.PasswordKey: "access-test-password"}}
-	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default"},
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"},
 		Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderAWS, Config: loc.Config,
 			Credential:  &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: creds.Name}, Key: "cloud"},
 			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: loc.Bucket, Prefix: loc.Prefix}}}}
@@ -148,7 +142,7 @@ func TestRotatedCredentialsOpenANewConnection(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	access := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir(), Create: true})
+	access := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns, WorkDir: t.TempDir(), Create: true})
 	defer access.Close(context.Background())
 	_, release, err := access.Open(ctx, "default", repoaccess.ForBackup)
 	if err != nil {
@@ -180,13 +174,10 @@ func TestRotatedCredentialsOpenANewConnection(t *testing.T) {
 func TestReadOnlyLocationKeepsItsPasswordAfterARotation(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := t.Context()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "repoaccess-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	password := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: repoaccess.PasswordSecret},
+	ns := testenv.Namespace(t, "repoaccess")
+	password := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repoaccess.PasswordSecret},
 		Data: map[string][]byte{repoaccess.PasswordKey: []byte("before-rotation")}}
-	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "archive"},
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "archive"},
 		Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderFilesystem, Config: map[string]string{"path": t.TempDir()},
 			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "b"}}}}
 	for _, obj := range []client.Object{password, bsl} {
@@ -194,7 +185,7 @@ func TestReadOnlyLocationKeepsItsPasswordAfterARotation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	creator := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir(), Create: true})
+	creator := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns, WorkDir: t.TempDir(), Create: true})
 	_, release, err := creator.Open(ctx, "archive", repoaccess.ForBackup)
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +195,7 @@ func TestReadOnlyLocationKeepsItsPasswordAfterARotation(t *testing.T) {
 
 	bsl.Spec.AccessMode = velerov1.BackupStorageLocationAccessModeReadOnly
 	password.Data[repoaccess.PasswordKey] = []byte("after-rotation")
-	applied := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: repoaccess.AppliedPasswordSecret},
+	applied := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repoaccess.AppliedPasswordSecret},
 		Data: map[string][]byte{repoaccess.PasswordKey: []byte("after-rotation")}}
 	for _, obj := range []client.Object{bsl, password} {
 		if err := env.Client.Update(ctx, obj); err != nil {
@@ -214,7 +205,7 @@ func TestReadOnlyLocationKeepsItsPasswordAfterARotation(t *testing.T) {
 	if err := env.Client.Create(ctx, applied); err != nil {
 		t.Fatal(err)
 	}
-	agent := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir()})
+	agent := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns, WorkDir: t.TempDir()})
 	defer agent.Close(context.Background())
 	if _, release, err := agent.Open(ctx, "archive", repoaccess.ForRestore); err == nil {
 		release()
@@ -237,18 +228,15 @@ func TestReadOnlyLocationKeepsItsPasswordAfterARotation(t *testing.T) {
 func TestLocationWithoutCredentialUsesTheSharedCredentialsFile(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := t.Context()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "repoaccess-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
+	ns := testenv.Namespace(t, "repoaccess")
 	loc := repotest.S3(t)
 	config := map[string]string{"profile": "backup"}
 	for k, v := range loc.Config {
 		config[k] = v
 	}
-	password := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: repoaccess.PasswordSecret},
+	password := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repoaccess.PasswordSecret},
 		StringData: map[string]string{repoaccess.PasswordKey: "access-test-password"}}
-	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default"},
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"},
 		Spec: velerov1.BackupStorageLocationSpec{Provider: "velero.io/aws", Config: config,
 			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: loc.Bucket, Prefix: loc.Prefix}}}}
 	for _, obj := range []client.Object{password, bsl} {
@@ -263,7 +251,7 @@ func TestLocationWithoutCredentialUsesTheSharedCredentialsFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	open := func(credentialsFile string) error {
-		access := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir(), Create: true,
+		access := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns, WorkDir: t.TempDir(), Create: true,
 			CredentialsFile: credentialsFile})
 		defer access.Close(context.Background())
 		_, release, err := access.Open(ctx, "default", repoaccess.ForBackup)

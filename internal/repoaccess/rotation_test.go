@@ -29,15 +29,12 @@ import (
 func TestOperationsRunAcrossAPasswordChange(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := t.Context()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "repoaccess-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	password := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: repoaccess.PasswordSecret},
+	ns := testenv.Namespace(t, "repoaccess")
+	password := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repoaccess.PasswordSecret},
 		Data: map[string][]byte{repoaccess.PasswordKey: []byte("before-rotation")}}
-	applied := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: repoaccess.AppliedPasswordSecret},
+	applied := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repoaccess.AppliedPasswordSecret},
 		Data: map[string][]byte{repoaccess.PasswordKey: []byte("before-rotation")}}
-	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default"},
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"},
 		Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderFilesystem, Config: map[string]string{"path": t.TempDir()},
 			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "b"}}}}
 	for _, obj := range []client.Object{password, applied, bsl} {
@@ -47,9 +44,9 @@ func TestOperationsRunAcrossAPasswordChange(t *testing.T) {
 	}
 	var offset atomic.Int64
 	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
-	server := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir(), Create: true})
+	server := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns, WorkDir: t.TempDir(), Create: true})
 	defer server.Close(context.Background())
-	agent := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir(), Now: now})
+	agent := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns, WorkDir: t.TempDir(), Now: now})
 	defer agent.Close(context.Background())
 	_, release, err := server.Open(ctx, "default", repoaccess.ForBackup) // creates the repository
 	if err != nil {
@@ -129,14 +126,11 @@ func TestOperationsRunAcrossAPasswordChange(t *testing.T) {
 func TestRekeyRepairsAnInterruptedPasswordChange(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := t.Context()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "repoaccess-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
+	ns := testenv.Namespace(t, "repoaccess")
 	dir := t.TempDir()
-	password := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: repoaccess.PasswordSecret},
+	password := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repoaccess.PasswordSecret},
 		Data: map[string][]byte{repoaccess.PasswordKey: []byte("before-rotation")}}
-	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "default"},
+	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"},
 		Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderFilesystem, Config: map[string]string{"path": dir},
 			StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "b"}}}}
 	for _, obj := range []client.Object{password, bsl} {
@@ -144,7 +138,7 @@ func TestRekeyRepairsAnInterruptedPasswordChange(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	server := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir(), Create: true})
+	server := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns, WorkDir: t.TempDir(), Create: true})
 	defer server.Close(context.Background())
 	rep, release, err := server.Open(ctx, "default", repoaccess.ForBackup)
 	if err != nil {
@@ -166,7 +160,7 @@ func TestRekeyRepairsAnInterruptedPasswordChange(t *testing.T) {
 	if err := os.WriteFile(formatFile, before, 0o600); err != nil { // the second write never happened
 		t.Fatal(err)
 	}
-	agent := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns.Name, WorkDir: t.TempDir()})
+	agent := repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns, WorkDir: t.TempDir()})
 	defer agent.Close(context.Background())
 	if _, release, err := agent.Open(ctx, "default", repoaccess.ForRestore); !errors.Is(err, repository.ErrInterruptedRekey) {
 		if err == nil {

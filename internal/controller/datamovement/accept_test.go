@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
@@ -29,20 +28,17 @@ func TestMain(m *testing.M) { testenv.Run(m) }
 func TestExactlyOneAgentAcceptsADataUpload(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := testenv.Context(t)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "accept-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
+	ns := testenv.Namespace(t, "accept")
 	const agents, rounds = 12, 20
 	recorder := record.NewFakeRecorder(10 * agents * rounds)
 	reconcilers := make([]*Reconciler, agents)
 	for i := range reconcilers {
 		reconcilers[i] = &Reconciler{Client: env.Client, Recorder: recorder, Clock: clocktesting.NewFakePassiveClock(time.Now()),
-			Node: fmt.Sprintf("node-%d", i), Upload: true, Exposer: &exposer.Exposer{Namespace: ns.Name},
+			Node: fmt.Sprintf("node-%d", i), Upload: true, Exposer: &exposer.Exposer{Namespace: ns},
 			Config: func() nodeconfig.Config { c := nodeconfig.Default(); c.PrepareQueueLength = rounds; return c }}
 	}
 	for round := range rounds {
-		du := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("du-%d", round)},
+		du := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("du-%d", round)},
 			Spec: velerov2alpha1.DataUploadSpec{SnapshotType: velerov2alpha1.SnapshotTypeCSI, SourcePVC: "data", SourceNamespace: "app",
 				CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: "snap", StorageClass: "csi"}, DataMover: velerov2alpha1.DataMoverFerry,
 				BackupStorageLocation: "default", OperationTimeout: metav1.Duration{Duration: time.Hour}}}
@@ -88,11 +84,8 @@ func TestExactlyOneAgentAcceptsADataUpload(t *testing.T) {
 func TestCancelFromAStaleCacheKeepsTheOutcome(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := testenv.Context(t)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "stale-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	du := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "du"},
+	ns := testenv.Namespace(t, "stale")
+	du := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "du"},
 		Spec: velerov2alpha1.DataUploadSpec{SnapshotType: velerov2alpha1.SnapshotTypeCSI, SourcePVC: "data", SourceNamespace: "app",
 			CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: "snap", StorageClass: "csi"}, DataMover: velerov2alpha1.DataMoverFerry,
 			BackupStorageLocation: "default", OperationTimeout: metav1.Duration{Duration: time.Hour}}}
@@ -108,7 +101,7 @@ func TestCancelFromAStaleCacheKeepsTheOutcome(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &Reconciler{Client: env.Client, Recorder: record.NewFakeRecorder(10), Clock: clocktesting.NewFakePassiveClock(time.Now()),
-		Node: "n0", Upload: true, Exposer: &exposer.Exposer{Client: env.Client, Namespace: ns.Name},
+		Node: "n0", Upload: true, Exposer: &exposer.Exposer{Client: env.Client, Namespace: ns},
 		Runner: operation.NewRunner(ctx, slot.New(1)), Config: nodeconfig.Default}
 	if err := r.cancel(ctx, viewOf(stale)); !apierrors.IsConflict(err) {
 		t.Fatalf("cancel from a stale version = %v, want a Conflict", err)

@@ -26,17 +26,14 @@ func TestMain(m *testing.M) { testenv.Run(m) }
 func TestOperationsNobodyEndsAreFailedByTheServer(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := testenv.Context(t)
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "deadline-"}}
-	if err := env.Client.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
+	ns := testenv.Namespace(t, "deadline")
 	pod := corev1.ObjectReference{Kind: "Pod", Namespace: "app", Name: "web"}
-	unaccepted := &velerov1.PodVolumeBackup{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "unaccepted"},
+	unaccepted := &velerov1.PodVolumeBackup{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "unaccepted"},
 		Spec: velerov1.PodVolumeBackupSpec{Node: "gone", Pod: pod, Volume: "data", BackupStorageLocation: "default",
 			OperationTimeout: &metav1.Duration{Duration: 10 * time.Minute}}}
 	completed := unaccepted.DeepCopy()
 	completed.Name = "completed"
-	accepted := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "accepted"},
+	accepted := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "accepted"},
 		Spec: velerov2alpha1.DataUploadSpec{SnapshotType: "CSI", SourceNamespace: "app", SourcePVC: "data", DataMover: velerov2alpha1.DataMoverFerry,
 			BackupStorageLocation: "default", OperationTimeout: metav1.Duration{Duration: 30 * time.Minute},
 			CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: "snap", StorageClass: "csi"}}}
