@@ -3,6 +3,7 @@ package operation
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -68,17 +69,24 @@ func (r Reporter) finish(ctx context.Context, obj client.Object, phase velerov1.
 	if err := patch(ctx, r.Client, obj, st); err != nil {
 		return err
 	}
+	Ended(ctx, r.Recorder, obj, r.Kind, string(phase), phase == velerov1.PodVolumePhaseCompleted, msg, started, r.Now())
+	return nil
+}
+
+// Ended tells that an operation of kind ended in phase, once its outcome is written: an Event
+// (Normal when it completed, Warning otherwise), a log line and the metrics. started is its
+// startTimestamp, if any.
+func Ended(ctx context.Context, recorder record.EventRecorder, obj client.Object, kind, phase string, completed bool, msg string, started *metav1.Time, now time.Time) {
 	eventType := corev1.EventTypeWarning
-	if phase == velerov1.PodVolumePhaseCompleted {
+	if completed {
 		eventType = corev1.EventTypeNormal
 	}
-	metrics.Operations.WithLabelValues(r.Kind, string(phase)).Inc()
+	metrics.Operations.WithLabelValues(kind, phase).Inc()
 	if started != nil {
-		metrics.Duration.WithLabelValues(r.Kind, string(phase)).Observe(r.Now().Sub(started.Time).Seconds())
+		metrics.Duration.WithLabelValues(kind, phase).Observe(now.Sub(started.Time).Seconds())
 	}
-	r.Recorder.Event(obj, eventType, string(phase), msg)
-	log.FromContext(ctx).Info("volume operation ended", "kind", r.Kind, "name", obj.GetNamespace()+"/"+obj.GetName(), "phase", phase, "message", msg)
-	return nil
+	recorder.Event(obj, eventType, phase, msg)
+	log.FromContext(ctx).Info("volume operation ended", "kind", kind, "name", obj.GetNamespace()+"/"+obj.GetName(), "phase", phase, "message", msg)
 }
 
 // Succeeded is the ConditionSucceeded of an operation that ended in phase.
@@ -88,7 +96,7 @@ func Succeeded(ok bool, phase, msg string, generation int64, at metav1.Time) met
 		status = metav1.ConditionTrue
 	}
 	if len(msg) > maxConditionMessage {
-		msg = msg[:maxConditionMessage-3] + "..."
+		msg = strings.ToValidUTF8(msg[:maxConditionMessage-3], "") + "..." // never half a character
 	}
 	return metav1.Condition{Type: ConditionSucceeded, Status: status, Reason: phase, Message: msg, ObservedGeneration: generation, LastTransitionTime: at}
 }

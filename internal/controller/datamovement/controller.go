@@ -28,7 +28,6 @@ import (
 
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/exposer"
-	"github.com/ferry-backup/ferry/internal/metrics"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
 	"github.com/ferry-backup/ferry/internal/operation"
 )
@@ -319,17 +318,8 @@ func (r *Reconciler) record(ctx context.Context, v view, phase velerov2alpha1.Da
 	if err := patch(ctx, r.Client, v.obj, st); err != nil {
 		return err
 	}
-	eventType := corev1.EventTypeWarning
-	if phase == velerov2alpha1.DataMovePhaseCompleted {
-		eventType = corev1.EventTypeNormal
-	}
-	kind := r.kind() // metrics.KindUpload or KindDownload
-	metrics.Operations.WithLabelValues(kind, string(phase)).Inc()
-	if v.started != nil {
-		metrics.Duration.WithLabelValues(kind, string(phase)).Observe(now.Sub(v.started.Time).Seconds())
-	}
-	r.Recorder.Event(v.obj, eventType, string(phase), msg)
-	log.FromContext(ctx).Info("data movement ended", "kind", r.kind(), "name", v.obj.GetName(), "phase", phase, "message", msg)
+	// metrics.KindUpload or KindDownload
+	operation.Ended(ctx, r.Recorder, v.obj, r.kind(), string(phase), phase == velerov2alpha1.DataMovePhaseCompleted, msg, v.started, r.Clock.Now())
 	return nil
 }
 
