@@ -133,11 +133,15 @@ func TestServerOperations(t *testing.T) {
 			err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(b), b)
 			return err != nil, "backup short-lived is still there, phase " + string(b.Status.Phase)
 		})
+		// The Backup object goes before its request is marked Processed (Velero's order too).
 		dbr := &velerov1.DeleteBackupRequest{}
-		if err := c.Client.Get(context.Background(), client.ObjectKey{Namespace: c.Install, Name: "short-lived-expired"}, dbr); err != nil {
-			t.Fatalf("the expiry's DeleteBackupRequest: %v", err)
-		}
-		if dbr.Status.Phase != velerov1.DeleteBackupRequestPhaseProcessed || len(dbr.Status.Errors) > 0 {
+		c.Eventually(time.Minute, func() (bool, string) {
+			if err := c.Client.Get(context.Background(), client.ObjectKey{Namespace: c.Install, Name: "short-lived-expired"}, dbr); err != nil {
+				return false, "the expiry's DeleteBackupRequest: " + err.Error()
+			}
+			return dbr.Status.Phase == velerov1.DeleteBackupRequestPhaseProcessed, "the expiry's DeleteBackupRequest is " + string(dbr.Status.Phase)
+		})
+		if len(dbr.Status.Errors) > 0 {
 			t.Errorf("the expiry's DeleteBackupRequest: %+v", dbr.Status)
 		}
 		if left := snapshotsOf(t, c, "rotated-password-2", "short-lived"); len(left) != 0 {
