@@ -173,6 +173,16 @@ const (
 	BackupPhaseDeleting                                  BackupPhase = "Deleting"
 )
 
+// Ended reports whether a Backup in this phase has finished running: Completed, PartiallyFailed,
+// Failed or FailedValidation.
+func (p BackupPhase) Ended() bool {
+	switch p {
+	case BackupPhaseCompleted, BackupPhasePartiallyFailed, BackupPhaseFailed, BackupPhaseFailedValidation:
+		return true
+	}
+	return false
+}
+
 // BackupStatus is the state and outcome of a Backup.
 type BackupStatus struct {
 	// +optional
@@ -306,6 +316,13 @@ const LabelPVCNamespaceName = "velero.io/pvc-namespace-name"
 // LabelVolumeSnapshotClass on a PVC names the VolumeSnapshotClass its data mover snapshots use,
 // instead of the default class of its driver (Velero's label).
 const LabelVolumeSnapshotClass = "velero.io/csi-volumesnapshot-class"
+
+// FinalizerUnfinished is on a Backup from its start until it ends. A Backup deleted before then
+// has no record in its location yet (backup sync cannot bring it back) and may have written
+// snapshots already: ferry-server cancels it and deletes what it wrote, through a
+// DeleteBackupRequest, before the object goes. A finished Backup deleted with kubectl loses only
+// its object.
+const FinalizerUnfinished = "ferry.io/unfinished-backup"
 
 // AnnotationSyncedFrom marks a Backup that backup sync recreated from its record in the named
 // storage location. Such a Backup is never started, even before sync has set its status.

@@ -32,6 +32,10 @@ const (
 	legacyBackupFinalizer = "ferry.io/delete-snapshots"
 )
 
+// serverFinalizers are the finalizers only ferry-server removes from Backups; with the server gone
+// they would keep their namespace and the backups CRD from ever being deleted.
+var serverFinalizers = []string{legacyBackupFinalizer, velerov1.FinalizerUnfinished}
+
 // uninstallOptions configure `ferry uninstall`.
 type uninstallOptions struct {
 	*Options
@@ -52,7 +56,8 @@ func newUninstallCommand(o *Options) *cobra.Command {
 		Short: "Remove what `ferry install` created; the namespace and its Secrets are kept",
 		Long: "Deletes, in this order, the ferry-server Deployment and the node-agent DaemonSet (and an older Ferry's\n" +
 			"ferry-node-agent; it waits for\n" +
-			"their pods), the finalizer " + legacyBackupFinalizer + " that older versions put on Backups, the velero.io\n" +
+			"their pods), the finalizers ferry-server puts on Backups (" + legacyBackupFinalizer + " of older versions,\n" +
+			velerov1.FinalizerUnfinished + " on those that have not ended), the velero.io\n" +
 			"CRDs Ferry installs (deleting a CRD deletes all its objects: Backups, Restores, locations; --keep-crds\n" +
 			"leaves them, e.g. for Velero), then the ServiceAccounts, Roles and ClusterRoles. The namespace is kept:\n" +
 			"it holds the repository password Secret " + passwordSecret + ", without which no backup can be\n" +
@@ -109,7 +114,7 @@ func (o *uninstallOptions) run(ctx context.Context, c client.Client) error {
 	if err := u.wait(ctx, u.podsLeft); err != nil {
 		return err
 	}
-	if err := u.stripLegacyFinalizer(ctx); err != nil {
+	if err := u.stripServerFinalizers(ctx); err != nil {
 		return err
 	}
 	if err := u.deleteCRDs(ctx); err != nil {
@@ -161,9 +166,9 @@ func (u *uninstall) deleteCRDs(ctx context.Context) error {
 	return u.wait(ctx, func(ctx context.Context, detail bool) ([]string, error) { return u.crdsLeft(ctx, crds, detail) })
 }
 
-// stripLegacyFinalizer removes legacyBackupFinalizer from every Backup in every namespace, so
-// that nothing waits for a server that is gone. The backups' data stays in the repositories.
-func (u *uninstall) stripLegacyFinalizer(ctx context.Context) error {
+// stripServerFinalizers removes serverFinalizers from every Backup in every namespace, so that
+// nothing waits for a server that is gone. The backups' data stays in the repositories.
+func (u *uninstall) stripServerFinalizers(ctx context.Context) error {
 	err := u.c.Get(ctx, client.ObjectKey{Name: "backups." + velerov1.GroupVersion.Group}, &apiextensionsv1.CustomResourceDefinition{})
 	if apierrors.IsNotFound(err) {
 		return nil
@@ -177,17 +182,19 @@ func (u *uninstall) stripLegacyFinalizer(ctx context.Context) error {
 		return fmt.Errorf("list backups: %w", err)
 	}
 	for _, b := range backups.Items {
-		if !controllerutil.ContainsFinalizer(&b, legacyBackupFinalizer) {
-			continue
-		}
-		if err := u.removeFinalizer(ctx, client.ObjectKeyFromObject(&b)); err != nil {
-			return fmt.Errorf("remove finalizer %s from backup %s: %w", legacyBackupFinalizer, client.ObjectKeyFromObject(&b), err)
+		for _, f := range serverFinalizers {
+			if !controllerutil.ContainsFinalizer(&b, f) {
+				continue
+			}
+			if err := u.removeFinalizer(ctx, client.ObjectKeyFromObject(&b), f); err != nil {
+				return fmt.Errorf("remove finalizer %s from backup %s: %w", f, client.ObjectKeyFromObject(&b), err)
+			}
 		}
 	}
 	return nil
 }
 
-func (u *uninstall) removeFinalizer(ctx context.Context, key client.ObjectKey) error {
+func (u *uninstall) removeFinalizer(ctx context.Context, key client.ObjectKey, finalizer string) error {
 	var opts []client.PatchOption
 	if u.DryRun {
 		opts = append(opts, client.DryRunAll)
@@ -199,7 +206,7 @@ func (u *uninstall) removeFinalizer(ctx context.Context, key client.ObjectKey) e
 			return client.IgnoreNotFound(err)
 		}
 		patch := client.MergeFromWithOptions(b.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		if !controllerutil.RemoveFinalizer(b, legacyBackupFinalizer) {
+		if !controllerutil.RemoveFinalizer(b, finalizer) {
 			return nil
 		}
 		if err := u.c.Patch(ctx, b, patch, opts...); err != nil {
@@ -207,7 +214,7 @@ func (u *uninstall) removeFinalizer(ctx context.Context, key client.ObjectKey) e
 		}
 		u.changed++
 		fmt.Fprintf(u.Out, "%s in namespace %s: finalizer %s removed, its data stays in the repository%s\n",
-			u.name(b), key.Namespace, legacyBackupFinalizer, u.dryRunNote())
+			u.name(b), key.Namespace, finalizer, u.dryRunNote())
 		return nil
 	})
 }

@@ -101,18 +101,18 @@ func ferryCRDs(t *testing.T) []client.Object {
 }
 
 // TestUninstallRemovesWhatInstallCreated uninstalls with --keep-crds: every object install made
-// in and for the namespace is gone, the legacy finalizer is stripped from Backups (a deleted one
-// can go), and the namespace with the password Secret stays. A second uninstall finds nothing.
+// in and for the namespace is gone, the server's finalizers are stripped from Backups (a deleted
+// one can go), and the namespace with the password Secret stays. A second uninstall finds nothing.
 func TestUninstallRemovesWhatInstallCreated(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := testenv.Context(t)
 	const ns = "ferry-uninstall-test"
 	objs := installed(t, ns)
-	deleted := backup(t, ns, "deleted", legacyBackupFinalizer)
+	deleted := backup(t, ns, "deleted", velerov1.FinalizerUnfinished)
 	if err := env.Client.Delete(ctx, deleted); err != nil {
 		t.Fatal(err)
 	}
-	kept := backup(t, ns, "kept", legacyBackupFinalizer, "example.com/other")
+	kept := backup(t, ns, "kept", legacyBackupFinalizer, velerov1.FinalizerUnfinished, "example.com/other")
 	// An older Ferry's agent, left beside the new one (ferry install of this version deletes it).
 	legacy := legacyDaemonSet(t, ns)
 	objs = append(objs, legacy)
@@ -129,13 +129,14 @@ func TestUninstallRemovesWhatInstallCreated(t *testing.T) {
 		`daemonset.apps "ferry-node-agent" deleted`,
 		`clusterrolebinding.rbac.authorization.k8s.io "ferry-node-agent-` + ns + `" deleted`, `serviceaccount "ferry-server" deleted`,
 		`backup.velero.io "kept" in namespace ` + ns + `: finalizer ` + legacyBackupFinalizer + ` removed`,
+		`backup.velero.io "kept" in namespace ` + ns + `: finalizer ` + velerov1.FinalizerUnfinished + ` removed`,
 		"namespace " + ns + " kept: it holds the repository password Secret " + passwordSecret} {
 		if !strings.Contains(out, line) {
 			t.Errorf("output lacks %q:\n%s", line, out)
 		}
 	}
 	if there := present(t, deleted); len(there) > 0 {
-		t.Errorf("the deleted Backup still waits for its legacy finalizer")
+		t.Errorf("the deleted Backup still waits for its finalizer")
 	}
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(kept), kept); err != nil || !slicesEqual(kept.Finalizers, "example.com/other") {
 		t.Errorf("Backup kept: finalizers %v (%v), want only example.com/other", kept.Finalizers, err)

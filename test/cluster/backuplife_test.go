@@ -3,8 +3,10 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -208,15 +211,77 @@ func TestDeletionIsExplicitAndSyncBringsBackupsBack(t *testing.T) {
 			_ = c.Client.Get(context.Background(), client.ObjectKeyFromObject(legacy), legacy)
 			return len(legacy.Finalizers) == 0, "finalizers: " + strings.Join(legacy.Finalizers, ",")
 		})
+		// It never started, so nothing of it is in any store: the request deletes the object.
 		dbr := deleteRequest(t, c, "legacy")
-		if len(dbr.Status.Errors) != 1 || !strings.Contains(dbr.Status.Errors[0], "backup storage location defualt of backup legacy: not found") {
+		if len(dbr.Status.Errors) != 0 {
 			t.Errorf("errors: %q", dbr.Status.Errors)
 		}
-		if err := c.Client.Delete(context.Background(), legacy); err != nil {
+		if err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(legacy), legacy); !apierrors.IsNotFound(err) {
+			t.Errorf("the Backup that never started is still there: %v, %s", err, legacy.Status.Phase)
+		}
+	})
+
+	t.Run("kubectl delete of a running backup stops it and deletes what it wrote", func(t *testing.T) {
+		big := c.CreatePod(node, c.Namespace("big"), "big", harness.VolumeSpec{Name: "data", Claim: "big-data"})
+		if err := harness.FillVolume(big.Dirs["data"], 32, 384<<20, 8); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(legacy), legacy); err == nil {
-			t.Errorf("kubectl delete did not delete the Backup at once: finalizers %v", legacy.Finalizers)
+		yes := true
+		running := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "deleted-running"},
+			Spec: velerov1.BackupSpec{IncludedNamespaces: []string{big.Namespace}, DefaultVolumesToFsBackup: &yes,
+				UploaderConfig: &velerov1.UploaderConfigForBackup{ParallelFilesUpload: 1}}}
+		if err := c.Client.Create(context.Background(), running); err != nil {
+			t.Fatal(err)
+		}
+		if !waitVolumeMoving(t, c, running) {
+			t.Fatal("the backup ended before its volume was being uploaded")
+		}
+		if err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(running), running); err != nil ||
+			!slices.Contains(running.Finalizers, velerov1.FinalizerUnfinished) {
+			t.Fatalf("a running Backup: %v, finalizers %v, want %s", err, running.Finalizers, velerov1.FinalizerUnfinished)
+		}
+		if err := c.Client.Delete(context.Background(), running); err != nil {
+			t.Fatal(err)
+		}
+		c.Eventually(2*time.Minute, func() (bool, string) {
+			err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(running), running)
+			return apierrors.IsNotFound(err), fmt.Sprintf("the deleted Backup is still there: %s, finalizers %v", running.Status.Phase, running.Finalizers)
+		})
+		dbrs := &velerov1.DeleteBackupRequestList{}
+		if err := c.Client.List(context.Background(), dbrs, client.InNamespace(c.Install), client.MatchingLabels{velerov1.LabelBackupUID: string(running.UID)}); err != nil {
+			t.Fatal(err)
+		}
+		if len(dbrs.Items) != 1 || dbrs.Items[0].Status.Phase != velerov1.DeleteBackupRequestPhaseProcessed || len(dbrs.Items[0].Status.Errors) > 0 {
+			t.Errorf("the DeleteBackupRequests of the deleted backup: %+v", dbrs.Items)
+		}
+		if got := snapshotsOf(t, c, harnessPassword, "deleted-running"); len(got) != 0 {
+			t.Errorf("snapshots (checkpoints) of the deleted backup left: %v", got)
+		}
+		// A finished one loses only its object (the first story): the finalizer is gone once it ended.
+		if err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(second), second); err == nil &&
+			slices.Contains(second.Finalizers, velerov1.FinalizerUnfinished) {
+			t.Errorf("a Completed Backup still holds %s", velerov1.FinalizerUnfinished)
+		}
+	})
+
+	t.Run("a backup whose location is gone can be deleted, and says what stays in the store", func(t *testing.T) {
+		other := c.CreateFilesystemBSL("other")
+		b := newBackup(t, c, "in-other", other.Name, ns)
+		waitBackup(t, c, b, velerov1.BackupPhaseCompleted)
+		if err := c.Client.Delete(context.Background(), other); err != nil {
+			t.Fatal(err)
+		}
+		c.Eventually(time.Minute, func() (bool, string) {
+			err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(other), other)
+			return apierrors.IsNotFound(err), "location other is still there"
+		})
+		dbr := deleteRequest(t, c, "in-other")
+		if len(dbr.Status.Errors) != 1 || !strings.Contains(dbr.Status.Errors[0], "backup storage location other of backup in-other: not found") ||
+			!strings.Contains(dbr.Status.Errors[0], "create the location again") {
+			t.Errorf("errors: %q", dbr.Status.Errors)
+		}
+		if err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(b), b); !apierrors.IsNotFound(err) {
+			t.Errorf("the Backup of the deleted location is still there: %v, %s", err, b.Status.Phase)
 		}
 	})
 }

@@ -26,12 +26,12 @@ import (
 )
 
 // soakFaults are what the soak injects into a running Backup, one per Backup.
-var soakFaults = []string{"none", "kill a node-agent", "kill the server", "ask to delete the backup",
+var soakFaults = []string{"none", "kill a node-agent", "kill the server", "ask to delete the backup", "kubectl delete the backup",
 	"S3 answers 500", "S3 resets connections", "S3 stops answering"}
 
 // TestSoakBackupsUnderRandomFaults runs Backups one after another on two nodes into an S3
 // location behind the fault-injecting proxy, each with a fault picked at random: a process
-// killed or a deletion asked while its volumes are being backed up, or S3 misbehaving throughout (FERRY_SOAK_BACKUPS, default
+// killed, a deletion asked or the Backup object deleted while its volumes are being backed up, or S3 misbehaving throughout (FERRY_SOAK_BACKUPS, default
 // 50; FERRY_SOAK_SEED repeats a run). Then: every Backup and every PodVolumeBackup ended, no
 // snapshot is left of a deleted Backup (orphans = 0), and every completed Backup restores byte
 // for byte what its volumes held when it ran.
@@ -105,6 +105,14 @@ func TestSoakBackupsUnderRandomFaults(t *testing.T) {
 			if waitVolumeMoving(t, c, b) {
 				if dbr := deleteRequest(t, c, b.Name); len(dbr.Status.Errors) > 0 {
 					t.Errorf("deleting running backup %s: %v", b.Name, dbr.Status.Errors)
+				}
+				r.deleted = true
+			}
+		case "kubectl delete the backup":
+			// Before it ended: it has no record yet, so the server stops it and deletes what it wrote.
+			if waitVolumeMoving(t, c, b) {
+				if err := c.Client.Delete(ctx, b); err != nil {
+					t.Fatal(err)
 				}
 				r.deleted = true
 			}

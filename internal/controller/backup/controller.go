@@ -92,7 +92,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err // the patch brings the Backup back
 	}
 	if !b.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil // the object only: its data stays, and backup sync brings it back
+		return ctrl.Result{}, r.deleted(ctx, b)
 	}
 	switch b.Status.Phase {
 	case "", velerov1.BackupPhaseNew:
@@ -101,9 +101,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return r.start(ctx, b)
 	case velerov1.BackupPhaseInProgress:
+		if added, err := r.holdUntilEnded(ctx, b); added || err != nil {
+			return ctrl.Result{}, err // started by an older version; the patch brings it back
+		}
 		return r.progress(ctx, b)
 	case velerov1.BackupPhaseDeleting:
 		return ctrl.Result{}, nil // a DeleteBackupRequest owns it now
+	}
+	if released, err := r.releaseEnded(ctx, b); released || err != nil {
+		return ctrl.Result{}, err // the patch brings it back
 	}
 	return r.expire(ctx, b)
 }
@@ -131,6 +137,9 @@ func (r *Reconciler) start(ctx context.Context, b *velerov1.Backup) (ctrl.Result
 	}
 	if br.Status.Phase != velerov1.BackupRepositoryPhaseReady {
 		return r.waitForRepository(ctx, b, br)
+	}
+	if _, err := r.holdUntilEnded(ctx, b); err != nil {
+		return ctrl.Result{}, err // before anything is written that a deletion would have to undo
 	}
 	sel, err := r.selectVolumes(ctx, b)
 	if err != nil {

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,6 +33,74 @@ func (r *Reconciler) dropLegacyFinalizer(ctx context.Context, b *velerov1.Backup
 	patch := client.MergeFrom(b.DeepCopy())
 	controllerutil.RemoveFinalizer(b, LegacyFinalizer)
 	return true, client.IgnoreNotFound(r.Client.Patch(ctx, b, patch))
+}
+
+// holdUntilEnded puts velerov1.FinalizerUnfinished on a running backup; it reports whether it
+// added it.
+func (r *Reconciler) holdUntilEnded(ctx context.Context, b *velerov1.Backup) (bool, error) {
+	if controllerutil.ContainsFinalizer(b, velerov1.FinalizerUnfinished) {
+		return false, nil
+	}
+	patch := client.MergeFromWithOptions(b.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	controllerutil.AddFinalizer(b, velerov1.FinalizerUnfinished)
+	return true, r.Client.Patch(ctx, b, patch)
+}
+
+// releaseEnded takes velerov1.FinalizerUnfinished off a backup that has ended (its record is
+// written: backup sync can bring it back); it reports whether it did.
+func (r *Reconciler) releaseEnded(ctx context.Context, b *velerov1.Backup) (bool, error) {
+	if !controllerutil.ContainsFinalizer(b, velerov1.FinalizerUnfinished) {
+		return false, nil
+	}
+	patch := client.MergeFrom(b.DeepCopy())
+	controllerutil.RemoveFinalizer(b, velerov1.FinalizerUnfinished)
+	return true, client.IgnoreNotFound(r.Client.Patch(ctx, b, patch))
+}
+
+// UnfinishedRequestName is the name of the DeleteBackupRequest made for a Backup deleted before
+// it ended.
+func UnfinishedRequestName(b *velerov1.Backup) string {
+	return fmt.Sprintf("%s-deleted-%.8s", b.Name, b.UID)
+}
+
+// deleted handles a Backup object being deleted. One that has ended goes at once: only the
+// object is deleted, its data stays and backup sync brings it back. One that has not ended has
+// no record yet, so nothing could bring it back and what it wrote would be left unowned: a
+// DeleteBackupRequest stops it and deletes what it wrote, and takes the finalizer off when it
+// ends, whatever happened (the deletion of an object always completes).
+func (r *Reconciler) deleted(ctx context.Context, b *velerov1.Backup) error {
+	if !controllerutil.ContainsFinalizer(b, velerov1.FinalizerUnfinished) {
+		return nil
+	}
+	if b.Status.Phase.Ended() {
+		_, err := r.releaseEnded(ctx, b)
+		return err
+	}
+	if b.Status.Phase == velerov1.BackupPhaseDeleting {
+		return nil // a DeleteBackupRequest owns it; it takes the finalizer off when it ends
+	}
+	dbr := &velerov1.DeleteBackupRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: b.Namespace, Name: UnfinishedRequestName(b),
+			Labels: map[string]string{velerov1.LabelBackupName: b.Name, velerov1.LabelBackupUID: string(b.UID)}},
+		Spec: velerov1.DeleteBackupRequestSpec{BackupName: b.Name},
+	}
+	switch err := r.Client.Create(ctx, dbr); {
+	case apierrors.IsAlreadyExists(err):
+		return nil // made before; it takes the finalizer off when it ends
+	case err != nil:
+		return err
+	}
+	r.Recorder.Eventf(b, corev1.EventTypeNormal, "DeletedUnfinished", "deleted while %s: DeleteBackupRequest %s stops it and deletes what it wrote",
+		phaseOrNew(b.Status.Phase), dbr.Name)
+	log.FromContext(ctx).Info("unfinished backup deleted", "backup", b.Name, "phase", b.Status.Phase, "deleteBackupRequest", dbr.Name)
+	return nil
+}
+
+func phaseOrNew(p velerov1.BackupPhase) velerov1.BackupPhase {
+	if p == "" {
+		return velerov1.BackupPhaseNew
+	}
+	return p
 }
 
 // ExpiryRequestName is the name of the DeleteBackupRequest that expiry creates for a backup.

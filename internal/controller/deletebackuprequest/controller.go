@@ -16,9 +16,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -34,7 +36,7 @@ import (
 
 // +kubebuilder:rbac:groups=velero.io,resources=deletebackuprequests,verbs=get;list;watch;patch;delete,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=deletebackuprequests/status,verbs=get;patch;update,namespace=velero
-// +kubebuilder:rbac:groups=velero.io,resources=backups,verbs=get;list;watch;delete,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backups,verbs=get;list;watch;patch;delete,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backups/status,verbs=get;patch;update,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=podvolumebackups,verbs=get;list;watch;patch,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=podvolumebackups/status,verbs=get;patch;update,namespace=velero
@@ -128,12 +130,26 @@ func (r *Reconciler) accept(ctx context.Context, dbr *velerov1.DeleteBackupReque
 	if err != nil {
 		return err
 	}
+	if written, err := r.wroteAnything(ctx, b); err != nil {
+		return err
+	} else if !written {
+		// Never started (a mistyped location, say): nothing of it is in any store.
+		if err := r.Client.Delete(ctx, b); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+		r.Recorder.Eventf(dbr, corev1.EventTypeNormal, "Deleted", "backup %s never started (%s): nothing of it is in storage; its object is deleted",
+			b.Name, b.Status.Phase)
+		return r.finish(ctx, dbr, b)
+	}
 	location, err := r.locationOf(ctx, b)
 	if err != nil {
 		return err
 	}
-	if problem := r.checkLocation(ctx, b, location); problem != "" {
-		return r.finish(ctx, dbr, nil, problem)
+	if problem, err := r.checkLocation(ctx, b, location); err != nil || problem != "" {
+		if err != nil {
+			return err
+		}
+		return r.finish(ctx, dbr, b, problem)
 	}
 	previous := string(b.Status.Phase)
 	if b.Status.Phase == velerov1.BackupPhaseDeleting {
@@ -184,27 +200,51 @@ func (r *Reconciler) locationOf(ctx context.Context, b *velerov1.Backup) (string
 	return "", nil
 }
 
-// checkLocation says why the backup's data cannot be deleted from location, or "".
-func (r *Reconciler) checkLocation(ctx context.Context, b *velerov1.Backup, location string) string {
-	if location == "" {
-		return fmt.Sprintf("backup %s names no storage location and there is no default one; nothing was deleted", b.Name)
+// wroteAnything reports whether the backup may have written to a store: it started, or made
+// PodVolumeBackups or DataUploads (a start cut short before its status was written).
+func (r *Reconciler) wroteAnything(ctx context.Context, b *velerov1.Backup) (bool, error) {
+	if b.Status.StartTimestamp != nil || b.Status.Phase == velerov1.BackupPhaseInProgress || b.Status.Phase == velerov1.BackupPhaseDeleting {
+		return true, nil
 	}
-	bsl := &velerov1.BackupStorageLocation{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: location}, bsl); err != nil {
-		return fmt.Sprintf("backup storage location %s of backup %s: %v; nothing was deleted (the Backup object is kept; kubectl delete removes only the object)",
-			location, b.Name, errorText(err))
+	if _, synced := b.Annotations[velerov1.AnnotationSyncedFrom]; synced {
+		return true, nil
 	}
-	if bsl.Spec.AccessMode == velerov1.BackupStorageLocationAccessModeReadOnly {
-		return fmt.Sprintf("backup storage location %s of backup %s is ReadOnly; nothing was deleted", location, b.Name)
+	pvbs, err := r.podVolumeBackups(ctx, b)
+	if err != nil || len(pvbs) > 0 {
+		return len(pvbs) > 0, err
 	}
-	return ""
+	dus, err := r.dataUploads(ctx, b)
+	return len(dus) > 0, err
 }
 
-func errorText(err error) string {
-	if apierrors.IsNotFound(err) {
-		return "not found"
+// checkLocation says why the backup's data cannot be deleted from location, or "". A location
+// that is gone does not keep the Backup object: it is deleted, and the problem says what stays
+// in the store and how to reclaim it. A ReadOnly location keeps everything, object included
+// (backup sync would bring it back anyway).
+func (r *Reconciler) checkLocation(ctx context.Context, b *velerov1.Backup, location string) (string, error) {
+	bsl := &velerov1.BackupStorageLocation{}
+	if location != "" {
+		err := r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: location}, bsl)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return "", err
+		}
+		if err == nil {
+			if bsl.Spec.AccessMode == velerov1.BackupStorageLocationAccessModeReadOnly {
+				return fmt.Sprintf("backup storage location %s of backup %s is ReadOnly; nothing was deleted "+
+					"(set its accessMode to ReadWrite, then ask again)", location, b.Name), nil
+			}
+			return "", nil
+		}
 	}
-	return err.Error()
+	where := fmt.Sprintf("backup storage location %s of backup %s: not found", location, b.Name)
+	if location == "" {
+		where = fmt.Sprintf("backup %s names no storage location and there is no default one", b.Name)
+	}
+	if err := r.Client.Delete(ctx, b); client.IgnoreNotFound(err) != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s; the Backup object is deleted, but its snapshots and record stay in that store: to reclaim them, "+
+		"create the location again (backup sync brings the Backup back) and delete the backup again", where), nil
 }
 
 // markDeleting sets the backup's phase to Deleting.
@@ -260,7 +300,10 @@ func (r *Reconciler) process(ctx context.Context, dbr *velerov1.DeleteBackupRequ
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if problem := r.checkLocation(ctx, b, location); problem != "" {
+	if problem, err := r.checkLocation(ctx, b, location); err != nil || problem != "" {
+		if err != nil {
+			return ctrl.Result{}, err
+		}
 		return ctrl.Result{}, r.undo(ctx, dbr, b, append(problems, problem))
 	}
 	owned := map[string]bool{}
@@ -401,9 +444,20 @@ func (r *Reconciler) undo(ctx context.Context, dbr *velerov1.DeleteBackupRequest
 	return r.finish(ctx, dbr, b, problems...)
 }
 
-// finish ends the request: Processed, with problems as its errors.
+// finish ends the request: Processed, with problems as its errors. A Backup object deleted before
+// it ended waits for this request (velero.io FinalizerUnfinished): it goes now, whatever
+// happened, and what could not be deleted is named with how to find it.
 func (r *Reconciler) finish(ctx context.Context, dbr *velerov1.DeleteBackupRequest, b *velerov1.Backup, problems ...string) error {
 	logger := log.FromContext(ctx).WithValues("backup", dbr.Spec.BackupName, "deleteBackupRequest", dbr.Name)
+	if b != nil && !b.DeletionTimestamp.IsZero() && controllerutil.ContainsFinalizer(b, velerov1.FinalizerUnfinished) {
+		if len(problems) > 0 {
+			problems = append(problems, fmt.Sprintf("backup %s was deleted before it ended: what it wrote and could not be deleted stays "+
+				"in the store, as snapshots tagged backup-uid:%s (kopia snapshot list --all --tags backup-uid:%s)", b.Name, b.UID, b.UID))
+		}
+		if err := r.release(ctx, b); err != nil {
+			return err
+		}
+	}
 	if len(problems) > 0 {
 		logger.Info("backup deletion ended with errors", "errors", problems)
 		r.Recorder.Eventf(dbr, corev1.EventTypeWarning, "DeleteFailed", "%s", operation.JoinFirst(problems, 3))
@@ -414,4 +468,19 @@ func (r *Reconciler) finish(ctx context.Context, dbr *velerov1.DeleteBackupReque
 		logger.Info("backup deleted")
 	}
 	return operation.PatchStatus(ctx, r.Client, dbr, map[string]any{"phase": velerov1.DeleteBackupRequestPhaseProcessed, "errors": problems})
+}
+
+// release takes FinalizerUnfinished off the Backup.
+func (r *Reconciler) release(ctx context.Context, b *velerov1.Backup) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		fresh := &velerov1.Backup{}
+		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(b), fresh); err != nil || fresh.UID != b.UID {
+			return client.IgnoreNotFound(err)
+		}
+		patch := client.MergeFromWithOptions(fresh.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		if !controllerutil.RemoveFinalizer(fresh, velerov1.FinalizerUnfinished) {
+			return nil
+		}
+		return client.IgnoreNotFound(r.Client.Patch(ctx, fresh, patch))
+	})
 }
