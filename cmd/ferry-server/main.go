@@ -1,5 +1,6 @@
 // Command ferry-server validates storage locations, keeps backup repositories and turns Backups
-// and Restores into node-agent work.
+// and Restores into node-agent work. `ferry-server maintain` is the command of a repository
+// maintenance Job: it runs one maintenance and reports the result.
 package main
 
 import (
@@ -13,6 +14,10 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "maintain" {
+		maintain(os.Args[2:])
+		return
+	}
 	opts := server.NewOptions()
 	opts.AddFlags(pflag.CommandLine)
 	pflag.Parse()
@@ -22,6 +27,20 @@ func main() {
 	}
 	if err := server.Run(ctrl.SetupSignalHandler(), opts); err != nil {
 		fmt.Fprintln(os.Stderr, "ferry-server:", err)
+		os.Exit(1)
+	}
+}
+
+func maintain(args []string) {
+	opts := server.NewMaintainOptions()
+	fs := pflag.NewFlagSet("ferry-server maintain", pflag.ExitOnError)
+	opts.AddFlags(fs)
+	_ = fs.Parse(args)
+	if err := opts.Validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "ferry-server maintain:", err)
+		os.Exit(2)
+	}
+	if err := server.Maintain(ctrl.SetupSignalHandler(), opts, os.Stdout); err != nil {
 		os.Exit(1)
 	}
 }

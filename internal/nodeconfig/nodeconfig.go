@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,7 +28,13 @@ const (
 	KeyKeepLatestMaintenance            = "keepLatestMaintenance"
 	KeyPrepareQueueLength               = "prepareQueueLength"
 	KeyPodResources                     = "podResources"
+	KeyMaintenanceJobResources          = "maintenanceJobResources"
+	KeyMaintenanceJobTimeout            = "maintenanceJobTimeout"
 )
+
+// keys are every key the ConfigMap may hold.
+var keys = []string{KeyConcurrentRepoOperations, KeyParallelFilesUpload, KeyBackupRepositoryLockCheckTimeout,
+	KeyKeepLatestMaintenance, KeyPrepareQueueLength, KeyPodResources, KeyMaintenanceJobResources, KeyMaintenanceJobTimeout}
 
 // Config is the node-agent's run-time configuration.
 type Config struct {
@@ -49,6 +56,11 @@ type Config struct {
 	// {"cpuRequest":"500m","cpuLimit":"","memoryRequest":"512Mi","memoryLimit":"2Gi"}; nil: the
 	// node-agent's defaults. A field left out or empty has no request or limit.
 	PodResources *corev1.ResourceRequirements
+	// MaintenanceJobResources are the requests and limits of the repository maintenance Jobs'
+	// pods, in the same JSON as PodResources; nil: ferry-server's defaults.
+	MaintenanceJobResources *corev1.ResourceRequirements
+	// MaintenanceJobTimeout bounds one maintenance Job (its activeDeadlineSeconds).
+	MaintenanceJobTimeout time.Duration
 }
 
 // podResources is the podResources key's JSON, as Velero's node-agent configuration has it.
@@ -59,13 +71,13 @@ type podResources struct {
 	MemoryLimit   string `json:"memoryLimit,omitempty"`
 }
 
-// parsePodResources reads the podResources key's value.
-func parsePodResources(v string) (*corev1.ResourceRequirements, error) {
+// parsePodResources reads the value of key, podResources or maintenanceJobResources.
+func parsePodResources(key, v string) (*corev1.ResourceRequirements, error) {
 	var p podResources
 	dec := json.NewDecoder(strings.NewReader(v))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&p); err != nil {
-		return nil, fmt.Errorf("%s: %w (want JSON such as {\"cpuRequest\":\"500m\",\"memoryRequest\":\"512Mi\",\"memoryLimit\":\"2Gi\"})", KeyPodResources, err)
+		return nil, fmt.Errorf("%s: %w (want JSON such as {\"cpuRequest\":\"500m\",\"memoryRequest\":\"512Mi\",\"memoryLimit\":\"2Gi\"})", key, err)
 	}
 	res := &corev1.ResourceRequirements{Requests: corev1.ResourceList{}, Limits: corev1.ResourceList{}}
 	var errs []error
@@ -75,7 +87,7 @@ func parsePodResources(v string) (*corev1.ResourceRequirements, error) {
 		}
 		q, err := resource.ParseQuantity(value)
 		if err != nil || q.Sign() <= 0 {
-			errs = append(errs, fmt.Errorf("%s.%s: %q is not a positive quantity such as 500m or 512Mi", KeyPodResources, field, value))
+			errs = append(errs, fmt.Errorf("%s.%s: %q is not a positive quantity such as 500m or 512Mi", key, field, value))
 			return
 		}
 		list[name] = q
@@ -88,7 +100,7 @@ func parsePodResources(v string) (*corev1.ResourceRequirements, error) {
 		req, hasReq := res.Requests[name]
 		lim, hasLim := res.Limits[name]
 		if hasReq && hasLim && req.Cmp(lim) > 0 {
-			errs = append(errs, fmt.Errorf("%s: the %s request %s is above its limit %s", KeyPodResources, name, req.String(), lim.String()))
+			errs = append(errs, fmt.Errorf("%s: the %s request %s is above its limit %s", key, name, req.String(), lim.String()))
 		}
 	}
 	return res, errors.Join(errs...)
@@ -102,6 +114,7 @@ func Default() Config {
 		BackupRepositoryLockCheckTimeout: time.Minute,
 		KeepLatestMaintenance:            3,
 		PrepareQueueLength:               4,
+		MaintenanceJobTimeout:            12 * time.Hour,
 	}
 }
 
@@ -126,34 +139,43 @@ func Parse(data map[string]string) (Config, error) {
 	positive(KeyParallelFilesUpload, &c.ParallelFilesUpload)
 	positive(KeyKeepLatestMaintenance, &c.KeepLatestMaintenance)
 	positive(KeyPrepareQueueLength, &c.PrepareQueueLength)
-	if v, ok := data[KeyBackupRepositoryLockCheckTimeout]; ok {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			errs = append(errs, fmt.Errorf("%s: %q is not a duration such as 1m or 30s", KeyBackupRepositoryLockCheckTimeout, v))
-		} else {
-			c.BackupRepositoryLockCheckTimeout = d
+	duration := func(key string, dst *time.Duration, least time.Duration, example string) {
+		v, ok := data[key]
+		if !ok {
+			return
 		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < least {
+			errs = append(errs, fmt.Errorf("%s: %q is not a duration of at least %s such as %s", key, v, least, example))
+			return
+		}
+		*dst = d
 	}
-	if v, ok := data[KeyPodResources]; ok {
-		res, err := parsePodResources(v)
+	duration(KeyBackupRepositoryLockCheckTimeout, &c.BackupRepositoryLockCheckTimeout, 0, "1m or 30s")
+	duration(KeyMaintenanceJobTimeout, &c.MaintenanceJobTimeout, time.Minute, "12h")
+	resources := func(key string, dst **corev1.ResourceRequirements) {
+		v, ok := data[key]
+		if !ok {
+			return
+		}
+		res, err := parsePodResources(key, v)
 		if err != nil {
 			errs = append(errs, err)
-		} else {
-			c.PodResources = res
+			return
 		}
+		*dst = res
 	}
+	resources(KeyPodResources, &c.PodResources)
+	resources(KeyMaintenanceJobResources, &c.MaintenanceJobResources)
 	var unknown []string
 	for k := range data {
-		switch k {
-		case KeyConcurrentRepoOperations, KeyParallelFilesUpload, KeyBackupRepositoryLockCheckTimeout, KeyKeepLatestMaintenance, KeyPrepareQueueLength, KeyPodResources:
-		default:
+		if !slices.Contains(keys, k) {
 			unknown = append(unknown, k)
 		}
 	}
 	sort.Strings(unknown)
 	for _, k := range unknown {
-		errs = append(errs, fmt.Errorf("%s: unknown key (known: %s, %s, %s, %s, %s, %s)", k, KeyConcurrentRepoOperations,
-			KeyParallelFilesUpload, KeyBackupRepositoryLockCheckTimeout, KeyKeepLatestMaintenance, KeyPrepareQueueLength, KeyPodResources))
+		errs = append(errs, fmt.Errorf("%s: unknown key (known: %s)", k, strings.Join(keys, ", ")))
 	}
 	if len(errs) > 0 {
 		return Config{}, errors.Join(errs...)

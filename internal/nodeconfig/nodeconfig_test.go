@@ -16,7 +16,8 @@ func TestParse(t *testing.T) {
 		"backupRepositoryLockCheckTimeout": "1m", "keepLatestMaintenance": "3", "prepareQueueLength": "2",
 	}
 	got, err := Parse(seed)
-	want := Config{ConcurrentRepoOperations: 3, ParallelFilesUpload: 10, BackupRepositoryLockCheckTimeout: time.Minute, KeepLatestMaintenance: 3, PrepareQueueLength: 2}
+	want := Config{ConcurrentRepoOperations: 3, ParallelFilesUpload: 10, BackupRepositoryLockCheckTimeout: time.Minute, KeepLatestMaintenance: 3, PrepareQueueLength: 2,
+		MaintenanceJobTimeout: Default().MaintenanceJobTimeout}
 	if err != nil || got != want {
 		t.Fatalf("seed example: %+v, %v; want %+v", got, err, want)
 	}
@@ -41,6 +42,9 @@ func TestParse(t *testing.T) {
 		{map[string]string{"podResources": `{"cpuRequest":"2","cpuLimit":"1"}`}, "cpu request 2 is above its limit 1"},
 		{map[string]string{"podResources": `{"memLimit":"1Gi"}`}, `podResources: json: unknown field "memLimit"`},
 		{map[string]string{"podResources": `1Gi`}, "podResources"},
+		{map[string]string{"maintenanceJobResources": `{"memoryRequest":"1Gi","memoryLimit":"512Mi"}`}, "maintenanceJobResources: the memory request 1Gi is above its limit 512Mi"},
+		{map[string]string{"maintenanceJobTimeout": "30s"}, "maintenanceJobTimeout"},
+		{map[string]string{"maintenanceJobTimeout": "daily"}, "maintenanceJobTimeout"},
 	}
 	for _, b := range bad {
 		if _, err := Parse(b.data); err == nil || !strings.Contains(err.Error(), b.key) {
@@ -66,7 +70,12 @@ func TestParsePodResources(t *testing.T) {
 	if got.PodResources == nil || !equality.Semantic.DeepEqual(*got.PodResources, want) {
 		t.Fatalf("podResources = %+v, want %+v", got.PodResources, want)
 	}
-	if d, _ := Parse(nil); d.PodResources != nil {
-		t.Fatal("podResources without the key: want nil (the node-agent's defaults)")
+	if d, _ := Parse(nil); d.PodResources != nil || d.MaintenanceJobResources != nil {
+		t.Fatal("podResources, maintenanceJobResources without the key: want nil (the defaults)")
+	}
+	got, err = Parse(map[string]string{"maintenanceJobResources": `{"memoryLimit":"4Gi"}`, "maintenanceJobTimeout": "2h"})
+	if err != nil || got.MaintenanceJobResources == nil || !got.MaintenanceJobResources.Limits.Memory().Equal(resource.MustParse("4Gi")) ||
+		got.MaintenanceJobTimeout != 2*time.Hour {
+		t.Fatalf("maintenance job settings: %+v, %v", got, err)
 	}
 }

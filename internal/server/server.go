@@ -51,12 +51,14 @@ type Options struct {
 	// BackupSyncPeriod is how often backup records are read back from locations that do not
 	// set spec.backupSyncPeriod; 0 disables it.
 	BackupSyncPeriod time.Duration
+	// Deployment names the server's own Deployment, whose pod maintenance Jobs copy.
+	Deployment string
 }
 
 // NewOptions returns the defaults.
 func NewOptions() Options {
 	return Options{Options: manager.NewOptions(":8085", ":8081"), LeaderElect: true,
-		WorkDir: filepath.Join(os.TempDir(), "ferry-server"), BackupSyncPeriod: backupsync.DefaultPeriod}
+		WorkDir: filepath.Join(os.TempDir(), "ferry-server"), BackupSyncPeriod: backupsync.DefaultPeriod, Deployment: "ferry-server"}
 }
 
 // AddFlags registers the server's flags.
@@ -66,6 +68,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.WorkDir, "work-dir", o.WorkDir, "directory for repository connections and caches")
 	fs.DurationVar(&o.BackupSyncPeriod, "backup-sync-period", o.BackupSyncPeriod,
 		"how often Backups are synced from the backup records in each storage location without spec.backupSyncPeriod; 0 disables it")
+	fs.StringVar(&o.Deployment, "deployment", o.Deployment,
+		"the server's own Deployment in --namespace: repository maintenance Jobs run its image, service account and volumes")
 }
 
 // Validate reports invalid settings, naming their flags.
@@ -106,12 +110,13 @@ func Run(ctx context.Context, o Options) error {
 	controllers := map[string]interface{ SetupWithManager(ctrl.Manager) error }{
 		"node-agent config":     config,
 		"BackupStorageLocation": &backupstoragelocation.Reconciler{Client: mgr.GetClient(), Clock: clk, Repositories: access},
-		"BackupRepository":      &backuprepository.Reconciler{Client: mgr.GetClient(), Clock: clk, Repositories: access, Config: config.Current},
-		"Backup":                &backup.Reconciler{Client: mgr.GetClient(), Cluster: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Repositories: access},
-		"repository password":   &repositorypassword.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Namespace: o.Namespace, Repositories: access},
-		"DeleteBackupRequest":   &deletebackuprequest.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: clk, Repositories: access},
-		"backup sync":           &backupsync.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Repositories: access, Period: o.BackupSyncPeriod},
-		"Restore":               &restore.Reconciler{Client: mgr.GetClient(), Cluster: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Repositories: access},
+		"BackupRepository": &backuprepository.Reconciler{Client: mgr.GetClient(), Clock: clk, Repositories: access, Config: config.Current,
+			Pods: mgr.GetAPIReader(), ServerDeployment: o.Deployment},
+		"Backup":              &backup.Reconciler{Client: mgr.GetClient(), Cluster: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Repositories: access},
+		"repository password": &repositorypassword.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Namespace: o.Namespace, Repositories: access},
+		"DeleteBackupRequest": &deletebackuprequest.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: clk, Repositories: access},
+		"backup sync":         &backupsync.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Repositories: access, Period: o.BackupSyncPeriod},
+		"Restore":             &restore.Reconciler{Client: mgr.GetClient(), Cluster: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Repositories: access},
 	}
 	for _, obj := range []client.Object{&velerov1.PodVolumeBackup{}, &velerov1.PodVolumeRestore{}, &velerov2alpha1.DataUpload{}, &velerov2alpha1.DataDownload{}} {
 		controllers[fmt.Sprintf("%T deadline", obj)] = &operationdeadline.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: clk, Object: obj}

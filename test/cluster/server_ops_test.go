@@ -2,12 +2,15 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -95,7 +98,35 @@ func TestServerOperations(t *testing.T) {
 				t.Errorf("maintenance run: %+v", m)
 			}
 		}
+
+		// Each run is a Job of its own; one killed mid-run (as for memory) is recorded as failed,
+		// and the next run, a second later, succeeds on the same repository.
+		c.SetNodeAgentConfig(map[string]string{"keepLatestMaintenance": "20", "concurrentRepoOperations": "2"})
+		var killed []string
+		c.Eventually(time.Minute, func() (bool, string) {
+			killed = c.KillJobs()
+			return len(killed) > 0, "no maintenance Job running to kill"
+		})
+		c.Eventually(time.Minute, func() (bool, string) {
+			_ = c.Client.Get(context.Background(), client.ObjectKeyFromObject(br), br)
+			runs := br.Status.RecentMaintenance
+			for i, m := range runs {
+				if m.Result == velerov1.BackupRepositoryMaintenanceFailed && strings.Contains(m.Message, "maintenance Job "+killed[0]+" failed") &&
+					strings.Contains(m.Message, "OOMKilled") {
+					return slices.ContainsFunc(runs[i+1:], func(m velerov1.BackupRepositoryMaintenanceStatus) bool {
+						return m.Result == velerov1.BackupRepositoryMaintenanceSucceeded
+					}), "no successful run after the killed one: " + describeRuns(runs)
+				}
+			}
+			return false, "the killed Job " + killed[0] + " is not recorded: " + describeRuns(runs)
+		})
+		c.SetNodeAgentConfig(map[string]string{"keepLatestMaintenance": "2", "concurrentRepoOperations": "2"})
 		c.PatchSpec(br, map[string]any{"maintenanceFrequency": "1h"})
+		jobs := &batchv1.JobList{}
+		c.Eventually(time.Minute, func() (bool, string) {
+			_ = c.Client.List(context.Background(), jobs, client.InNamespace(c.Install), client.MatchingLabels{"ferry.io/backup-repository": br.Name})
+			return len(jobs.Items) <= 4, fmt.Sprintf("%d maintenance Jobs kept, want the latest 3 and at most one running", len(jobs.Items))
+		})
 	})
 
 	t.Run("changing the password Secret re-keys the repository", func(t *testing.T) {

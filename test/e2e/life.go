@@ -105,8 +105,9 @@ func (c *Cluster) DeleteBackup(ctx context.Context, backup string, timeout time.
 	return dbr, err
 }
 
-// FerryPods describes Ferry's pods (name, UID, restarts), to tell that none was replaced or
-// restarted during a story.
+// FerryPods describes Ferry's long-running pods (name, UID, restarts), to tell that none was
+// replaced or restarted during a story; the pods of maintenance Jobs and data movements, which
+// come and go, are left out.
 func (c *Cluster) FerryPods(ctx context.Context) (string, error) {
 	pods := &corev1.PodList{}
 	if err := c.Client.List(ctx, pods, client.InNamespace(InstallNamespace)); err != nil {
@@ -114,6 +115,9 @@ func (c *Cluster) FerryPods(ctx context.Context) (string, error) {
 	}
 	var lines []string
 	for _, p := range pods.Items {
+		if name := p.Labels["app.kubernetes.io/name"]; name != "ferry-server" && name != "ferry-node-agent" {
+			continue
+		}
 		restarts := int32(0)
 		for _, s := range p.Status.ContainerStatuses {
 			restarts += s.RestartCount

@@ -5,9 +5,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/controller/backup"
 )
 
 // Ferry's pods run as installed: ferry-server as uid 65532 and the node-agent as root with four
@@ -133,4 +137,43 @@ func answer(out string) string {
 		}
 	}
 	return ""
+}
+
+// Repository maintenance runs in a Job of its own, with the server's image, service account and
+// security settings: the location's BackupRepository records a successful run reported by the
+// Job's pod, and that pod ran as the server's unprivileged user with a read-only root.
+func TestMaintenanceRunsInALockedDownJob(t *testing.T) {
+	c, _ := story(t, "maintenance")
+	ctx := t.Context()
+	must(t, c.EnsureRepository(ctx, LocationName))
+	br := &velerov1.BackupRepository{}
+	key := client.ObjectKey{Namespace: InstallNamespace, Name: backup.RepositoryName(LocationName)}
+	must(t, c.Poll(ctx, 5*time.Minute, "a maintenance run recorded by a Job", func() (bool, string, error) {
+		err := c.Client.Get(ctx, key, br)
+		for _, m := range br.Status.RecentMaintenance {
+			if m.Result == velerov1.BackupRepositoryMaintenanceSucceeded && strings.Contains(m.Message, "maintenance") &&
+				!strings.Contains(m.Message, "could not be read") {
+				return true, "", err
+			}
+		}
+		return false, fmt.Sprintf("%d runs recorded: %+v; %s", len(br.Status.RecentMaintenance), br.Status.RecentMaintenance, br.Status.Message), err
+	}))
+	t.Logf("maintenance runs: %+v", br.Status.RecentMaintenance)
+	pods := &corev1.PodList{}
+	must(t, c.Client.List(ctx, pods, client.InNamespace(InstallNamespace), labels("app.kubernetes.io/name=ferry-maintenance")))
+	if len(pods.Items) == 0 {
+		t.Fatal("no maintenance Job pod kept")
+	}
+	for _, p := range pods.Items {
+		sc, psc := p.Spec.Containers[0].SecurityContext, p.Spec.SecurityContext
+		switch {
+		case p.Spec.ServiceAccountName != "ferry-server":
+			t.Errorf("pod %s runs as service account %q, want ferry-server's", p.Name, p.Spec.ServiceAccountName)
+		case sc == nil || psc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+			(sc.RunAsUser == nil && psc.RunAsUser == nil) || sc.Capabilities == nil || len(sc.Capabilities.Add) > 0:
+			t.Errorf("pod %s is not locked down like the server: %+v, %+v", p.Name, sc, psc)
+		case p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed:
+			t.Errorf("pod %s of a recorded Job is %s", p.Name, p.Status.Phase)
+		}
+	}
 }

@@ -40,6 +40,9 @@ type Cluster struct {
 	binDir  string
 	mu      sync.Mutex
 	nodes   map[string]*Node
+	// jobs runs the Jobs of the install namespace, from the first StartServer on.
+	jobs     *jobRunner
+	jobsOnce sync.Once
 }
 
 var (

@@ -18,6 +18,7 @@ type Server struct {
 // StartServer starts ferry-server with extra flags.
 func (c *Cluster) StartServer(flags ...string) *Server {
 	c.t.Helper()
+	c.startJobRunner()
 	s := &Server{c: c, LogPath: filepath.Join(c.Dir, "ferry-server.log")}
 	logFile, err := os.Create(s.LogPath)
 	if err != nil {

@@ -1,15 +1,18 @@
 // Package backuprepository provides ferry-server's BackupRepository controller: it creates the
 // Kopia repository of a location (ferry-server is the only process that creates repositories),
-// keeps the phase Ready or NotReady, and runs quick and full maintenance on schedule, keeping the
-// latest records in the status.
+// keeps the phase Ready or NotReady, and runs quick and full maintenance on schedule, each in a
+// Job of its own (never inside a reconcile: a full maintenance of a large repository takes hours
+// and memory), keeping the latest results in the status.
 package backuprepository
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -30,6 +33,9 @@ import (
 // +kubebuilder:rbac:groups=velero.io,resources=backuprepositories/status,verbs=get;patch;update,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get;list;watch,namespace=velero
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get,namespace=velero
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;patch;delete,namespace=velero
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list,namespace=velero
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get,resourceNames=ferry-server,namespace=velero
 
 // Defaults and names.
 const (
@@ -52,14 +58,19 @@ type Reconciler struct {
 	Config func() nodeconfig.Config
 	// FullEvery is how often full maintenance runs (default daily).
 	FullEvery time.Duration
+	// Pods reads the maintenance Jobs' pods and the server's Deployment, uncached.
+	Pods client.Reader
+	// ServerDeployment names the server's Deployment in the repository's namespace, whose pod
+	// maintenance Jobs copy.
+	ServerDeployment string
 }
 
-// SetupWithManager registers the controller. Only spec changes (and creations) wake it, not its
-// own status and annotation writes: the next run is the schedule's to decide (Reconcile asks to
-// come back when it is due).
+// SetupWithManager registers the controller. Spec changes (and creations) wake it, and changes of
+// its maintenance Jobs, not its own status and annotation writes: the next run is the schedule's
+// to decide (Reconcile asks to come back when it is due).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.BackupRepository{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Named("backuprepository").Complete(r)
+		Owns(&batchv1.Job{}).Named("backuprepository").Complete(r)
 }
 
 // Reconcile opens (creating when needed) the repository and runs maintenance when it is due.
@@ -98,7 +109,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if readOnly {
 		return ctrl.Result{}, nil // never maintained: maintenance writes
 	}
-	return r.maintain(ctx, br, rep)
+	return r.maintain(ctx, br)
 }
 
 func (r *Reconciler) notReady(ctx context.Context, br *velerov1.BackupRepository, cause error) (ctrl.Result, error) {
@@ -110,30 +121,65 @@ func (r *Reconciler) notReady(ctx context.Context, br *velerov1.BackupRepository
 	return ctrl.Result{RequeueAfter: retryNotReady}, operation.PatchStatus(ctx, r.Client, br, fields)
 }
 
-// maintain runs the maintenance that is due and says when to come back.
-func (r *Reconciler) maintain(ctx context.Context, br *velerov1.BackupRepository, rep *repository.Repository) (ctrl.Result, error) {
+// maintain records the results of finished maintenance Jobs, starts the Job that is due, and
+// says when to come back. One Job at a time per repository; its changes wake the controller.
+func (r *Reconciler) maintain(ctx context.Context, br *velerov1.BackupRepository) (ctrl.Result, error) {
+	jobs, err := r.jobs(ctx, br)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	running := ""
+	for i := range jobs {
+		j := &jobs[i]
+		ended, failed := jobEnded(j)
+		switch {
+		case !ended:
+			running = j.Name
+		case j.Annotations[AnnotationRecorded] == "":
+			if err := r.recordJob(ctx, br, j, failed); err != nil {
+				return ctrl.Result{}, err
+			}
+		}
+	}
+	if err := r.pruneJobs(ctx, jobs); err != nil {
+		return ctrl.Result{}, err
+	}
+	if running != "" {
+		return ctrl.Result{}, nil // the Job's end wakes this; its deadline bounds it
+	}
 	every := br.Spec.MaintenanceFrequency.Duration
 	if every <= 0 {
 		every = DefaultMaintenanceFrequency
 	}
-	if wait := nextMaintenance(br, every).Sub(r.Clock.Now()); wait > 0 {
+	now := r.Clock.Now()
+	if wait := nextMaintenance(br, every).Sub(now); wait > 0 {
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
 	mode := repository.MaintenanceQuick
-	if r.fullDue(br, r.Clock.Now()) {
+	if r.fullDue(br, now) {
 		mode = repository.MaintenanceFull
 	}
-	start := r.Clock.Now()
-	rec, mErr := rep.Maintain(ctx, mode, repository.MaintenanceOptions{})
-	rec.Start, rec.End = start, r.Clock.Now()
-	if err := r.record(ctx, br, rec); err != nil {
+	job, err := r.newJob(ctx, br, string(mode))
+	if errors.Is(err, errNoTemplate) {
+		// The repository stays usable; only its maintenance waits, and says why.
+		log.FromContext(ctx).Info("maintenance cannot start", "backupRepository", br.Namespace+"/"+br.Name, "reason", err.Error())
+		fields := map[string]any{"message": "maintenance cannot start: " + err.Error()}
+		if same, err := onchange.StatusHolds(br, fields); same || err != nil {
+			return ctrl.Result{RequeueAfter: retryNotReady}, err
+		}
+		return ctrl.Result{RequeueAfter: retryNotReady}, operation.PatchStatus(ctx, r.Client, br, fields)
+	}
+	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if mErr != nil {
-		log.FromContext(ctx).Error(mErr, "maintenance failed", "backupRepository", br.Namespace+"/"+br.Name, "mode", mode)
+	if err := r.Client.Create(ctx, job); err != nil {
+		return ctrl.Result{}, fmt.Errorf("create a maintenance Job for %s: %w", br.Name, err)
 	}
-	// At least a second: the recorded times are truncated to seconds.
-	return ctrl.Result{RequeueAfter: max(nextMaintenance(br, every).Sub(r.Clock.Now()), time.Second)}, nil
+	log.FromContext(ctx).Info("maintenance started", "backupRepository", br.Namespace+"/"+br.Name, "mode", mode, "job", job.Name)
+	if strings.HasPrefix(br.Status.Message, "maintenance cannot start") {
+		return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, br, map[string]any{"message": "maintenance started again, in Job " + job.Name})
+	}
+	return ctrl.Result{}, nil
 }
 
 // nextMaintenance is when maintenance is due: every after the last successful run, or, when the
@@ -180,6 +226,11 @@ func (r *Reconciler) record(ctx context.Context, br *velerov1.BackupRepository, 
 		StartTimestamp: &start, CompleteTimestamp: &end, Message: rec.Message}
 	if !rec.Succeeded {
 		entry.Result = velerov1.BackupRepositoryMaintenanceFailed
+	}
+	for _, m := range br.Status.RecentMaintenance {
+		if m.Result == entry.Result && m.Message == entry.Message && m.StartTimestamp.Equal(entry.StartTimestamp) && m.CompleteTimestamp.Equal(entry.CompleteTimestamp) {
+			return nil // recorded before a restart, which came before the Job was marked
+		}
 	}
 	history := append(append([]velerov1.BackupRepositoryMaintenanceStatus{}, br.Status.RecentMaintenance...), entry)
 	if keep := r.Config().KeepLatestMaintenance; len(history) > keep {

@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -23,18 +24,28 @@ import (
 func TestMain(m *testing.M) { testenv.Run(m) }
 
 // The schedule decides when maintenance runs, failed or not: a failed run is retried after a
-// backoff, not at once, and a successful one after maintenanceFrequency. A reconcile that is not
-// due runs nothing and asks to come back when it is.
-func TestMaintenanceRunsWhenTheScheduleSays(t *testing.T) {
+// backoff, not at once, and a successful one after maintenanceFrequency. Each run is a Job; a
+// reconcile that is not due starts none and asks to come back when it is, and one with a Job
+// running starts no other. A Job's result is read from its pod's termination message, and a
+// pod that said nothing (killed) makes a failed run saying so.
+func TestMaintenanceRunsInJobsWhenTheScheduleSays(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := testenv.Context(t)
 	ns := testenv.Namespace(t, "maintenance")
+	serverLabels := map[string]string{"app": "ferry-server"}
 	for _, obj := range []client.Object{
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repoaccess.PasswordSecret},
 			StringData: map[string]string{repoaccess.PasswordKey: "maintenance-test-password"}},
 		&velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"},
 			Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderFilesystem, Config: map[string]string{"path": t.TempDir()},
 				StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "b"}}}},
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ferry-server"},
+			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: serverLabels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: serverLabels}, Spec: corev1.PodSpec{
+					ServiceAccountName: "ferry-server", AutomountServiceAccountToken: new(bool),
+					Containers: []corev1.Container{{Name: "ferry-server", Image: "example.invalid/ferry:1", Command: []string{"/ferry-server"},
+						Args: []string{"--namespace=" + ns, "--work-dir=/var/cache/ferry", "--leader-elect"},
+						Env:  []corev1.EnvVar{{Name: "AWS_SHARED_CREDENTIALS_FILE", Value: "/credentials/cloud"}}}}}}}},
 	} {
 		if err := env.Client.Create(ctx, obj); err != nil {
 			t.Fatal(err)
@@ -46,31 +57,57 @@ func TestMaintenanceRunsWhenTheScheduleSays(t *testing.T) {
 	if err := env.Client.Create(ctx, br); err != nil {
 		t.Fatal(err)
 	}
-	// Full maintenance is not due (it ran just before): every run here is a quick one. The
-	// repository's clock is an hour off until healthy: Kopia refuses to run maintenance then.
+	// Full maintenance is not due (it ran just before): every run here is a quick one.
 	start := time.Now().UTC().Truncate(time.Second)
 	br.Annotations = map[string]string{AnnotationLastFull: start.Add(-time.Minute).Format(time.RFC3339)}
 	if err := env.Client.Update(ctx, br); err != nil {
 		t.Fatal(err)
 	}
-	var healthy atomic.Bool
-	repositoryClock := func() time.Time {
-		if healthy.Load() {
-			return time.Now()
-		}
-		return time.Now().Add(time.Hour)
-	}
 	clock := clocktesting.NewFakePassiveClock(start)
-	r := &Reconciler{Client: env.Client, Clock: clock, Config: nodeconfig.Default,
-		Repositories: repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns, WorkDir: t.TempDir(), Create: true, Now: repositoryClock})}
+	config := nodeconfig.Default()
+	config.MaintenanceJobTimeout = 2 * time.Hour
+	r := &Reconciler{Client: env.Client, Clock: clock, Config: func() nodeconfig.Config { return config }, Pods: env.Client, ServerDeployment: "ferry-server",
+		Repositories: repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns, WorkDir: t.TempDir(), Create: true})}
 	t.Cleanup(func() { r.Repositories.Close(context.Background()) })
 	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(br)}
-	step := func(at time.Duration, wantRuns []string, wantRequeue time.Duration) {
+	reconcile := func(at time.Duration) ctrl.Result {
 		t.Helper()
 		clock.SetTime(start.Add(at))
 		res, err := r.Reconcile(ctx, req)
 		if err != nil {
 			t.Fatalf("at %v: %v", at, err)
+		}
+		return res
+	}
+	jobs := func() []batchv1.Job {
+		t.Helper()
+		list := &batchv1.JobList{}
+		if err := env.Client.List(ctx, list, client.InNamespace(ns), client.MatchingLabels{LabelRepository: br.Name}); err != nil {
+			t.Fatal(err)
+		}
+		return list.Items
+	}
+	// step reconciles at `at`; when a Job starts, it ends as the outcome says ("" for no Job
+	// expected), and a second reconcile records it.
+	step := func(at time.Duration, outcome string, wantRuns []string, wantRequeue time.Duration) {
+		t.Helper()
+		before := len(jobs())
+		res := reconcile(at)
+		all := jobs()
+		switch {
+		case outcome == "" && len(all) != before:
+			t.Fatalf("at %v: a Job started when none was due", at)
+		case outcome != "":
+			if len(all) != before+1 {
+				t.Fatalf("at %v: %d Jobs, want a new one", at, len(all))
+			}
+			j := running(t, all)
+			checkJob(t, j, ns)
+			if again := reconcile(at); again != (ctrl.Result{}) || len(jobs()) != len(all) {
+				t.Fatalf("at %v: with Job %s running: %+v, %d Jobs; want no other and no requeue", at, j.Name, again, len(jobs()))
+			}
+			endJob(t, env.Client, j, outcome, start.Add(at))
+			res = reconcile(at)
 		}
 		if err := env.Client.Get(ctx, req.NamespacedName, br); err != nil {
 			t.Fatal(err)
@@ -78,26 +115,120 @@ func TestMaintenanceRunsWhenTheScheduleSays(t *testing.T) {
 		var runs []string
 		for _, m := range br.Status.RecentMaintenance {
 			runs = append(runs, fmt.Sprintf("%s@%v", m.Result, m.CompleteTimestamp.Sub(start)))
-			if m.Result == velerov1.BackupRepositoryMaintenanceFailed && !strings.Contains(m.Message, "clock skew") {
-				t.Fatalf("at %v: maintenance failed for another reason than the clock: %s", at, m.Message)
-			}
 		}
 		if fmt.Sprint(runs) != fmt.Sprint(wantRuns) || res.RequeueAfter != wantRequeue {
 			t.Fatalf("at %v: runs %v, requeue after %v; want %v, requeue after %v (%s)", at, runs, res.RequeueAfter,
-				wantRuns, wantRequeue, br.Status.Message)
+				wantRuns, wantRequeue, describe(br.Status.RecentMaintenance))
 		}
 	}
-	step(0, []string{"Failed@0s"}, retryFailedMaintenance)
-	step(time.Second, []string{"Failed@0s"}, retryFailedMaintenance-time.Second)
-	step(5*time.Minute, []string{"Failed@0s", "Failed@5m0s"}, 10*time.Minute)
-	step(14*time.Minute, []string{"Failed@0s", "Failed@5m0s"}, time.Minute)
-	healthy.Store(true)
+	step(0, "error", []string{"Failed@0s"}, retryFailedMaintenance)
+	step(time.Second, "", []string{"Failed@0s"}, retryFailedMaintenance-time.Second)
+	step(5*time.Minute, "killed", []string{"Failed@0s", "Failed@5m0s"}, 10*time.Minute)
+	if m := br.Status.RecentMaintenance[1].Message; !strings.Contains(m, "OOMKilled (exit code 137)") || !strings.Contains(m, "quick maintenance Job") {
+		t.Errorf("a killed Job's run says %q, want what Kubernetes knows", m)
+	}
+	step(14*time.Minute, "", []string{"Failed@0s", "Failed@5m0s"}, time.Minute)
 	ran := 15 * time.Minute
-	step(ran, []string{"Failed@0s", "Failed@5m0s", "Succeeded@15m0s"}, time.Hour)
-	step(ran+time.Minute, []string{"Failed@0s", "Failed@5m0s", "Succeeded@15m0s"}, time.Hour-time.Minute)
+	step(ran, "success", []string{"Failed@0s", "Failed@5m0s", "Succeeded@15m0s"}, time.Hour)
+	step(ran+time.Minute, "", []string{"Failed@0s", "Failed@5m0s", "Succeeded@15m0s"}, time.Hour-time.Minute)
 	if br.Status.LastMaintenanceTime == nil || !br.Status.LastMaintenanceTime.Time.Equal(start.Add(ran)) {
 		t.Fatalf("lastMaintenanceTime = %v, want %v", br.Status.LastMaintenanceTime, start.Add(ran))
 	}
+	if m := br.Status.RecentMaintenance[2].Message; m != "quick maintenance: storage 1.0 KiB" {
+		t.Errorf("the successful run says %q, want the Job's own message", m)
+	}
+	// Recorded Jobs beyond the latest three go.
+	step(ran+time.Hour, "success", []string{"Failed@5m0s", "Succeeded@15m0s", "Succeeded@1h15m0s"}, time.Hour)
+	if n := len(jobs()); n != keepJobs {
+		t.Errorf("%d maintenance Jobs kept, want %d", n, keepJobs)
+	}
+}
+
+// running is the one Job that has not ended.
+func running(t *testing.T, jobs []batchv1.Job) *batchv1.Job {
+	t.Helper()
+	var found *batchv1.Job
+	for i := range jobs {
+		if ended, _ := jobEnded(&jobs[i]); !ended {
+			if found != nil {
+				t.Fatalf("two maintenance Jobs running: %s and %s", found.Name, jobs[i].Name)
+			}
+			found = &jobs[i]
+		}
+	}
+	if found == nil {
+		t.Fatal("no maintenance Job running")
+	}
+	return found
+}
+
+// checkJob checks what a maintenance Job copies from the server's Deployment and what it adds.
+func checkJob(t *testing.T, j *batchv1.Job, ns string) {
+	t.Helper()
+	pod := j.Spec.Template.Spec
+	c := pod.Containers[0]
+	want := []string{"maintain", "--namespace=" + ns, "--repository=default-kopia", "--mode=quick", "--work-dir=/var/cache/ferry"}
+	if c.Name != JobContainer || c.Image != "example.invalid/ferry:1" || c.Command[0] != "/ferry-server" || fmt.Sprint(c.Args) != fmt.Sprint(want) ||
+		len(c.Env) != 1 || pod.ServiceAccountName != "ferry-server" || pod.RestartPolicy != corev1.RestartPolicyNever {
+		t.Errorf("maintenance Job pod: %+v", pod)
+	}
+	if *j.Spec.BackoffLimit != 0 || *j.Spec.ActiveDeadlineSeconds != 7200 || j.Labels[LabelMode] != "quick" ||
+		len(j.OwnerReferences) != 1 || j.OwnerReferences[0].Kind != "BackupRepository" || j.Spec.Template.Labels["app"] != "" {
+		t.Errorf("maintenance Job: %+v", j)
+	}
+}
+
+// endJob ends the Job as its pod, the kubelet and the Job controller would: "success" and
+// "error" report a result, "killed" reports none.
+func endJob(t *testing.T, c client.Client, j *batchv1.Job, outcome string, at time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: j.Namespace, Name: j.Name + "-x", Labels: map[string]string{batchv1.JobNameLabel: j.Name}},
+		Spec: j.Spec.Template.Spec}
+	pod.Spec.ServiceAccountName = ""
+	if err := c.Create(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	res := JobResult{Mode: "quick", Succeeded: outcome == "success", Start: at, End: at}
+	terminated := &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error"}
+	switch outcome {
+	case "success":
+		res.Message, terminated.ExitCode, terminated.Reason = "quick maintenance: storage 1.0 KiB", 0, "Completed"
+		terminated.Message = res.Line() + "\n"
+	case "error":
+		res.Message = "quick maintenance failed: clock skew"
+		terminated.Message = "some log line\n" + res.Line() + "\n"
+	case "killed":
+		terminated.ExitCode, terminated.Reason = 137, "OOMKilled"
+	}
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: JobContainer, State: corev1.ContainerState{Terminated: terminated}}}
+	if err := c.Status().Update(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.NewTime(at)
+	j.Status.StartTime = &now
+	j.Status.Ready, j.Status.Terminating = new(int32), new(int32)
+	if outcome == "success" {
+		j.Status.Succeeded, j.Status.CompletionTime = 1, &now
+		j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobSuccessCriteriaMet, Status: corev1.ConditionTrue, LastTransitionTime: now},
+			{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: now}}
+	} else {
+		j.Status.Failed = 1
+		j.Status.Conditions = []batchv1.JobCondition{
+			{Type: batchv1.JobFailureTarget, Status: corev1.ConditionTrue, Reason: batchv1.JobReasonBackoffLimitExceeded, LastTransitionTime: now},
+			{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: batchv1.JobReasonBackoffLimitExceeded, Message: "Job has reached the specified backoff limit", LastTransitionTime: now}}
+	}
+	if err := c.Status().Update(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func describe(runs []velerov1.BackupRepositoryMaintenanceStatus) string {
+	var parts []string
+	for _, m := range runs {
+		parts = append(parts, fmt.Sprintf("%s %s", m.Result, m.Message))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Failures in a row wait longer each time, up to the maintenance frequency; a success resets it.
