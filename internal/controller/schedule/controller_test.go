@@ -301,7 +301,7 @@ func TestMissedRunsAreTakenOnce(t *testing.T) {
 	if res.RequeueAfter != 50*time.Minute {
 		t.Errorf("requeue after %s, want the next hour", res.RequeueAfter)
 	}
-	if ev := f.events(); !strings.Contains(ev, "runs due since "+f.hour(2).Format(time.RFC3339)) {
+	if ev := f.events(); !strings.Contains(ev, "every run due since "+f.hour(2).Format(time.RFC3339)) {
 		t.Errorf("events %q, want the missed runs named", ev)
 	}
 	f.reconcile(down.Add(time.Second))

@@ -44,7 +44,7 @@ func (r *Reconciler) run(ctx context.Context, s *velerov1.Schedule, sched cron.S
 	}
 	missed := ""
 	if first := sched.Next(baseline(s)); first.Before(due) {
-		missed = fmt.Sprintf(" (it stands for the runs due since %s, missed while no server ran)", first.Format(time.RFC3339))
+		missed = fmt.Sprintf(" (it stands for every run due since %s: they were missed while no server ran or the schedule was paused)", first.Format(time.RFC3339))
 	}
 	b := newBackup(s, key.Name)
 	if err := r.Client.Create(ctx, b); apierrors.IsAlreadyExists(err) {
