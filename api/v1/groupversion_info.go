@@ -24,6 +24,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&PodVolumeBackup{}, &PodVolumeBackupList{},
 		&PodVolumeRestore{}, &PodVolumeRestoreList{},
 		&DeleteBackupRequest{}, &DeleteBackupRequestList{},
+		&Schedule{}, &ScheduleList{},
 	)
 	metav1.AddToGroupVersion(scheme, GroupVersion)
 	return nil

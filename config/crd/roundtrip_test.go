@@ -148,6 +148,18 @@ func kindCases() []kindCase {
 			},
 			status: func(o client.Object) any { return o.(*velerov2alpha1.DataDownload).Status },
 		},
+		{
+			name:   "Schedule",
+			newObj: func() client.Object { return &velerov1.Schedule{} },
+			valid: func(ns, name string) client.Object {
+				return &velerov1.Schedule{ObjectMeta: meta(ns, name), Spec: velerov1.ScheduleSpec{Schedule: "0 2 * * *",
+					Template: velerov1.BackupSpec{IncludedNamespaces: []string{"app"}, TTL: metav1.Duration{Duration: 720 * time.Hour}}}}
+			},
+			setStatus: func(o client.Object) {
+				o.(*velerov1.Schedule).Status = velerov1.ScheduleStatus{Phase: velerov1.SchedulePhaseEnabled, LastBackup: &now}
+			},
+			status: func(o client.Object) any { return o.(*velerov1.Schedule).Status },
+		},
 	}
 }
 

@@ -63,6 +63,16 @@ func TestInvalidObjectsAreRejected(t *testing.T) {
 			want: []string{"spec.uploaderConfig.parallelFilesUpload", "less than or equal to 1024"},
 		},
 		{
+			name: "schedule whose template keeps backups more than a hundred years",
+			doc:  `{apiVersion: velero.io/v1, kind: Schedule, metadata: {name: x}, spec: {schedule: "@daily", template: {ttl: "876001h"}}}`,
+			want: []string{"spec.template.ttl", "at most 876000h"},
+		},
+		{
+			name: "schedule without a cron expression",
+			doc:  `{apiVersion: velero.io/v1, kind: Schedule, metadata: {name: x}, spec: {template: {}}}`,
+			want: []string{"spec.schedule", "Required value"},
+		},
+		{
 			name: "data upload without a source PVC",
 			doc: `{apiVersion: velero.io/v2alpha1, kind: DataUpload, metadata: {name: x}, spec: {snapshotType: CSI,
 			       csiSnapshot: {volumeSnapshot: s, storageClass: c}, sourceNamespace: app,

@@ -1,5 +1,6 @@
 // Package server provides ferry-server: the control side that validates storage locations,
-// keeps backup repositories, and turns Backups and Restores into node-agent work.
+// keeps backup repositories, creates the Backups of Schedules, and turns Backups and Restores
+// into node-agent work.
 package server
 
 import (
@@ -27,6 +28,7 @@ import (
 	"github.com/ferry-backup/ferry/internal/controller/operationdeadline"
 	"github.com/ferry-backup/ferry/internal/controller/repositorypassword"
 	"github.com/ferry-backup/ferry/internal/controller/restore"
+	"github.com/ferry-backup/ferry/internal/controller/schedule"
 	"github.com/ferry-backup/ferry/internal/manager"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 	"github.com/ferry-backup/ferry/internal/repository"
@@ -117,6 +119,7 @@ func Run(ctx context.Context, o Options) error {
 		"DeleteBackupRequest": &deletebackuprequest.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: clk, Repositories: access},
 		"backup sync":         &backupsync.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Repositories: access, Period: o.BackupSyncPeriod},
 		"Restore":             &restore.Reconciler{Client: mgr.GetClient(), Cluster: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Repositories: access},
+		"Schedule":            &schedule.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: clk},
 	}
 	for _, obj := range []client.Object{&velerov1.PodVolumeBackup{}, &velerov1.PodVolumeRestore{}, &velerov2alpha1.DataUpload{}, &velerov2alpha1.DataDownload{}} {
 		controllers[fmt.Sprintf("%T deadline", obj)] = &operationdeadline.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: clk, Object: obj}
