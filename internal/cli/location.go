@@ -43,12 +43,12 @@ func newLocationCreateCommand(o *Options) *cobra.Command {
 		Use:   "create NAME --provider aws|filesystem --bucket BUCKET",
 		Short: "Create a backup storage location",
 		Long: "Creates a BackupStorageLocation: where backups are stored, one Kopia repository per location.\n" +
-			"aws: any S3-compatible store (config: region, s3Url, s3ForcePathStyle, insecureSkipTLSVerify; the\n" +
-			"credential an AWS credentials file). filesystem: a directory every Ferry pod reaches (config: path;\n" +
+			"aws: any S3-compatible store (config: region, s3Url, insecureSkipTLSVerify, profile, stallTimeout;\n" +
+			"the credential an AWS credentials file). filesystem: a directory every Ferry pod reaches (config: path;\n" +
 			"the bucket is a directory below it). ferry-server then checks it and reports it Available or\n" +
 			"Unavailable (ferry backup-location get).",
 		Example: "  ferry backup-location create default --provider aws --bucket backups --prefix ferry \\\n" +
-			"    --config region=us-east-1,s3Url=http://minio.minio:9000,s3ForcePathStyle=true \\\n" +
+			"    --config region=us-east-1,s3Url=http://minio.minio:9000 \\\n" +
 			"    --credential cloud-credentials=cloud --default",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

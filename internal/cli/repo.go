@@ -14,7 +14,7 @@ func newRepoCommand(o *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "repo",
 		Aliases: []string{"repos", "backup-repository"},
-		Short:   "Show the backup repositories (one per storage location and volume namespace)",
+		Short:   "Show the backup repositories (Ferry keeps one per storage location)",
 	}
 	cmd.AddCommand(newRepoGetCommand(o))
 	return cmd
@@ -27,8 +27,8 @@ func newRepoGetCommand(o *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get [NAME...]",
 		Short: "List backup repositories: location, volume namespace, phase, last maintenance, message",
-		Long: "Lists the BackupRepository objects ferry-server keeps, one per storage location and volume\n" +
-			"namespace. -o wide adds the repository type, the maintenance frequency and the last maintenance run.",
+		Long: "Lists the BackupRepository objects: ferry-server keeps one per storage location, Velero one per\n" +
+			"location and volume namespace. -o wide adds the repository type, the maintenance frequency and the last maintenance run.",
 		Args:              cobra.ArbitraryArgs,
 		ValidArgsFunction: completeNames(o, repoList, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
