@@ -19,9 +19,14 @@ import (
 type Options struct {
 	// Kubeconfig is a kubeconfig file; empty means the usual kubectl rules.
 	Kubeconfig string
+	// Context is the kubeconfig context to use; empty means the current one.
+	Context string
 	// Namespace is the namespace Ferry is installed in.
 	Namespace string
 	Out       io.Writer
+	// In answers questions such as `ferry backup delete`'s confirmation: the command's input
+	// (standard input unless set with SetIn).
+	In io.Reader
 }
 
 // NewCommand returns the root command writing to out.
@@ -32,11 +37,16 @@ func NewCommand(out io.Writer) *cobra.Command {
 		Short:         "Back up and restore Kubernetes volumes into Kopia repositories",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			o.In = cmd.InOrStdin()
+		},
 	}
 	root.SetOut(out)
 	root.PersistentFlags().StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+	root.PersistentFlags().StringVar(&o.Context, "context", "", "kubeconfig context to use (default: the current context)")
 	root.PersistentFlags().StringVarP(&o.Namespace, "namespace", "n", o.Namespace, "namespace Ferry is installed in")
-	root.AddCommand(newVersionCommand(o), newInstallCommand(o), newUninstallCommand(o))
+	root.AddCommand(newVersionCommand(o), newInstallCommand(o), newUninstallCommand(o),
+		newBackupCommand(o), newRestoreCommand(o), newLocationCommand(o), newRepoCommand(o))
 	return root
 }
 
@@ -44,7 +54,8 @@ func NewCommand(out io.Writer) *cobra.Command {
 func (o *Options) client() (client.Client, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = o.Kubeconfig
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: o.Context}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides).ClientConfig()
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package architecture
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -49,6 +50,13 @@ var layers = []struct {
 
 // kopiaImporters are the units allowed to import Kopia directly.
 var kopiaImporters = []string{"internal/repository", "internal/uploader"}
+
+// apiClients are units that talk to the API server only, and the only units of Ferry they may
+// import: the user CLI never reaches the data path (repository, uploader, repository access)
+// nor a controller, whatever their rank.
+var apiClients = map[string][]string{
+	"internal/cli": {"api", "internal/scheme", "internal/buildinfo", "config/crd", "config/rbac"},
+}
 
 // Package is one node of the import graph: a path relative to the module and its direct
 // (non-test) imports, given as full import paths.
@@ -128,6 +136,8 @@ func checkImport(path, from string, fromRank int, imp string) []string {
 		return []string{fmt.Sprintf("%s imports %s: product code must not depend on test support", path, rel)}
 	case to == from:
 		return nil
+	case apiClients[from] != nil && !slices.Contains(apiClients[from], to):
+		return []string{fmt.Sprintf("%s imports %s: %s talks to the API server only and may import only %s", path, rel, from, strings.Join(apiClients[from], ", "))}
 	case toRank >= fromRank:
 		return []string{fmt.Sprintf("%s imports %s: %s (rank %d) may import only lower layers, not %s (rank %d)", path, rel, from, fromRank, to, toRank)}
 	}

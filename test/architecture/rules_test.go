@@ -26,6 +26,10 @@ func TestRulesCatchWrongImports(t *testing.T) {
 		{"adapter imports a controller", Package{"internal/repository", []string{m + "internal/controller/backup"}}, "may import only lower layers"},
 		{"product imports test support", Package{"internal/server", []string{m + "internal/testenv"}}, "must not depend on test support"},
 		{"unknown package", Package{"internal/util", nil}, "not in the layer table"},
+		{"kopia in the CLI", Package{"internal/cli", []string{"github.com/kopia/kopia/snapshot"}}, "only internal/repository and internal/uploader may import Kopia"},
+		{"the CLI imports the uploader", Package{"internal/cli", []string{m + "internal/uploader"}}, "talks to the API server only"},
+		{"the CLI imports the repository", Package{"internal/cli", []string{m + "internal/repository"}}, "talks to the API server only"},
+		{"the CLI imports a controller", Package{"internal/cli", []string{m + "internal/controller/backup"}}, "talks to the API server only"},
 		{"product imports test support below a test package", Package{"internal/uploader", []string{m + "internal/repository/repotest/faults3"}}, "must not depend on test support"},
 	}
 	for _, tc := range cases {
@@ -41,6 +45,7 @@ func TestRulesCatchWrongImports(t *testing.T) {
 		{"internal/repository/repotest", []string{m + "internal/repository"}},
 		{"internal/controller/backup", []string{m + "internal/controller/backup/phase", m + "api/v1"}},
 		{"api/v1", []string{"k8s.io/api/core/v1", m + "api/shared", "fmt"}},
+		{"internal/cli", []string{m + "api/v1", m + "internal/scheme", m + "config/crd", "github.com/vbauerster/mpb/v8"}},
 	}
 	if got := Violations(allowed); len(got) != 0 {
 		t.Fatalf("allowed imports reported: %q", got)
