@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/metrics"
 )
@@ -171,7 +172,7 @@ func (r Reporter) Start(ctx context.Context, obj client.Object, startedBefore *m
 const DefaultTimeout = 4 * time.Hour
 
 // Timeout is spec.operationTimeout, or DefaultTimeout.
-func Timeout(d *metav1.Duration) time.Duration {
+func Timeout(d *shared.Duration) time.Duration {
 	if d != nil && d.Duration > 0 {
 		return d.Duration
 	}

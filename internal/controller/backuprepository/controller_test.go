@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
@@ -42,7 +43,7 @@ func TestMaintenanceRunsWhenTheScheduleSays(t *testing.T) {
 	}
 	br := &velerov1.BackupRepository{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default-kopia"},
 		Spec: velerov1.BackupRepositorySpec{BackupStorageLocation: "default", RepositoryType: velerov1.RepositoryTypeKopia,
-			VolumeNamespace: ns, MaintenanceFrequency: metav1.Duration{Duration: time.Hour}}}
+			VolumeNamespace: ns, MaintenanceFrequency: shared.Duration{Duration: time.Hour}}}
 	if err := env.Client.Create(ctx, br); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 	"github.com/ferry-backup/ferry/internal/testenv"
@@ -29,7 +30,7 @@ func TestProbesOnlyWhenDueOrTheSpecChanged(t *testing.T) {
 	good := filepath.Join(dir, "good")
 	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"},
 		Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderFilesystem, Config: map[string]string{"path": good},
-			ValidationFrequency: &metav1.Duration{Duration: time.Minute},
+			ValidationFrequency: &shared.Duration{Duration: time.Minute},
 			StorageType:         velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "b"}}}}
 	if err := env.Client.Create(ctx, bsl); err != nil {
 		t.Fatal(err)
@@ -75,7 +76,7 @@ func TestProbesOnlyWhenDueOrTheSpecChanged(t *testing.T) {
 	step(70*time.Second, velerov1.BackupStorageLocationPhaseAvailable, 70*time.Second, time.Minute)
 	// Periodic checks switched off: checked once for the new spec, then never.
 	patch = client.MergeFrom(bsl.DeepCopy())
-	bsl.Spec.ValidationFrequency = &metav1.Duration{}
+	bsl.Spec.ValidationFrequency = &shared.Duration{}
 	if err := env.Client.Patch(ctx, bsl, patch); err != nil {
 		t.Fatal(err)
 	}

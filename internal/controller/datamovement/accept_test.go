@@ -12,6 +12,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/exposer"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
@@ -41,7 +42,7 @@ func TestExactlyOneAgentAcceptsADataUpload(t *testing.T) {
 		du := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("du-%d", round)},
 			Spec: velerov2alpha1.DataUploadSpec{SnapshotType: velerov2alpha1.SnapshotTypeCSI, SourcePVC: "data", SourceNamespace: "app",
 				CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: "snap", StorageClass: "csi"}, DataMover: velerov2alpha1.DataMoverFerry,
-				BackupStorageLocation: "default", OperationTimeout: metav1.Duration{Duration: time.Hour}}}
+				BackupStorageLocation: "default", OperationTimeout: shared.Duration{Duration: time.Hour}}}
 		if err := env.Client.Create(ctx, du); err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +89,7 @@ func TestCancelFromAStaleCacheKeepsTheOutcome(t *testing.T) {
 	du := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "du"},
 		Spec: velerov2alpha1.DataUploadSpec{SnapshotType: velerov2alpha1.SnapshotTypeCSI, SourcePVC: "data", SourceNamespace: "app",
 			CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: "snap", StorageClass: "csi"}, DataMover: velerov2alpha1.DataMoverFerry,
-			BackupStorageLocation: "default", OperationTimeout: metav1.Duration{Duration: time.Hour}}}
+			BackupStorageLocation: "default", OperationTimeout: shared.Duration{Duration: time.Hour}}}
 	if err := env.Client.Create(ctx, du); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/operation"
@@ -30,12 +31,12 @@ func TestOperationsNobodyEndsAreFailedByTheServer(t *testing.T) {
 	pod := corev1.ObjectReference{Kind: "Pod", Namespace: "app", Name: "web"}
 	unaccepted := &velerov1.PodVolumeBackup{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "unaccepted"},
 		Spec: velerov1.PodVolumeBackupSpec{Node: "gone", Pod: pod, Volume: "data", BackupStorageLocation: "default",
-			OperationTimeout: &metav1.Duration{Duration: 10 * time.Minute}}}
+			OperationTimeout: &shared.Duration{Duration: 10 * time.Minute}}}
 	completed := unaccepted.DeepCopy()
 	completed.Name = "completed"
 	accepted := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "accepted"},
 		Spec: velerov2alpha1.DataUploadSpec{SnapshotType: "CSI", SourceNamespace: "app", SourcePVC: "data", DataMover: velerov2alpha1.DataMoverFerry,
-			BackupStorageLocation: "default", OperationTimeout: metav1.Duration{Duration: 30 * time.Minute},
+			BackupStorageLocation: "default", OperationTimeout: shared.Duration{Duration: 30 * time.Minute},
 			CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: "snap", StorageClass: "csi"}}}
 	for _, obj := range []client.Object{unaccepted, completed, accepted} {
 		if err := env.Client.Create(ctx, obj); err != nil {
