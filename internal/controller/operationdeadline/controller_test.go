@@ -89,3 +89,17 @@ func TestOperationsNobodyEndsAreFailedByTheServer(t *testing.T) {
 		t.Fatalf("accepted upload past its deadline: %s, %q", accepted.Status.Phase, accepted.Status.Message)
 	}
 }
+
+// The backstop neither fails an operation at once nor never for an operationTimeout that is not
+// a duration: its deadline counts from the default timeout, and the reason is kept for the
+// message.
+func TestAnInvalidTimeoutCountsFromTheDefault(t *testing.T) {
+	pvb := &velerov1.PodVolumeBackup{Spec: velerov1.PodVolumeBackupSpec{OperationTimeout: &shared.Duration{Invalid: "9999999999h"}}}
+	du := &velerov2alpha1.DataUpload{Spec: velerov2alpha1.DataUploadSpec{OperationTimeout: shared.Duration{Invalid: "soon"}}}
+	for _, obj := range []client.Object{pvb, du} {
+		f := factsOf(obj)
+		if f.timeout != operation.DefaultTimeout || f.invalid == nil || !strings.HasPrefix(f.invalid.Error(), "spec.operationTimeout: ") {
+			t.Errorf("%T: timeout %s, invalid %v; want the default and an error naming spec.operationTimeout", obj, f.timeout, f.invalid)
+		}
+	}
+}
