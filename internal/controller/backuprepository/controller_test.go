@@ -135,3 +135,15 @@ func TestNextMaintenance(t *testing.T) {
 		})
 	}
 }
+
+// A maintenanceFrequency Go cannot read keeps the default schedule, and the status says so.
+func TestAnInvalidFrequencyKeepsTheDefault(t *testing.T) {
+	br := &velerov1.BackupRepository{Spec: velerov1.BackupRepositorySpec{MaintenanceFrequency: shared.Duration{Invalid: "9999999999h"}}}
+	note := frequencyNote(br)
+	if !strings.Contains(note, `spec.maintenanceFrequency: "9999999999h" is not a duration`) || !strings.Contains(note, "every 1h0m0s, the default") {
+		t.Errorf("note = %q", note)
+	}
+	if note := frequencyNote(&velerov1.BackupRepository{}); note != "" {
+		t.Errorf("note for an empty frequency = %q", note)
+	}
+}

@@ -3,6 +3,7 @@ package backupstoragelocation
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -82,4 +83,18 @@ func TestProbesOnlyWhenDueOrTheSpecChanged(t *testing.T) {
 	}
 	step(80*time.Second, velerov1.BackupStorageLocationPhaseAvailable, 80*time.Second, 0)
 	step(time.Hour, velerov1.BackupStorageLocationPhaseAvailable, 80*time.Second, 0)
+}
+
+// A location whose durations Go cannot read (Velero's CRDs let them be stored) is Unavailable,
+// naming each field.
+func TestDurationErrNamesEachField(t *testing.T) {
+	bsl := &velerov1.BackupStorageLocation{Spec: velerov1.BackupStorageLocationSpec{
+		ValidationFrequency: &shared.Duration{Invalid: "9999999999h"}, BackupSyncPeriod: &shared.Duration{Invalid: "often"}}}
+	err := durationErr(bsl)
+	if err == nil || !strings.Contains(err.Error(), `spec.validationFrequency: "9999999999h"`) || !strings.Contains(err.Error(), `spec.backupSyncPeriod: "often"`) {
+		t.Errorf("durationErr = %v, want both fields named", err)
+	}
+	if err := durationErr(&velerov1.BackupStorageLocation{}); err != nil {
+		t.Errorf("durationErr of an empty spec = %v", err)
+	}
 }
