@@ -3,6 +3,8 @@ package v1
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/ferry-backup/ferry/api/shared"
 )
 
 // Annotations on pods that choose volumes for the file-system path (Velero's names).
@@ -72,7 +74,7 @@ type BackupSpec struct {
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
-	TTL metav1.Duration `json:"ttl,omitempty"`
+	TTL shared.Duration `json:"ttl,omitempty"`
 
 	// VolumeGroupSnapshotLabelKey is the label key that groups claims into one volume group
 	// snapshot (Velero 1.18; Ferry keeps it and snapshots each claim alone).
@@ -114,7 +116,7 @@ type BackupSpec struct {
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
-	CSISnapshotTimeout metav1.Duration `json:"csiSnapshotTimeout,omitempty"`
+	CSISnapshotTimeout shared.Duration `json:"csiSnapshotTimeout,omitempty"`
 
 	// ItemOperationTimeout bounds each volume operation (DataUpload/PodVolumeBackup).
 	// +optional
@@ -122,7 +124,7 @@ type BackupSpec struct {
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
-	ItemOperationTimeout metav1.Duration `json:"itemOperationTimeout,omitempty"`
+	ItemOperationTimeout shared.Duration `json:"itemOperationTimeout,omitempty"`
 
 	// +optional
 	// +nullable

@@ -2,6 +2,8 @@ package v1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/ferry-backup/ferry/api/shared"
 )
 
 // Repository types (BackupRepository.spec.repositoryType) and uploader types
@@ -37,7 +39,7 @@ type BackupRepositorySpec struct {
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
-	MaintenanceFrequency metav1.Duration `json:"maintenanceFrequency"`
+	MaintenanceFrequency shared.Duration `json:"maintenanceFrequency"`
 
 	// RepositoryConfig holds repository settings (e.g. cacheLimitMB).
 	// +optional

@@ -5,6 +5,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/ferry-backup/ferry/api/shared"
 )
 
 // Storage providers Ferry can read and write. Velero's plugin names ("velero.io/aws") are
@@ -51,7 +53,7 @@ type BackupStorageLocationSpec struct {
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
-	BackupSyncPeriod *metav1.Duration `json:"backupSyncPeriod,omitempty"`
+	BackupSyncPeriod *shared.Duration `json:"backupSyncPeriod,omitempty"`
 
 	// ValidationFrequency is how often the location's reachability is checked.
 	// +optional
@@ -60,7 +62,7 @@ type BackupStorageLocationSpec struct {
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
-	ValidationFrequency *metav1.Duration `json:"validationFrequency,omitempty"`
+	ValidationFrequency *shared.Duration `json:"validationFrequency,omitempty"`
 }
 
 // StorageType is the kind of storage a location uses; object storage is the only one.

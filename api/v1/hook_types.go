@@ -3,6 +3,8 @@ package v1
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/ferry-backup/ferry/api/shared"
 )
 
 // Hooks are part of the API so that Velero's Backups and Restores round-trip through Ferry's
@@ -62,7 +64,7 @@ type ExecHook struct {
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
-	Timeout metav1.Duration `json:"timeout,omitempty"`
+	Timeout shared.Duration `json:"timeout,omitempty"`
 }
 
 // HookErrorMode says whether a failing hook fails the operation.
@@ -104,13 +106,13 @@ type ExecRestoreHook struct {
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
-	ExecTimeout metav1.Duration `json:"execTimeout,omitempty"`
+	ExecTimeout shared.Duration `json:"execTimeout,omitempty"`
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
-	WaitTimeout metav1.Duration `json:"waitTimeout,omitempty"`
+	WaitTimeout shared.Duration `json:"waitTimeout,omitempty"`
 	// +optional
 	// +nullable
 	WaitForReady *bool `json:"waitForReady,omitempty"`
@@ -127,7 +129,7 @@ type InitRestoreHook struct {
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
-	Timeout metav1.Duration `json:"timeout,omitempty"`
+	Timeout shared.Duration `json:"timeout,omitempty"`
 }
 
 // HookStatus counts the hooks run for a backup or restore.

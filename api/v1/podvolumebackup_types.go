@@ -55,7 +55,7 @@ type PodVolumeBackupSpec struct {
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
-	OperationTimeout *metav1.Duration `json:"operationTimeout,omitempty"`
+	OperationTimeout *shared.Duration `json:"operationTimeout,omitempty"`
 }
 
 // PodVolumeBackupStatus is the state and outcome of a pod volume backup.

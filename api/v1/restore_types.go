@@ -3,6 +3,8 @@ package v1
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/ferry-backup/ferry/api/shared"
 )
 
 // RestoreSpec says which backup to restore and into where.
@@ -66,7 +68,7 @@ type RestoreSpec struct {
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('876000h')",message="must be a duration of at most 876000h (100 years)"
-	ItemOperationTimeout metav1.Duration `json:"itemOperationTimeout,omitempty"`
+	ItemOperationTimeout shared.Duration `json:"itemOperationTimeout,omitempty"`
 
 	// +optional
 	// +nullable

@@ -5,6 +5,7 @@
 package v1
 
 import (
+	"github.com/ferry-backup/ferry/api/shared"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -546,12 +547,12 @@ func (in *BackupStorageLocationSpec) DeepCopyInto(out *BackupStorageLocationSpec
 	in.StorageType.DeepCopyInto(&out.StorageType)
 	if in.BackupSyncPeriod != nil {
 		in, out := &in.BackupSyncPeriod, &out.BackupSyncPeriod
-		*out = new(metav1.Duration)
+		*out = new(shared.Duration)
 		**out = **in
 	}
 	if in.ValidationFrequency != nil {
 		in, out := &in.ValidationFrequency, &out.ValidationFrequency
-		*out = new(metav1.Duration)
+		*out = new(shared.Duration)
 		**out = **in
 	}
 }
@@ -939,7 +940,7 @@ func (in *PodVolumeBackupSpec) DeepCopyInto(out *PodVolumeBackupSpec) {
 	}
 	if in.OperationTimeout != nil {
 		in, out := &in.OperationTimeout, &out.OperationTimeout
-		*out = new(metav1.Duration)
+		*out = new(shared.Duration)
 		**out = **in
 	}
 }
@@ -1065,7 +1066,7 @@ func (in *PodVolumeRestoreSpec) DeepCopyInto(out *PodVolumeRestoreSpec) {
 	}
 	if in.OperationTimeout != nil {
 		in, out := &in.OperationTimeout, &out.OperationTimeout
-		*out = new(metav1.Duration)
+		*out = new(shared.Duration)
 		**out = **in
 	}
 }

@@ -137,7 +137,7 @@ func normalizeValue(v any) any {
 		}
 		return out
 	case string:
-		if x == "" || x == "0s" { // "0s" is how a zero metav1.Duration encodes
+		if x == "" || x == "0s" { // "0s" is how a zero duration encodes
 			return nil
 		}
 	case bool:

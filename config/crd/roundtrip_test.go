@@ -55,7 +55,7 @@ func kindCases() []kindCase {
 			valid: func(ns, name string) client.Object {
 				return &velerov1.BackupRepository{ObjectMeta: meta(ns, name), Spec: velerov1.BackupRepositorySpec{
 					VolumeNamespace: "app", BackupStorageLocation: "default", RepositoryType: velerov1.RepositoryTypeKopia,
-					MaintenanceFrequency: metav1.Duration{Duration: time.Hour},
+					MaintenanceFrequency: shared.Duration{Duration: time.Hour},
 				}}
 			},
 			setStatus: func(o client.Object) {
@@ -72,7 +72,7 @@ func kindCases() []kindCase {
 			newObj: func() client.Object { return &velerov1.Backup{} },
 			valid: func(ns, name string) client.Object {
 				return &velerov1.Backup{ObjectMeta: meta(ns, name), Spec: velerov1.BackupSpec{
-					IncludedNamespaces: []string{"app"}, TTL: metav1.Duration{Duration: 720 * time.Hour}}}
+					IncludedNamespaces: []string{"app"}, TTL: shared.Duration{Duration: 720 * time.Hour}}}
 			},
 			setStatus: func(o client.Object) {
 				o.(*velerov1.Backup).Status = velerov1.BackupStatus{Phase: velerov1.BackupPhaseInProgress, StartTimestamp: &now,
@@ -126,7 +126,7 @@ func kindCases() []kindCase {
 				return &velerov2alpha1.DataUpload{ObjectMeta: meta(ns, name), Spec: velerov2alpha1.DataUploadSpec{
 					SnapshotType: velerov2alpha1.SnapshotTypeCSI, CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: "snap-1", StorageClass: "fast"},
 					SourcePVC: "data", SourceNamespace: "app", BackupStorageLocation: "default", DataMover: velerov2alpha1.DataMoverFerry,
-					OperationTimeout: metav1.Duration{Duration: 10 * time.Minute}}}
+					OperationTimeout: shared.Duration{Duration: 10 * time.Minute}}}
 			},
 			setStatus: func(o client.Object) {
 				o.(*velerov2alpha1.DataUpload).Status = velerov2alpha1.DataUploadStatus{
@@ -140,7 +140,7 @@ func kindCases() []kindCase {
 			valid: func(ns, name string) client.Object {
 				return &velerov2alpha1.DataDownload{ObjectMeta: meta(ns, name), Spec: velerov2alpha1.DataDownloadSpec{
 					TargetVolume: velerov2alpha1.TargetVolumeSpec{PVC: "data", Namespace: "app"}, BackupStorageLocation: "default",
-					SnapshotID: "k5678", SourceNamespace: "app", OperationTimeout: metav1.Duration{Duration: 10 * time.Minute}}}
+					SnapshotID: "k5678", SourceNamespace: "app", OperationTimeout: shared.Duration{Duration: 10 * time.Minute}}}
 			},
 			setStatus: func(o client.Object) {
 				o.(*velerov2alpha1.DataDownload).Status = velerov2alpha1.DataDownloadStatus{

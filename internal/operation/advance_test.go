@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/metrics"
 	"github.com/ferry-backup/ferry/internal/operation"
@@ -99,4 +100,22 @@ func TestAnOperationInterruptedTooOftenFails(t *testing.T) {
 		t.Fatalf("phase %s (%q), want Failed after 3 attempts", got.Status.Phase, got.Status.Message)
 	}
 	runner.Wait()
+}
+
+// An operation whose spec cannot be used (an operationTimeout that is not a duration, under
+// Velero's CRDs) ends Failed with the reason, and is never started.
+func TestAnInvalidSpecFailsWithoutStarting(t *testing.T) {
+	c, runner, rep, pvb := advanceFixture(t, "invalid-spec")
+	ctx := testenv.Context(t)
+	invalid := (&shared.Duration{Invalid: "9999999999h"}).Err("spec.operationTimeout")
+	if err := runner.Advance(ctx, rep, "n1", operation.Request{Object: pvb, Node: "n1", Invalid: invalid, Operation: mustNotRun(t)}); err != nil {
+		t.Fatal(err)
+	}
+	got := &velerov1.PodVolumeBackup{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(pvb), got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Phase != velerov1.PodVolumePhaseFailed || !strings.HasPrefix(got.Status.Message, `spec.operationTimeout: "9999999999h" is not a duration`) {
+		t.Fatalf("phase %s (%s), want Failed naming spec.operationTimeout", got.Status.Phase, got.Status.Message)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/metrics"
 )
@@ -111,6 +112,9 @@ type Request struct {
 	Cancel bool
 	// Attempts is its status.attempts: how often a node-agent started moving its data.
 	Attempts int32
+	// Invalid is what makes the spec unusable (e.g. TimeoutErr): an operation that is not
+	// running ends Failed with it instead of starting.
+	Invalid error
 	// Accepted holds status fields to write besides the phase and time when the operation is
 	// accepted.
 	Accepted Status
@@ -123,8 +127,9 @@ type Request struct {
 const MaxAttempts = 3
 
 // Advance moves an operation of this node one step: operations of other nodes and ended ones are
-// left alone, a cancel request stops the running operation (or ends a waiting one), a new one is
-// accepted (status and Event), and one that is not running here is started — also after a restart
+// left alone, a cancel request stops the running operation (or ends a waiting one), one whose
+// spec is Invalid ends Failed unless it runs already, a new one is accepted (status and Event),
+// and one that is not running here is started — also after a restart
 // of the node-agent, when it resumes from its checkpoint, unless it was started MaxAttempts
 // times already.
 func (r *Runner) Advance(ctx context.Context, rep Reporter, node string, req Request) error {
@@ -140,6 +145,9 @@ func (r *Runner) Advance(ctx context.Context, rep Reporter, node string, req Req
 	}
 	if r.Running(uid) {
 		return nil
+	}
+	if req.Invalid != nil {
+		return rep.FinishIfUnchanged(ctx, req.Object, velerov1.PodVolumePhaseFailed, req.Invalid.Error())
 	}
 	if req.Attempts >= MaxAttempts {
 		return rep.FinishIfUnchanged(ctx, req.Object, velerov1.PodVolumePhaseFailed, fmt.Sprintf(
@@ -170,12 +178,22 @@ func (r Reporter) Start(ctx context.Context, obj client.Object, startedBefore *m
 // DefaultTimeout bounds an operation whose spec.operationTimeout is empty or zero.
 const DefaultTimeout = 4 * time.Hour
 
-// Timeout is spec.operationTimeout, or DefaultTimeout.
-func Timeout(d *metav1.Duration) time.Duration {
+// Timeout is spec.operationTimeout, or DefaultTimeout when it is empty, zero or not a duration
+// (TimeoutErr).
+func Timeout(d *shared.Duration) time.Duration {
 	if d != nil && d.Duration > 0 {
 		return d.Duration
 	}
 	return DefaultTimeout
+}
+
+// TimeoutErr reports a spec.operationTimeout that is not a duration (possible under Velero's
+// CRDs, which do not check it): the node-agent fails such an operation before it starts.
+func TimeoutErr(d *shared.Duration) error {
+	if d == nil {
+		return nil
+	}
+	return d.Err("spec.operationTimeout")
 }
 
 // Deadline is when an operation accepted at accepted (nil: not yet, now) times out: counted

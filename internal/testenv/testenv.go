@@ -135,14 +135,39 @@ func newEnv(env *envtest.Environment, cfg *rest.Config) (*Env, error) {
 }
 
 // VeleroShaped strips from CRDs what Velero 1.18's own CRDs lack: the status subresource (status
-// is written through the object) and selectable fields (the API server refuses field selectors
-// on spec.node).
+// is written through the object), selectable fields (the API server refuses field selectors on
+// spec.node) and the checks of durations (Velero's say only "type: string", so any text is
+// stored, e.g. "9999999999h").
 func VeleroShaped(crds []*apiextensionsv1.CustomResourceDefinition) {
 	for _, crd := range crds {
 		for i := range crd.Spec.Versions {
-			crd.Spec.Versions[i].Subresources = nil
-			crd.Spec.Versions[i].SelectableFields = nil
+			v := &crd.Spec.Versions[i]
+			v.Subresources = nil
+			v.SelectableFields = nil
+			if v.Schema != nil && v.Schema.OpenAPIV3Schema != nil {
+				uncheckDurations(v.Schema.OpenAPIV3Schema)
+			}
 		}
+	}
+}
+
+// uncheckDurations removes the pattern, length and CEL rule of every duration in s.
+func uncheckDurations(s *apiextensionsv1.JSONSchemaProps) {
+	for _, rule := range s.XValidations {
+		if strings.Contains(rule.Rule, "duration(self)") {
+			s.XValidations, s.Pattern, s.MaxLength = nil, "", nil
+			break
+		}
+	}
+	for k, p := range s.Properties {
+		uncheckDurations(&p)
+		s.Properties[k] = p
+	}
+	if s.Items != nil && s.Items.Schema != nil {
+		uncheckDurations(s.Items.Schema)
+	}
+	if s.AdditionalProperties != nil && s.AdditionalProperties.Schema != nil {
+		uncheckDurations(s.AdditionalProperties.Schema)
 	}
 }
 

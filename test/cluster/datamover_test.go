@@ -302,7 +302,7 @@ func newMoveDataBackup(t *testing.T, c *harness.Cluster, name string, namespaces
 	yes := true
 	b := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: name},
 		Spec: velerov1.BackupSpec{IncludedNamespaces: namespaces, SnapshotMoveData: &yes,
-			ItemOperationTimeout: metav1.Duration{Duration: 90 * time.Minute},
+			ItemOperationTimeout: shared.Duration{Duration: 90 * time.Minute},
 			UploaderConfig:       &velerov1.UploaderConfigForBackup{ParallelFilesUpload: 3}}}
 	if err := c.Client.Create(context.Background(), b); err != nil {
 		t.Fatal(err)
@@ -333,7 +333,7 @@ func checkDataUpload(t *testing.T, du velerov2alpha1.DataUpload, b *velerov1.Bac
 		CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: vs, StorageClass: storageClass,
 			SnapshotClass: storageClass + "-snapshots", Driver: storageClass + ".csi.test"},
 		SourcePVC: "db-data", SourceNamespace: ns, BackupStorageLocation: "default", DataMover: "ferry",
-		OperationTimeout: metav1.Duration{Duration: 90 * time.Minute},
+		OperationTimeout: shared.Duration{Duration: 90 * time.Minute},
 		DataMoverConfig:  map[string]string{"parallelFilesUpload": "3"},
 	}
 	if got := du.Spec; !equalJSON(t, got, want) {
@@ -351,7 +351,7 @@ func checkDataDownload(t *testing.T, dd velerov2alpha1.DataDownload, rs *velerov
 	want := velerov2alpha1.DataDownloadSpec{
 		TargetVolume:          velerov2alpha1.TargetVolumeSpec{PVC: dd.Spec.TargetVolume.PVC, Namespace: target},
 		BackupStorageLocation: "default", DataMover: "ferry", SnapshotID: snapshotID, SourceNamespace: source,
-		OperationTimeout: metav1.Duration{Duration: 4 * time.Hour}, SnapshotSize: 4096,
+		OperationTimeout: shared.Duration{Duration: 4 * time.Hour}, SnapshotSize: 4096,
 	}
 	if !equalJSON(t, dd.Spec, want) {
 		t.Errorf("DataDownload spec\n got %+v\nwant %+v", dd.Spec, want)

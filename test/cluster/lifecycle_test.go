@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/test/harness"
@@ -41,7 +42,7 @@ func TestLongBackupTimeoutCancelAndAgentCrash(t *testing.T) {
 	}
 
 	timedOut := c.BackupVolume(pod, "timeout", "timeout", oneWorker, func(p *velerov1.PodVolumeBackup) {
-		p.Spec.OperationTimeout = &metav1.Duration{Duration: time.Second}
+		p.Spec.OperationTimeout = &shared.Duration{Duration: time.Second}
 	})
 	c.WaitPhase(timedOut, velerov1.PodVolumePhaseFailed, time.Minute)
 	if !strings.Contains(timedOut.Status.Message, "timed out after 1s") {

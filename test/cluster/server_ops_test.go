@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 	"github.com/ferry-backup/ferry/internal/repository"
@@ -156,7 +157,7 @@ func TestServerOperations(t *testing.T) {
 	t.Run("an expired backup is deleted", func(t *testing.T) {
 		yes := true
 		b := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "short-lived"},
-			Spec: velerov1.BackupSpec{IncludedNamespaces: []string{two}, DefaultVolumesToFsBackup: &yes, TTL: metav1.Duration{Duration: 3 * time.Second}}}
+			Spec: velerov1.BackupSpec{IncludedNamespaces: []string{two}, DefaultVolumesToFsBackup: &yes, TTL: shared.Duration{Duration: 3 * time.Second}}}
 		if err := c.Client.Create(context.Background(), b); err != nil {
 			t.Fatal(err)
 		}

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/controller/backup"
@@ -152,7 +153,7 @@ func (c *Cluster) SnapshotClaim(ctx context.Context, ns, claim, name string) (*s
 func (c *Cluster) EnsureRepository(ctx context.Context, location string) error {
 	br := &velerov1.BackupRepository{ObjectMeta: metav1.ObjectMeta{Namespace: InstallNamespace, Name: backup.RepositoryName(location)},
 		Spec: velerov1.BackupRepositorySpec{BackupStorageLocation: location, RepositoryType: velerov1.RepositoryTypeKopia,
-			MaintenanceFrequency: metav1.Duration{Duration: time.Hour}}}
+			MaintenanceFrequency: shared.Duration{Duration: time.Hour}}}
 	if err := c.Client.Create(ctx, br); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
 )
@@ -45,7 +46,7 @@ func TestDataMoverUnderFaults(t *testing.T) {
 					SnapshotClass: "csi-hostpath-snapclass"},
 				DataMover: velerov2alpha1.DataMoverFerry, BackupStorageLocation: "default",
 				DataMoverConfig:  map[string]string{"parallelFilesUpload": "1"},
-				OperationTimeout: metav1.Duration{Duration: 10 * time.Minute},
+				OperationTimeout: shared.Duration{Duration: 10 * time.Minute},
 			}}
 		for _, m := range mutate {
 			m(du)

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/exposer"
@@ -44,7 +45,7 @@ func TestDataMoverMovesAClaimAsVeleroHandsItOver(t *testing.T) {
 			CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: vs.Name, StorageClass: c.Env["CLUSTER_STORAGE_CLASS"],
 				SnapshotClass: "csi-hostpath-snapclass", Driver: "hostpath.csi.k8s.io"},
 			DataMover: velerov2alpha1.DataMoverFerry, BackupStorageLocation: "default",
-			OperationTimeout: metav1.Duration{Duration: 10 * time.Minute},
+			OperationTimeout: shared.Duration{Duration: 10 * time.Minute},
 		}}
 	created := time.Now()
 	must(t, c.Client.Create(ctx, du))
@@ -80,7 +81,7 @@ func TestDataMoverMovesAClaimAsVeleroHandsItOver(t *testing.T) {
 		Spec: velerov2alpha1.DataDownloadSpec{
 			TargetVolume: velerov2alpha1.TargetVolumeSpec{PVC: "web-content", Namespace: ns}, BackupStorageLocation: "default",
 			DataMover: velerov2alpha1.DataMoverFerry, SnapshotID: du.Status.SnapshotID, SourceNamespace: ns, SnapshotSize: du.Status.Progress.TotalBytes,
-			OperationTimeout: metav1.Duration{Duration: 10 * time.Minute},
+			OperationTimeout: shared.Duration{Duration: 10 * time.Minute},
 		}}
 	must(t, c.Client.Create(ctx, dd))
 	must(t, c.WaitMovement(ctx, dd, 5*time.Minute))

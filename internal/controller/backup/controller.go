@@ -194,6 +194,13 @@ func (r *Reconciler) start(ctx context.Context, b *velerov1.Backup) (ctrl.Result
 // validate checks the spec and finds the storage location; problems are the user's to fix.
 func (r *Reconciler) validate(ctx context.Context, b *velerov1.Backup) (*velerov1.BackupStorageLocation, []string, error) {
 	var problems []string
+	// Under Velero's CRDs a duration may be text Go cannot read.
+	for _, err := range []error{b.Spec.TTL.Err("spec.ttl"), b.Spec.CSISnapshotTimeout.Err("spec.csiSnapshotTimeout"),
+		b.Spec.ItemOperationTimeout.Err("spec.itemOperationTimeout")} {
+		if err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
 	bsl, err := r.location(ctx, b)
 	if apierrors.IsNotFound(err) || bsl == nil {
 		name := b.Spec.StorageLocation

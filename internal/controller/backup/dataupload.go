@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/operation"
@@ -126,7 +127,7 @@ func (r *Reconciler) dataUpload(b *velerov1.Backup, bsl, name string, c claim) *
 			SourceNamespace:       c.PVC.Namespace,
 			BackupStorageLocation: bsl,
 			DataMover:             velerov2alpha1.DataMoverFerry,
-			OperationTimeout:      metav1.Duration{Duration: timeout},
+			OperationTimeout:      shared.Duration{Duration: timeout},
 		},
 	}
 	if u := b.Spec.UploaderConfig; u != nil && u.ParallelFilesUpload > 0 {

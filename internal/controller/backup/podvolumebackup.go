@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/operation"
 )
@@ -30,7 +31,7 @@ func (r *Reconciler) ensureRepository(ctx context.Context, b *velerov1.Backup, b
 			ObjectMeta: metav1.ObjectMeta{Namespace: b.Namespace, Name: RepositoryName(bsl.Name),
 				Labels: map[string]string{velerov1.LabelStorageLocation: bsl.Name, "velero.io/repository-type": velerov1.RepositoryTypeKopia}},
 			Spec: velerov1.BackupRepositorySpec{BackupStorageLocation: bsl.Name, RepositoryType: velerov1.RepositoryTypeKopia,
-				MaintenanceFrequency: metav1.Duration{Duration: time.Hour}},
+				MaintenanceFrequency: shared.Duration{Duration: time.Hour}},
 		}
 		err = r.Client.Create(ctx, br)
 		if apierrors.IsAlreadyExists(err) {
@@ -85,7 +86,7 @@ func (r *Reconciler) createPodVolumeBackup(ctx context.Context, b *velerov1.Back
 			BackupStorageLocation: bsl,
 			UploaderType:          velerov1.UploaderTypeKopia,
 			Tags:                  tags,
-			OperationTimeout:      &metav1.Duration{Duration: timeout},
+			OperationTimeout:      &shared.Duration{Duration: timeout},
 		},
 	}
 	if c := b.Spec.UploaderConfig; c != nil && c.ParallelFilesUpload > 0 {

@@ -97,12 +97,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return r.notReady(ctx, br, err)
 	}
 	defer release()
-	if br.Status.Phase != velerov1.BackupRepositoryPhaseReady {
+	note := frequencyNote(br)
+	if br.Status.Phase != velerov1.BackupRepositoryPhaseReady || strings.Contains(br.Status.Message, frequencyField) != (note != "") {
 		msg := "connected to " + rep.Location().String()
 		if rep.Created() {
 			msg = "created " + rep.Location().String()
 		}
-		if err := operation.PatchStatus(ctx, r.Client, br, map[string]any{"phase": velerov1.BackupRepositoryPhaseReady, "message": msg}); err != nil {
+		if err := operation.PatchStatus(ctx, r.Client, br, map[string]any{"phase": velerov1.BackupRepositoryPhaseReady, "message": msg + note}); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -110,6 +111,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, nil // never maintained: maintenance writes
 	}
 	return r.maintain(ctx, br)
+}
+
+const frequencyField = "spec.maintenanceFrequency"
+
+// frequencyNote is what the status message says of a maintenanceFrequency that is not a
+// duration (possible under Velero's CRDs): maintenance keeps the default schedule, since
+// stopping it would let the repository grow without end.
+func frequencyNote(br *velerov1.BackupRepository) string {
+	if err := br.Spec.MaintenanceFrequency.Err(frequencyField); err != nil {
+		return fmt.Sprintf("; %v: maintained every %s, the default", err, DefaultMaintenanceFrequency)
+	}
+	return ""
 }
 
 func (r *Reconciler) notReady(ctx context.Context, br *velerov1.BackupRepository, cause error) (ctrl.Result, error) {

@@ -15,6 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
@@ -53,7 +54,7 @@ func TestMaintenanceRunsInJobsWhenTheScheduleSays(t *testing.T) {
 	}
 	br := &velerov1.BackupRepository{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default-kopia"},
 		Spec: velerov1.BackupRepositorySpec{BackupStorageLocation: "default", RepositoryType: velerov1.RepositoryTypeKopia,
-			VolumeNamespace: ns, MaintenanceFrequency: metav1.Duration{Duration: time.Hour}}}
+			VolumeNamespace: ns, MaintenanceFrequency: shared.Duration{Duration: time.Hour}}}
 	if err := env.Client.Create(ctx, br); err != nil {
 		t.Fatal(err)
 	}
@@ -263,5 +264,17 @@ func TestNextMaintenance(t *testing.T) {
 				t.Fatalf("next maintenance at %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A maintenanceFrequency Go cannot read keeps the default schedule, and the status says so.
+func TestAnInvalidFrequencyKeepsTheDefault(t *testing.T) {
+	br := &velerov1.BackupRepository{Spec: velerov1.BackupRepositorySpec{MaintenanceFrequency: shared.Duration{Invalid: "9999999999h"}}}
+	note := frequencyNote(br)
+	if !strings.Contains(note, `spec.maintenanceFrequency: "9999999999h" is not a duration`) || !strings.Contains(note, "every 1h0m0s, the default") {
+		t.Errorf("note = %q", note)
+	}
+	if note := frequencyNote(&velerov1.BackupRepository{}); note != "" {
+		t.Errorf("note for an empty frequency = %q", note)
 	}
 }

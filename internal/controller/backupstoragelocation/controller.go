@@ -5,6 +5,7 @@ package backupstoragelocation
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -54,6 +55,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, bsl); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
+	if err := durationErr(bsl); err != nil {
+		// Not probed, not used (a backup to it fails saying why) until the spec is fixed; that
+		// change wakes this controller again.
+		return ctrl.Result{}, r.record(ctx, bsl, velerov1.BackupStorageLocationPhaseUnavailable, err.Error())
+	}
 	every := DefaultValidationFrequency
 	if f := bsl.Spec.ValidationFrequency; f != nil {
 		every = f.Duration
@@ -65,16 +71,33 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.probe(ctx, bsl); err != nil {
 		phase, msg = velerov1.BackupStorageLocationPhaseUnavailable, err.Error()
 	}
-	if phase != bsl.Status.Phase || msg != bsl.Status.Message {
-		log.FromContext(ctx).Info("storage location checked", "backupStorageLocation", req.String(), "phase", phase, "message", msg)
-	}
-	now := metav1.NewTime(r.Clock.Now().Truncate(time.Second))
-	err := operation.PatchStatus(ctx, r.Client, bsl, map[string]any{"phase": phase, "message": msg, "lastValidationTime": now,
-		"observedGeneration": bsl.Generation})
-	if err != nil || every <= 0 {
+	if err := r.record(ctx, bsl, phase, msg); err != nil || every <= 0 {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: every}, nil
+}
+
+// durationErr reports the spec's durations that are not durations (possible under Velero's
+// CRDs, which do not check them).
+func durationErr(bsl *velerov1.BackupStorageLocation) error {
+	var errs []error
+	if d := bsl.Spec.ValidationFrequency; d != nil {
+		errs = append(errs, d.Err("spec.validationFrequency"))
+	}
+	if d := bsl.Spec.BackupSyncPeriod; d != nil {
+		errs = append(errs, d.Err("spec.backupSyncPeriod"))
+	}
+	return errors.Join(errs...)
+}
+
+// record writes the outcome of a check.
+func (r *Reconciler) record(ctx context.Context, bsl *velerov1.BackupStorageLocation, phase velerov1.BackupStorageLocationPhase, msg string) error {
+	if phase != bsl.Status.Phase || msg != bsl.Status.Message {
+		log.FromContext(ctx).Info("storage location checked", "backupStorageLocation", bsl.Namespace+"/"+bsl.Name, "phase", phase, "message", msg)
+	}
+	now := metav1.NewTime(r.Clock.Now().Truncate(time.Second))
+	return operation.PatchStatus(ctx, r.Client, bsl, map[string]any{"phase": phase, "message": msg, "lastValidationTime": now,
+		"observedGeneration": bsl.Generation})
 }
 
 // nextCheck says whether a check is due and, if not, how long until it is (0: never, only

@@ -3,6 +3,7 @@ package backupstoragelocation
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 	"github.com/ferry-backup/ferry/internal/testenv"
@@ -29,7 +31,7 @@ func TestProbesOnlyWhenDueOrTheSpecChanged(t *testing.T) {
 	good := filepath.Join(dir, "good")
 	bsl := &velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"},
 		Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderFilesystem, Config: map[string]string{"path": good},
-			ValidationFrequency: &metav1.Duration{Duration: time.Minute},
+			ValidationFrequency: &shared.Duration{Duration: time.Minute},
 			StorageType:         velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "b"}}}}
 	if err := env.Client.Create(ctx, bsl); err != nil {
 		t.Fatal(err)
@@ -75,10 +77,24 @@ func TestProbesOnlyWhenDueOrTheSpecChanged(t *testing.T) {
 	step(70*time.Second, velerov1.BackupStorageLocationPhaseAvailable, 70*time.Second, time.Minute)
 	// Periodic checks switched off: checked once for the new spec, then never.
 	patch = client.MergeFrom(bsl.DeepCopy())
-	bsl.Spec.ValidationFrequency = &metav1.Duration{}
+	bsl.Spec.ValidationFrequency = &shared.Duration{}
 	if err := env.Client.Patch(ctx, bsl, patch); err != nil {
 		t.Fatal(err)
 	}
 	step(80*time.Second, velerov1.BackupStorageLocationPhaseAvailable, 80*time.Second, 0)
 	step(time.Hour, velerov1.BackupStorageLocationPhaseAvailable, 80*time.Second, 0)
+}
+
+// A location whose durations Go cannot read (Velero's CRDs let them be stored) is Unavailable,
+// naming each field.
+func TestDurationErrNamesEachField(t *testing.T) {
+	bsl := &velerov1.BackupStorageLocation{Spec: velerov1.BackupStorageLocationSpec{
+		ValidationFrequency: &shared.Duration{Invalid: "9999999999h"}, BackupSyncPeriod: &shared.Duration{Invalid: "often"}}}
+	err := durationErr(bsl)
+	if err == nil || !strings.Contains(err.Error(), `spec.validationFrequency: "9999999999h"`) || !strings.Contains(err.Error(), `spec.backupSyncPeriod: "often"`) {
+		t.Errorf("durationErr = %v, want both fields named", err)
+	}
+	if err := durationErr(&velerov1.BackupStorageLocation{}); err != nil {
+		t.Errorf("durationErr of an empty spec = %v", err)
+	}
 }

@@ -61,8 +61,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	period := r.Period
-	if bsl.Spec.BackupSyncPeriod != nil {
-		period = bsl.Spec.BackupSyncPeriod.Duration
+	if d := bsl.Spec.BackupSyncPeriod; d != nil {
+		if err := d.Err("spec.backupSyncPeriod"); err != nil {
+			// Not synced until the spec is fixed (that change wakes this controller); the location
+			// itself is Unavailable, saying why.
+			log.FromContext(ctx).Info("backup sync skipped", "backupStorageLocation", bsl.Name, "reason", err.Error())
+			r.Recorder.Event(bsl, corev1.EventTypeWarning, "BackupSyncSkipped", err.Error())
+			return ctrl.Result{}, nil
+		}
+		period = d.Duration
 	}
 	if period <= 0 {
 		return ctrl.Result{}, nil

@@ -2,6 +2,7 @@ package datamovement
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/exposer"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
@@ -41,7 +43,7 @@ func TestExactlyOneAgentAcceptsADataUpload(t *testing.T) {
 		du := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("du-%d", round)},
 			Spec: velerov2alpha1.DataUploadSpec{SnapshotType: velerov2alpha1.SnapshotTypeCSI, SourcePVC: "data", SourceNamespace: "app",
 				CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: "snap", StorageClass: "csi"}, DataMover: velerov2alpha1.DataMoverFerry,
-				BackupStorageLocation: "default", OperationTimeout: metav1.Duration{Duration: time.Hour}}}
+				BackupStorageLocation: "default", OperationTimeout: shared.Duration{Duration: time.Hour}}}
 		if err := env.Client.Create(ctx, du); err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +90,7 @@ func TestCancelFromAStaleCacheKeepsTheOutcome(t *testing.T) {
 	du := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "du"},
 		Spec: velerov2alpha1.DataUploadSpec{SnapshotType: velerov2alpha1.SnapshotTypeCSI, SourcePVC: "data", SourceNamespace: "app",
 			CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: "snap", StorageClass: "csi"}, DataMover: velerov2alpha1.DataMoverFerry,
-			BackupStorageLocation: "default", OperationTimeout: metav1.Duration{Duration: time.Hour}}}
+			BackupStorageLocation: "default", OperationTimeout: shared.Duration{Duration: time.Hour}}}
 	if err := env.Client.Create(ctx, du); err != nil {
 		t.Fatal(err)
 	}
@@ -112,5 +114,36 @@ func TestCancelFromAStaleCacheKeepsTheOutcome(t *testing.T) {
 	}
 	if got.Status.Phase != velerov2alpha1.DataMovePhaseCompleted || got.Status.SnapshotID != "k1" {
 		t.Fatalf("%s, snapshot %q: the recorded outcome was overwritten", got.Status.Phase, got.Status.SnapshotID)
+	}
+}
+
+// A new operation whose spec.operationTimeout is not a duration (Velero's CRDs do not check it)
+// is failed by the first agent that sees it, naming the field, and never accepted.
+func TestAnInvalidTimeoutFailsANewOperation(t *testing.T) {
+	env := testenv.Get(t)
+	ctx := testenv.Context(t)
+	ns := testenv.Namespace(t, "invalid")
+	dd := &velerov2alpha1.DataDownload{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dd"},
+		Spec: velerov2alpha1.DataDownloadSpec{TargetVolume: velerov2alpha1.TargetVolumeSpec{PVC: "data", Namespace: "app"},
+			BackupStorageLocation: "default", DataMover: velerov2alpha1.DataMoverFerry, SnapshotID: "k1", SourceNamespace: "app",
+			OperationTimeout: shared.Duration{Duration: time.Hour}}}
+	if err := env.Client.Create(ctx, dd); err != nil {
+		t.Fatal(err)
+	}
+	// Ferry's CRDs refuse the text; read as Velero's CRDs let it be stored.
+	read := dd.DeepCopy()
+	read.Spec.OperationTimeout = shared.Duration{Invalid: "9999999999h"}
+	r := &Reconciler{Client: env.Client, Recorder: record.NewFakeRecorder(10), Clock: clocktesting.NewFakePassiveClock(time.Now()),
+		Node: "n0", Exposer: &exposer.Exposer{Client: env.Client, Namespace: ns}, Config: nodeconfig.Default}
+	if _, err := r.accept(ctx, viewOf(read)); err != nil {
+		t.Fatal(err)
+	}
+	got := &velerov2alpha1.DataDownload{}
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(dd), got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Phase != velerov2alpha1.DataMovePhaseFailed || got.Status.AcceptedByNode != "" ||
+		!strings.HasPrefix(got.Status.Message, `spec.operationTimeout: "9999999999h" is not a duration`) {
+		t.Fatalf("phase %s by %q (%s), want Failed naming spec.operationTimeout, not accepted", got.Status.Phase, got.Status.AcceptedByNode, got.Status.Message)
 	}
 }

@@ -163,22 +163,35 @@ func (r *Reconciler) cancel(ctx context.Context, v view) error {
 	if err := r.Exposer.StopMover(ctx, v.op()); err != nil {
 		return err
 	}
+	return r.endUnstarted(ctx, v, new, velerov2alpha1.DataMovePhaseCanceled, "canceled on request (spec.cancel) before it ran")
+}
+
+// endUnstarted ends an operation whose mover does not run, in phase; one nobody accepted (new)
+// also loses its source snapshot, since nobody holds its finalizer. Decided from the object as
+// read: written only if it is still that version, so a stale cache never overrides an outcome
+// recorded meanwhile.
+func (r *Reconciler) endUnstarted(ctx context.Context, v view, new bool, phase velerov2alpha1.DataMovePhase, msg string) error {
 	if new {
-		// Nothing was made for it, and nobody holds its finalizer: its source snapshot goes now.
 		if _, err := r.Exposer.Cleanup(ctx, v.op(), v.source); err != nil {
 			return err
 		}
 	}
-	// Decided from the object as read: written only if it is still that version, so a stale
-	// cache never turns an outcome recorded meanwhile into Canceled.
-	return r.record(ctx, v, velerov2alpha1.DataMovePhaseCanceled, "canceled on request (spec.cancel) before it ran", nil, operation.PatchStatusIfUnchanged)
+	return r.record(ctx, v, phase, msg, nil, operation.PatchStatusIfUnchanged)
 }
 
 // accept takes a new operation for this node, unless its queue of operations being prepared is
-// full. Of agents accepting the same version at once exactly one succeeds.
+// full; one whose spec is unusable ends Failed. Of agents accepting the same version at once exactly one succeeds.
 func (r *Reconciler) accept(ctx context.Context, v view) (ctrl.Result, error) {
 	if v.specNode != "" && v.specNode != r.Node {
 		return ctrl.Result{}, nil
+	}
+	if v.invalid != nil {
+		// Any agent may fail it: the first write wins, the others get a Conflict and look again.
+		err := r.endUnstarted(ctx, v, true, velerov2alpha1.DataMovePhaseFailed, v.invalid.Error())
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{Requeue: true}, nil
+		}
+		return ctrl.Result{}, err
 	}
 	queued, err := r.preparing(ctx)
 	if err != nil {
@@ -235,6 +248,9 @@ func (r *Reconciler) preparing(ctx context.Context) (int, error) {
 
 // prepare exposes an accepted operation until its mover pod runs.
 func (r *Reconciler) prepare(ctx context.Context, v view) (ctrl.Result, error) {
+	if v.invalid != nil {
+		return ctrl.Result{}, r.fail(ctx, v, v.invalid.Error())
+	}
 	now := r.Clock.Now()
 	if now.After(operation.Deadline(v.accepted, v.timeout, now)) {
 		return ctrl.Result{}, r.fail(ctx, v, fmt.Sprintf("timed out after %s while preparing: %s", v.timeout, v.message))

@@ -29,6 +29,8 @@ type view struct {
 	accepted *metav1.Time
 	started  *metav1.Time
 	timeout  time.Duration
+	// invalid is what makes the spec unusable: an operationTimeout that is not a duration.
+	invalid  error
 	progress shared.DataMoveOperationProgress
 	message  string
 	// source is an upload's snapshot; target a download's claim.
@@ -42,7 +44,7 @@ func viewOf(obj client.Object) view {
 		v := view{obj: o, upload: true, dataMover: o.Spec.DataMover, phase: o.Status.Phase, cancel: o.Spec.Cancel,
 			specNode: o.Spec.Node, acceptedBy: o.Status.AcceptedByNode, node: o.Status.Node, accepted: o.Status.AcceptedTimestamp,
 			started: o.Status.StartTimestamp, timeout: operation.Timeout(&o.Spec.OperationTimeout), progress: o.Status.Progress,
-			message: o.Status.Message}
+			message: o.Status.Message, invalid: operation.TimeoutErr(&o.Spec.OperationTimeout)}
 		if s := o.Spec.CSISnapshot; s != nil {
 			v.source = &exposer.Snapshot{Namespace: o.Spec.SourceNamespace, Name: s.VolumeSnapshot, StorageClass: s.StorageClass}
 		}
@@ -51,8 +53,8 @@ func viewOf(obj client.Object) view {
 		return view{obj: o, dataMover: o.Spec.DataMover, phase: o.Status.Phase, cancel: o.Spec.Cancel,
 			specNode: o.Spec.Node, acceptedBy: o.Status.AcceptedByNode, node: o.Status.Node, accepted: o.Status.AcceptedTimestamp,
 			started: o.Status.StartTimestamp, timeout: operation.Timeout(&o.Spec.OperationTimeout), progress: o.Status.Progress,
-			message: o.Status.Message,
-			target:  exposer.Target{Namespace: o.Spec.TargetVolume.Namespace, Name: o.Spec.TargetVolume.PVC, Size: o.Spec.SnapshotSize}}
+			message: o.Status.Message, invalid: operation.TimeoutErr(&o.Spec.OperationTimeout),
+			target: exposer.Target{Namespace: o.Spec.TargetVolume.Namespace, Name: o.Spec.TargetVolume.PVC, Size: o.Spec.SnapshotSize}}
 	}
 	panic("datamovement: not a DataUpload or DataDownload")
 }

@@ -2,7 +2,10 @@
 // a PodVolumeBackup, PodVolumeRestore, DataUpload or DataDownload still running past its
 // deadline plus a grace period is failed by the server. Node-agents end their own operations at
 // the deadline; this catches those whose node has no node-agent (never accepted: the deadline
-// counts from creation) or lost it (accepted, then the agent or its node went away).
+// counts from creation) or lost it (accepted, then the agent or its node went away). The
+// deadline of an operation whose spec.operationTimeout is not a duration counts from the
+// default timeout, and the message says so (a node-agent fails such an operation at once,
+// naming the field).
 package operationdeadline
 
 import (
@@ -20,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/operation"
@@ -55,18 +59,28 @@ type facts struct {
 	timeout  time.Duration
 	// node is where it runs or was meant to run.
 	node string
+	// invalid: spec.operationTimeout is not a duration, and timeout is the default.
+	invalid error
 }
 
 func factsOf(obj client.Object) facts {
+	f, timeout := factsAndTimeout(obj)
+	f.timeout, f.invalid = operation.Timeout(timeout), operation.TimeoutErr(timeout)
+	return f
+}
+
+func factsAndTimeout(obj client.Object) (facts, *shared.Duration) {
 	switch o := obj.(type) {
 	case *velerov1.PodVolumeBackup:
-		return facts{string(o.Status.Phase), o.Status.Phase.Terminal(), o.Status.AcceptedTimestamp, operation.Timeout(o.Spec.OperationTimeout), o.Spec.Node}
+		return facts{phase: string(o.Status.Phase), terminal: o.Status.Phase.Terminal(), accepted: o.Status.AcceptedTimestamp, node: o.Spec.Node}, o.Spec.OperationTimeout
 	case *velerov1.PodVolumeRestore:
-		return facts{string(o.Status.Phase), o.Status.Phase.Terminal(), o.Status.AcceptedTimestamp, operation.Timeout(o.Spec.OperationTimeout), o.Spec.Node}
+		return facts{phase: string(o.Status.Phase), terminal: o.Status.Phase.Terminal(), accepted: o.Status.AcceptedTimestamp, node: o.Spec.Node}, o.Spec.OperationTimeout
 	case *velerov2alpha1.DataUpload:
-		return facts{string(o.Status.Phase), o.Status.Phase.Terminal(), o.Status.AcceptedTimestamp, operation.Timeout(&o.Spec.OperationTimeout), firstOf(o.Status.Node, o.Status.AcceptedByNode, o.Spec.Node)}
+		return facts{phase: string(o.Status.Phase), terminal: o.Status.Phase.Terminal(), accepted: o.Status.AcceptedTimestamp,
+			node: firstOf(o.Status.Node, o.Status.AcceptedByNode, o.Spec.Node)}, &o.Spec.OperationTimeout
 	case *velerov2alpha1.DataDownload:
-		return facts{string(o.Status.Phase), o.Status.Phase.Terminal(), o.Status.AcceptedTimestamp, operation.Timeout(&o.Spec.OperationTimeout), firstOf(o.Status.Node, o.Status.AcceptedByNode, o.Spec.Node)}
+		return facts{phase: string(o.Status.Phase), terminal: o.Status.Phase.Terminal(), accepted: o.Status.AcceptedTimestamp,
+			node: firstOf(o.Status.Node, o.Status.AcceptedByNode, o.Spec.Node)}, &o.Spec.OperationTimeout
 	}
 	panic(fmt.Sprintf("operationdeadline: %T is not a volume operation", obj))
 }
@@ -114,8 +128,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if f.node != "" {
 		node = "node " + f.node
 	}
+	timeout := f.timeout.String()
+	if f.invalid != nil {
+		timeout += fmt.Sprintf(" (the default, since %v)", f.invalid)
+	}
 	msg := fmt.Sprintf("timed out after %s, counted from %s, and no node-agent ended it within %s after that: is the node-agent of %s running?",
-		f.timeout, what, grace, node)
+		timeout, what, grace, node)
 	// Decided from the object as read: a phase written meanwhile wins (Conflict, read again).
 	at := metav1.NewTime(now.Truncate(time.Second))
 	if err := operation.PatchStatusIfUnchanged(ctx, r.Client, obj, operation.Status{

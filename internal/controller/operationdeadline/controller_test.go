@@ -12,6 +12,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/operation"
@@ -30,12 +31,12 @@ func TestOperationsNobodyEndsAreFailedByTheServer(t *testing.T) {
 	pod := corev1.ObjectReference{Kind: "Pod", Namespace: "app", Name: "web"}
 	unaccepted := &velerov1.PodVolumeBackup{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "unaccepted"},
 		Spec: velerov1.PodVolumeBackupSpec{Node: "gone", Pod: pod, Volume: "data", BackupStorageLocation: "default",
-			OperationTimeout: &metav1.Duration{Duration: 10 * time.Minute}}}
+			OperationTimeout: &shared.Duration{Duration: 10 * time.Minute}}}
 	completed := unaccepted.DeepCopy()
 	completed.Name = "completed"
 	accepted := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "accepted"},
 		Spec: velerov2alpha1.DataUploadSpec{SnapshotType: "CSI", SourceNamespace: "app", SourcePVC: "data", DataMover: velerov2alpha1.DataMoverFerry,
-			BackupStorageLocation: "default", OperationTimeout: metav1.Duration{Duration: 30 * time.Minute},
+			BackupStorageLocation: "default", OperationTimeout: shared.Duration{Duration: 30 * time.Minute},
 			CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: "snap", StorageClass: "csi"}}}
 	for _, obj := range []client.Object{unaccepted, completed, accepted} {
 		if err := env.Client.Create(ctx, obj); err != nil {
@@ -86,5 +87,19 @@ func TestOperationsNobodyEndsAreFailedByTheServer(t *testing.T) {
 	reconcile(accepted, &velerov2alpha1.DataUpload{})
 	if accepted.Status.Phase != velerov2alpha1.DataMovePhaseFailed || !strings.Contains(accepted.Status.Message, "node n2") {
 		t.Fatalf("accepted upload past its deadline: %s, %q", accepted.Status.Phase, accepted.Status.Message)
+	}
+}
+
+// The backstop neither fails an operation at once nor never for an operationTimeout that is not
+// a duration: its deadline counts from the default timeout, and the reason is kept for the
+// message.
+func TestAnInvalidTimeoutCountsFromTheDefault(t *testing.T) {
+	pvb := &velerov1.PodVolumeBackup{Spec: velerov1.PodVolumeBackupSpec{OperationTimeout: &shared.Duration{Invalid: "9999999999h"}}}
+	du := &velerov2alpha1.DataUpload{Spec: velerov2alpha1.DataUploadSpec{OperationTimeout: shared.Duration{Invalid: "soon"}}}
+	for _, obj := range []client.Object{pvb, du} {
+		f := factsOf(obj)
+		if f.timeout != operation.DefaultTimeout || f.invalid == nil || !strings.HasPrefix(f.invalid.Error(), "spec.operationTimeout: ") {
+			t.Errorf("%T: timeout %s, invalid %v; want the default and an error naming spec.operationTimeout", obj, f.timeout, f.invalid)
+		}
 	}
 }

@@ -80,6 +80,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	return ctrl.Result{}, r.Runner.Advance(ctx, r.reporter(), r.Node, operation.Request{
 		Object: pvb, Node: pvb.Spec.Node, Phase: pvb.Status.Phase, Cancel: pvb.Spec.Cancel, Attempts: pvb.Status.Attempts,
+		Invalid:   operation.TimeoutErr(pvb.Spec.OperationTimeout),
 		Operation: func() operation.Spec { return r.operation(pvb.DeepCopy()) },
 	})
 }

@@ -94,6 +94,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	return ctrl.Result{}, r.Runner.Advance(ctx, r.reporter(), r.Node, operation.Request{
 		Object: pvr, Node: node, Phase: pvr.Status.Phase, Cancel: pvr.Spec.Cancel, Attempts: pvr.Status.Attempts,
+		Invalid:   operation.TimeoutErr(pvr.Spec.OperationTimeout),
 		Accepted:  operation.Status{Node: r.Node},
 		Operation: func() operation.Spec { return r.operation(pvr.DeepCopy()) },
 	})

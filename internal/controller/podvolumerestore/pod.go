@@ -87,11 +87,15 @@ func notMounted(pod *corev1.Pod) string {
 }
 
 // wait leaves a new restore New until its pod changes (the pod watch wakes it) or its timeout,
-// counted from its creation, ends; then it fails, saying what it waited for. A restore whose pod
-// is on no node yet may be failed by every agent: they write the same outcome.
+// counted from its creation, ends; then it fails, saying what it waited for. One whose timeout is
+// not a duration fails at once. A restore whose pod is on no node yet may be failed by every
+// agent: they write the same outcome.
 func (r *Reconciler) wait(ctx context.Context, pvr *velerov1.PodVolumeRestore, node, waitFor string) (ctrl.Result, error) {
 	if node != "" && node != r.Node {
 		return ctrl.Result{}, nil
+	}
+	if err := operation.TimeoutErr(pvr.Spec.OperationTimeout); err != nil {
+		return ctrl.Result{}, r.reporter().Finish(ctx, pvr, velerov1.PodVolumePhaseFailed, err.Error(), nil, nil)
 	}
 	timeout := operation.Timeout(pvr.Spec.OperationTimeout)
 	left := pvr.CreationTimestamp.Add(timeout).Sub(r.Clock.Now())

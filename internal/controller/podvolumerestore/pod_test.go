@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
 	"github.com/ferry-backup/ferry/internal/operation"
@@ -92,7 +93,7 @@ func (f *fixture) restoreAndPod(timeout time.Duration) (*velerov1.PodVolumeResto
 	pvr := &velerov1.PodVolumeRestore{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "restore-web-data"},
 		Spec: velerov1.PodVolumeRestoreSpec{Volume: "data", BackupStorageLocation: "default", SnapshotID: "k0123",
 			Pod:              corev1.ObjectReference{Kind: "Pod", Namespace: f.ns, Name: "web", UID: pod.UID},
-			OperationTimeout: &metav1.Duration{Duration: timeout}}}
+			OperationTimeout: &shared.Duration{Duration: timeout}}}
 	if err := f.c.Create(ctx, pvr); err != nil {
 		f.t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/backuprecord"
@@ -126,7 +127,7 @@ func (r *Reconciler) createDataDownload(ctx context.Context, rs *velerov1.Restor
 			DataMover:             velerov2alpha1.DataMoverFerry,
 			SnapshotID:            v.SnapshotID,
 			SourceNamespace:       v.Namespace,
-			OperationTimeout:      metav1.Duration{Duration: timeout},
+			OperationTimeout:      shared.Duration{Duration: timeout},
 			SnapshotSize:          v.Bytes,
 		},
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -93,11 +94,18 @@ func (r *Reconciler) start(ctx context.Context, rs *velerov1.Restore) error {
 	if err != nil {
 		return err
 	}
+	var problems []string
 	if problem != "" {
-		r.Recorder.Event(rs, corev1.EventTypeWarning, "FailedValidation", problem)
-		log.FromContext(ctx).Info("restore ended", "restore", rs.Name, "phase", velerov1.RestorePhaseFailedValidation, "problem", problem)
+		problems = append(problems, problem)
+	}
+	if err := rs.Spec.ItemOperationTimeout.Err("spec.itemOperationTimeout"); err != nil {
+		problems = append(problems, err.Error()) // under Velero's CRDs a duration may be text Go cannot read
+	}
+	if len(problems) > 0 {
+		r.Recorder.Event(rs, corev1.EventTypeWarning, "FailedValidation", strings.Join(problems, "; "))
+		log.FromContext(ctx).Info("restore ended", "restore", rs.Name, "phase", velerov1.RestorePhaseFailedValidation, "problems", problems)
 		return operation.PatchStatus(ctx, r.Client, rs, map[string]any{
-			"phase": velerov1.RestorePhaseFailedValidation, "validationErrors": []string{problem}, "completionTimestamp": r.now()})
+			"phase": velerov1.RestorePhaseFailedValidation, "validationErrors": problems, "completionTimestamp": r.now()})
 	}
 	var skipped []string
 	wanted, created, moved := 0, 0, 0
