@@ -153,7 +153,7 @@ func kindCases() []kindCase {
 			newObj: func() client.Object { return &velerov1.Schedule{} },
 			valid: func(ns, name string) client.Object {
 				return &velerov1.Schedule{ObjectMeta: meta(ns, name), Spec: velerov1.ScheduleSpec{Schedule: "0 2 * * *",
-					Template: velerov1.BackupSpec{IncludedNamespaces: []string{"app"}, TTL: metav1.Duration{Duration: 720 * time.Hour}}}}
+					Template: velerov1.BackupSpec{IncludedNamespaces: []string{"app"}, TTL: shared.Duration{Duration: 720 * time.Hour}}}}
 			},
 			setStatus: func(o client.Object) {
 				o.(*velerov1.Schedule).Status = velerov1.ScheduleStatus{Phase: velerov1.SchedulePhaseEnabled, LastBackup: &now}

@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 )
 
@@ -92,7 +93,7 @@ func (bo *backupCreateOptions) backup(cmd *cobra.Command, name string) (*velerov
 		return nil, fmt.Errorf("--ttl %s: want a positive duration", bo.TTL)
 	}
 	if bo.TTL > 0 {
-		b.Spec.TTL = metav1.Duration{Duration: bo.TTL}
+		b.Spec.TTL = shared.Duration{Duration: bo.TTL}
 	}
 	if cmd.Flags().Changed("default-volumes-to-fs-backup") {
 		b.Spec.DefaultVolumesToFsBackup = ptr.To(bo.DefaultVolumesToFsBackup)

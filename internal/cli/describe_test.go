@@ -168,7 +168,7 @@ func TestLocationsAndRepositories(t *testing.T) {
 
 	repo := &velerov1.BackupRepository{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-s3-kopia"},
 		Spec: velerov1.BackupRepositorySpec{VolumeNamespace: "app", BackupStorageLocation: "s3", RepositoryType: "kopia",
-			MaintenanceFrequency: metav1.Duration{Duration: 3600e9}}}
+			MaintenanceFrequency: shared.Duration{Duration: 3600e9}}}
 	if err := c.Create(ctx, repo); err != nil {
 		t.Fatal(err)
 	}

@@ -99,7 +99,7 @@ func newDataUpload(ns, backup, name, pvc string) *velerov2alpha1.DataUpload {
 		Spec: velerov2alpha1.DataUploadSpec{SnapshotType: velerov2alpha1.SnapshotTypeCSI,
 			CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: name, StorageClass: "csi", SnapshotClass: "csi"},
 			SourcePVC:   pvc, SourceNamespace: "app", BackupStorageLocation: "default", DataMover: "ferry",
-			OperationTimeout: metav1.Duration{Duration: time.Hour}},
+			OperationTimeout: shared.Duration{Duration: time.Hour}},
 	}
 }
 

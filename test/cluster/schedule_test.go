@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/test/harness"
 )
@@ -30,7 +31,7 @@ func TestScheduleTakesBackupsOneAtATime(t *testing.T) {
 	}
 	s := &velerov1.Schedule{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "often"}, Spec: velerov1.ScheduleSpec{
 		Schedule: "@every 2s",
-		Template: velerov1.BackupSpec{IncludedNamespaces: []string{app}, DefaultVolumesToFsBackup: ptr.To(true), TTL: metav1.Duration{Duration: 48 * time.Hour}},
+		Template: velerov1.BackupSpec{IncludedNamespaces: []string{app}, DefaultVolumesToFsBackup: ptr.To(true), TTL: shared.Duration{Duration: 48 * time.Hour}},
 	}}
 	ctx := context.Background()
 	if err := c.Client.Create(ctx, s); err != nil {

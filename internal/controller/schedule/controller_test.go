@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/testenv"
 )
@@ -112,7 +113,7 @@ func (f *fixture) setBackupPhase(name string, phase velerov1.BackupPhase) {
 func hourly() velerov1.ScheduleSpec {
 	return velerov1.ScheduleSpec{Schedule: "0 * * * *", Template: velerov1.BackupSpec{
 		Metadata:           velerov1.Metadata{Labels: map[string]string{"team": "payments"}},
-		IncludedNamespaces: []string{"app"}, TTL: metav1.Duration{Duration: 72 * time.Hour}, DefaultVolumesToFsBackup: ptr.To(true),
+		IncludedNamespaces: []string{"app"}, TTL: shared.Duration{Duration: 72 * time.Hour}, DefaultVolumesToFsBackup: ptr.To(true),
 	}}
 }
 
