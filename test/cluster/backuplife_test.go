@@ -185,6 +185,10 @@ func TestDeletionIsExplicitAndSyncBringsBackupsBack(t *testing.T) {
 		if got := snapshotsOf(t, c, harnessPassword, "running"); len(got) != 0 {
 			t.Errorf("snapshots (checkpoints) of the stopped backup left: %v", got)
 		}
+		// The request deletes the object too, finalizer and all.
+		if err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(running), running); !apierrors.IsNotFound(err) {
+			t.Errorf("the deleted running Backup is still there: %v, %s, finalizers %v", err, running.Status.Phase, running.Finalizers)
+		}
 	})
 
 	t.Run("sync removes a Completed Backup whose record is gone, and nothing else", func(t *testing.T) {

@@ -134,7 +134,7 @@ func (r *Reconciler) accept(ctx context.Context, dbr *velerov1.DeleteBackupReque
 		return err
 	} else if !written {
 		// Never started (a mistyped location, say): nothing of it is in any store.
-		if err := r.Client.Delete(ctx, b); client.IgnoreNotFound(err) != nil {
+		if err := r.deleteBackup(ctx, b); err != nil {
 			return err
 		}
 		r.Recorder.Eventf(dbr, corev1.EventTypeNormal, "Deleted", "backup %s never started (%s): nothing of it is in storage; its object is deleted",
@@ -240,7 +240,7 @@ func (r *Reconciler) checkLocation(ctx context.Context, b *velerov1.Backup, loca
 	if location == "" {
 		where = fmt.Sprintf("backup %s names no storage location and there is no default one", b.Name)
 	}
-	if err := r.Client.Delete(ctx, b); client.IgnoreNotFound(err) != nil {
+	if err := r.deleteBackup(ctx, b); err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("%s; the Backup object is deleted, but its snapshots and record stay in that store: to reclaim them, "+
@@ -323,7 +323,7 @@ func (r *Reconciler) process(ctx context.Context, dbr *velerov1.DeleteBackupRequ
 		return ctrl.Result{}, r.finish(ctx, dbr, b, problems...)
 	}
 	if len(problems) == 0 {
-		if err := r.Client.Delete(ctx, b); client.IgnoreNotFound(err) != nil {
+		if err := r.deleteBackup(ctx, b); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
@@ -468,6 +468,15 @@ func (r *Reconciler) finish(ctx context.Context, dbr *velerov1.DeleteBackupReque
 		logger.Info("backup deleted")
 	}
 	return operation.PatchStatus(ctx, r.Client, dbr, map[string]any{"phase": velerov1.DeleteBackupRequestPhaseProcessed, "errors": problems})
+}
+
+// deleteBackup deletes the Backup object, FinalizerUnfinished included: what it guards (the
+// backup's data) is this request's to delete, done or reported by the caller.
+func (r *Reconciler) deleteBackup(ctx context.Context, b *velerov1.Backup) error {
+	if err := r.Client.Delete(ctx, b); client.IgnoreNotFound(err) != nil {
+		return err
+	}
+	return r.release(ctx, b)
 }
 
 // release takes FinalizerUnfinished off the Backup.
