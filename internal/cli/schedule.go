@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -99,51 +98,9 @@ func (so *scheduleCreateOptions) run(ctx context.Context, c client.Client, s *ve
 }
 
 func newScheduleGetCommand(o *Options) *cobra.Command {
-	out := &output{}
-	cmd := &cobra.Command{
-		Use:               "get [NAME...]",
-		Short:             "List schedules, or show the named ones",
-		Args:              cobra.ArbitraryArgs,
-		ValidArgsFunction: completeNames(o, scheduleList, false),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.validate(); err != nil {
-				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			obj, items, err := getSchedules(cmd.Context(), o, c, args)
-			if err != nil {
-				return err
-			}
-			return out.print(o.Out, c.Scheme(), obj, func(wide bool) table { return scheduleTable(items, wide, time.Now()) })
-		},
-	}
-	out.addFlag(cmd)
-	return cmd
-}
-
-// getSchedules reads the named schedules, or all of them; obj is the one named schedule, or a list.
-func getSchedules(ctx context.Context, o *Options, c client.Client, names []string) (runtime.Object, []velerov1.Schedule, error) {
-	list := &velerov1.ScheduleList{}
-	if len(names) == 0 {
-		if err := c.List(ctx, list, client.InNamespace(o.Namespace)); err != nil {
-			return nil, nil, fmt.Errorf("list schedules in namespace %s: %w", o.Namespace, err)
-		}
-		return list, list.Items, nil
-	}
-	for _, n := range names {
-		s := velerov1.Schedule{}
-		if err := o.get(ctx, c, "schedule", n, &s); err != nil {
-			return nil, nil, err
-		}
-		list.Items = append(list.Items, s)
-	}
-	if len(names) == 1 {
-		return &list.Items[0], list.Items, nil
-	}
-	return list, list.Items, nil
+	return getCommand[velerov1.Schedule, *velerov1.Schedule]{kind: "schedule", short: "List schedules, or show the named ones",
+		newList: scheduleList, items: func(l client.ObjectList) *[]velerov1.Schedule { return &l.(*velerov1.ScheduleList).Items },
+		table: scheduleTable}.command(o)
 }
 
 func scheduleTable(items []velerov1.Schedule, wide bool, now time.Time) table {
