@@ -63,6 +63,13 @@ func newBackupCreateCommand(o *Options) *cobra.Command {
 			return bo.run(cmd.Context(), c, b)
 		},
 	}
+	bo.addSpecFlags(cmd)
+	cmd.Flags().BoolVar(&bo.Wait, "wait", false, "follow the backup to its end; exit non-zero unless it Completed")
+	return cmd
+}
+
+// addSpecFlags registers the flags that make a Backup's spec (backup create, schedule create).
+func (bo *backupCreateOptions) addSpecFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringSliceVar(&bo.IncludeNamespaces, "include-namespaces", nil, "namespaces to back up (default: all)")
 	f.StringSliceVar(&bo.ExcludeNamespaces, "exclude-namespaces", nil, "namespaces to leave out")
@@ -72,9 +79,7 @@ func newBackupCreateCommand(o *Options) *cobra.Command {
 	f.BoolVar(&bo.SnapshotMoveData, "snapshot-move-data", false, "move the data of CSI snapshots into the repository (the data mover)")
 	f.StringVar(&bo.StorageLocation, "storage-location", "", "backup storage location (default: the default location)")
 	f.DurationVar(&bo.TTL, "ttl", 0, "how long to keep the backup, e.g. 720h (default: the server's)")
-	f.BoolVar(&bo.Wait, "wait", false, "follow the backup to its end; exit non-zero unless it Completed")
-	completeFlag(cmd, "storage-location", o, locationList)
-	return cmd
+	completeFlag(cmd, "storage-location", bo.Options, locationList)
 }
 
 // backup builds the Backup the flags ask for; optional booleans are set only when given.

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,58 +8,15 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 )
 
 func newBackupGetCommand(o *Options) *cobra.Command {
-	out := &output{}
-	cmd := &cobra.Command{
-		Use:               "get [NAME...]",
-		Short:             "List backups, or show the named ones",
-		Args:              cobra.ArbitraryArgs,
-		ValidArgsFunction: completeNames(o, backupList, false),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.validate(); err != nil {
-				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			obj, items, err := getBackups(cmd.Context(), o, c, args)
-			if err != nil {
-				return err
-			}
-			return out.print(o.Out, c.Scheme(), obj, func(wide bool) table { return backupTable(items, wide, time.Now()) })
-		},
-	}
-	out.addFlag(cmd)
-	return cmd
-}
-
-// getBackups reads the named backups, or all of them; obj is the one named backup, or a list.
-func getBackups(ctx context.Context, o *Options, c client.Client, names []string) (runtime.Object, []velerov1.Backup, error) {
-	list := &velerov1.BackupList{}
-	if len(names) == 0 {
-		if err := c.List(ctx, list, client.InNamespace(o.Namespace)); err != nil {
-			return nil, nil, fmt.Errorf("list backups in namespace %s: %w", o.Namespace, err)
-		}
-		return list, list.Items, nil
-	}
-	for _, n := range names {
-		b := velerov1.Backup{}
-		if err := o.get(ctx, c, "backup", n, &b); err != nil {
-			return nil, nil, err
-		}
-		list.Items = append(list.Items, b)
-	}
-	if len(names) == 1 {
-		return &list.Items[0], list.Items, nil
-	}
-	return list, list.Items, nil
+	return getCommand[velerov1.Backup, *velerov1.Backup]{kind: "backup", short: "List backups, or show the named ones",
+		newList: backupList, items: func(l client.ObjectList) *[]velerov1.Backup { return &l.(*velerov1.BackupList).Items },
+		table: backupTable}.command(o)
 }
 
 func backupTable(items []velerov1.Backup, wide bool, now time.Time) table {

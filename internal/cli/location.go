@@ -148,42 +148,12 @@ func defaultLocation(ctx context.Context, c client.Client, ns string) (string, e
 }
 
 func newLocationGetCommand(o *Options) *cobra.Command {
-	out := &output{}
-	cmd := &cobra.Command{
-		Use:               "get [NAME...]",
-		Short:             "List backup storage locations, or show the named ones",
-		Args:              cobra.ArbitraryArgs,
-		ValidArgsFunction: completeNames(o, locationList, false),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.validate(); err != nil {
-				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			list := &velerov1.BackupStorageLocationList{}
-			if len(args) == 0 {
-				if err := c.List(cmd.Context(), list, client.InNamespace(o.Namespace)); err != nil {
-					return fmt.Errorf("list backup storage locations in namespace %s: %w", o.Namespace, err)
-				}
-			}
-			for _, n := range args {
-				l := velerov1.BackupStorageLocation{}
-				if err := o.get(cmd.Context(), c, "backup storage location", n, &l); err != nil {
-					return err
-				}
-				list.Items = append(list.Items, l)
-			}
-			rows := func(wide bool) table { return locationTable(list.Items, wide, time.Now()) }
-			if len(args) == 1 {
-				return out.print(o.Out, c.Scheme(), &list.Items[0], rows)
-			}
-			return out.print(o.Out, c.Scheme(), list, rows)
+	return getCommand[velerov1.BackupStorageLocation, *velerov1.BackupStorageLocation]{kind: "backup storage location",
+		short: "List backup storage locations, or show the named ones", newList: locationList,
+		items: func(l client.ObjectList) *[]velerov1.BackupStorageLocation {
+			return &l.(*velerov1.BackupStorageLocationList).Items
 		},
-	}
-	out.addFlag(cmd)
-	return cmd
+		table: locationTable}.command(o)
 }
 
 func locationTable(items []velerov1.BackupStorageLocation, wide bool, now time.Time) table {

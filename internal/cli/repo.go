@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,44 +22,14 @@ func newRepoCommand(o *Options) *cobra.Command {
 func repoList() client.ObjectList { return &velerov1.BackupRepositoryList{} }
 
 func newRepoGetCommand(o *Options) *cobra.Command {
-	out := &output{}
-	cmd := &cobra.Command{
-		Use:   "get [NAME...]",
-		Short: "List backup repositories: location, volume namespace, phase, last maintenance, message",
-		Long: "Lists the BackupRepository objects: ferry-server keeps one per storage location, Velero one per\n" +
+	return getCommand[velerov1.BackupRepository, *velerov1.BackupRepository]{kind: "backup repository",
+		short: "List backup repositories: location, volume namespace, phase, last maintenance, message",
+		long: "Lists the BackupRepository objects: ferry-server keeps one per storage location, Velero one per\n" +
 			"location and volume namespace. -o wide adds the repository type, the maintenance frequency and the last maintenance run.",
-		Args:              cobra.ArbitraryArgs,
-		ValidArgsFunction: completeNames(o, repoList, false),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.validate(); err != nil {
-				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			list := &velerov1.BackupRepositoryList{}
-			if len(args) == 0 {
-				if err := c.List(cmd.Context(), list, client.InNamespace(o.Namespace)); err != nil {
-					return fmt.Errorf("list backup repositories in namespace %s: %w", o.Namespace, err)
-				}
-			}
-			for _, n := range args {
-				r := velerov1.BackupRepository{}
-				if err := o.get(cmd.Context(), c, "backup repository", n, &r); err != nil {
-					return err
-				}
-				list.Items = append(list.Items, r)
-			}
-			rows := func(wide bool) table { return repoTable(list.Items, wide, time.Now()) }
-			if len(args) == 1 {
-				return out.print(o.Out, c.Scheme(), &list.Items[0], rows)
-			}
-			return out.print(o.Out, c.Scheme(), list, rows)
+		newList: repoList, items: func(l client.ObjectList) *[]velerov1.BackupRepository {
+			return &l.(*velerov1.BackupRepositoryList).Items
 		},
-	}
-	out.addFlag(cmd)
-	return cmd
+		table: repoTable}.command(o)
 }
 
 func repoTable(items []velerov1.BackupRepository, wide bool, now time.Time) table {

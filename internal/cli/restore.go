@@ -118,42 +118,9 @@ func (ro *restoreCreateOptions) run(ctx context.Context, c client.Client, r *vel
 }
 
 func newRestoreGetCommand(o *Options) *cobra.Command {
-	out := &output{}
-	cmd := &cobra.Command{
-		Use:               "get [NAME...]",
-		Short:             "List restores, or show the named ones",
-		Args:              cobra.ArbitraryArgs,
-		ValidArgsFunction: completeNames(o, restoreList, false),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := out.validate(); err != nil {
-				return err
-			}
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			list := &velerov1.RestoreList{}
-			if len(args) == 0 {
-				if err := c.List(cmd.Context(), list, client.InNamespace(o.Namespace)); err != nil {
-					return fmt.Errorf("list restores in namespace %s: %w", o.Namespace, err)
-				}
-			}
-			for _, n := range args {
-				r := velerov1.Restore{}
-				if err := o.get(cmd.Context(), c, "restore", n, &r); err != nil {
-					return err
-				}
-				list.Items = append(list.Items, r)
-			}
-			rows := func(wide bool) table { return restoreTable(list.Items, wide, time.Now()) }
-			if len(args) == 1 {
-				return out.print(o.Out, c.Scheme(), &list.Items[0], rows)
-			}
-			return out.print(o.Out, c.Scheme(), list, rows)
-		},
-	}
-	out.addFlag(cmd)
-	return cmd
+	return getCommand[velerov1.Restore, *velerov1.Restore]{kind: "restore", short: "List restores, or show the named ones",
+		newList: restoreList, items: func(l client.ObjectList) *[]velerov1.Restore { return &l.(*velerov1.RestoreList).Items },
+		table: restoreTable}.command(o)
 }
 
 func restoreTable(items []velerov1.Restore, wide bool, now time.Time) table {

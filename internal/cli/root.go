@@ -46,7 +46,7 @@ func NewCommand(out io.Writer) *cobra.Command {
 	root.PersistentFlags().StringVar(&o.Context, "context", "", "kubeconfig context to use (default: the current context)")
 	root.PersistentFlags().StringVarP(&o.Namespace, "namespace", "n", o.Namespace, "namespace Ferry is installed in")
 	root.AddCommand(newVersionCommand(o), newInstallCommand(o), newUninstallCommand(o),
-		newBackupCommand(o), newRestoreCommand(o), newLocationCommand(o), newRepoCommand(o))
+		newBackupCommand(o), newRestoreCommand(o), newScheduleCommand(o), newLocationCommand(o), newRepoCommand(o))
 	return root
 }
 

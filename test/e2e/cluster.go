@@ -144,6 +144,20 @@ func (c *Cluster) Ferry(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
+// FerryFollow runs the ferry CLI with its output going to this process's standard output as it
+// comes (the demo shows `--wait`'s progress as a user sees it without a terminal).
+func (c *Cluster) FerryFollow(ctx context.Context, args ...string) error {
+	if _, err := c.Ferry(ctx, "version"); err != nil { // builds it once
+		return err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(c.binDir, "ferry"), append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("ferry %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
+}
+
 // Close removes what Connect and Ferry left on this machine.
 func (c *Cluster) Close() {
 	if c.binDir != "" {

@@ -5,15 +5,12 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"sort"
-	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 )
@@ -22,7 +19,7 @@ func say(format string, args ...any) { fmt.Printf(format+"\n", args...) }
 
 // TestDemo is `make demo`: Ferry's main job on the real cluster, told as it happens. An
 // application with three volumes (two CSI claims and an emptyDir) gets a few hundred MiB of files;
-// a backup runs with live progress; the namespace is deleted and re-created from its manifests;
+// a backup runs with the CLI's live progress (`ferry backup create --wait`); the namespace is deleted and re-created from its manifests;
 // a restore fills the new, empty volumes; every file is checked from inside the pods. Then the CSI
 // data mover: a backup with snapshotMoveData moves both claims from snapshots through mover pods
 // (incremental on the file-system path's snapshots), the namespace is deleted, and a restore into
@@ -49,24 +46,18 @@ func TestDemo(t *testing.T) {
 	files, total := Count(want)
 	say("== application %s: StatefulSet shop (CSI claim + emptyDir), Deployment web (CSI claim); %d files, %.0f MiB", ns, files, mib(total))
 
-	b, err := c.Backup(ctx, "demo-backup", nil, ns)
-	must(t, err)
-	say("== backup %s created; progress per volume (kubectl get podvolumebackups -n %s):", b.Name, InstallNamespace)
-	watch(t, c, b.Name, "", func() (bool, string, error) { return c.BackupEnded(ctx, b) })
-	if b.Status.Phase != velerov1.BackupPhaseCompleted {
-		t.Fatalf("backup ended %s: %s", b.Status.Phase, b.Status.FailureReason)
-	}
+	b := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: InstallNamespace, Name: "demo-backup"}}
+	say("== ferry backup create %s --include-namespaces %s --default-volumes-to-fs-backup --wait", b.Name, ns)
+	must(t, c.FerryFollow(ctx, "-n", InstallNamespace, "backup", "create", b.Name, "--include-namespaces", ns, "--default-volumes-to-fs-backup", "--wait"))
+	must(t, c.Client.Get(ctx, client.ObjectKeyFromObject(b), b))
 
 	say("== deleting namespace %s (pods, claims and their volumes) and re-creating it from its manifests", ns)
 	must(t, app.Delete(ctx))
 	must(t, app.Deploy(ctx))
-	rs, err := c.Restore(ctx, "demo-restore", b.Name)
-	must(t, err)
-	say("== restore %s created; progress per volume:", rs.Name)
-	watch(t, c, "", rs.Name, func() (bool, string, error) { return c.RestoreEnded(ctx, rs) })
-	if rs.Status.Phase != velerov1.RestorePhaseCompleted {
-		t.Fatalf("restore ended %s: %s", rs.Status.Phase, rs.Status.FailureReason)
-	}
+	rs := &velerov1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: InstallNamespace, Name: "demo-restore"}}
+	say("== ferry restore create %s --from-backup %s --wait", rs.Name, b.Name)
+	must(t, c.FerryFollow(ctx, "-n", InstallNamespace, "restore", "create", rs.Name, "--from-backup", b.Name, "--wait"))
+	must(t, c.Client.Get(ctx, client.ObjectKeyFromObject(rs), rs))
 	got, err := app.Describe(ctx)
 	must(t, err)
 	if diff := Compare(want, got); diff != "" {
@@ -78,24 +69,16 @@ func TestDemo(t *testing.T) {
 	// an empty namespace. (The emptyDir is not annotated: it lives in its pod only and could not be
 	// restored without one; the e2e story TestBackupMovesSnapshotsAndRestoresIntoAnEmptyNamespace
 	// shows both paths in one backup.)
-	again, err := c.Backup(ctx, "demo-moved", func(b *velerov1.Backup) {
-		yes := true
-		b.Spec.DefaultVolumesToFsBackup, b.Spec.SnapshotMoveData = nil, &yes
-	}, ns)
-	must(t, err)
-	say("== backup %s with snapshotMoveData: CSI snapshots of both claims, each moved by its own mover pod (kubectl get datauploads -n %s)", again.Name, InstallNamespace)
-	watch(t, c, again.Name, "", func() (bool, string, error) { return c.BackupEnded(ctx, again) })
-	if again.Status.Phase != velerov1.BackupPhaseCompleted {
-		t.Fatalf("data mover backup ended %s: %s", again.Status.Phase, again.Status.FailureReason)
-	}
+	again := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: InstallNamespace, Name: "demo-moved"}}
+	say("== ferry backup create %s --include-namespaces %s --snapshot-move-data --wait: CSI snapshots of both claims, each moved by its own mover pod", again.Name, ns)
+	must(t, c.FerryFollow(ctx, "-n", InstallNamespace, "backup", "create", again.Name, "--include-namespaces", ns, "--snapshot-move-data", "--wait"))
+	must(t, c.Client.Get(ctx, client.ObjectKeyFromObject(again), again))
 	say("== deleting namespace %s; restoring into nothing: the restore re-creates the namespace and the claims, filled before any pod exists", ns)
 	must(t, app.Delete(ctx))
-	moved, err := c.Restore(ctx, "demo-restore-moved", again.Name)
-	must(t, err)
-	watch(t, c, "", moved.Name, func() (bool, string, error) { return c.RestoreEnded(ctx, moved) })
-	if moved.Status.Phase != velerov1.RestorePhaseCompleted {
-		t.Fatalf("restore ended %s: %s", moved.Status.Phase, moved.Status.FailureReason)
-	}
+	moved := &velerov1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: InstallNamespace, Name: "demo-restore-moved"}}
+	say("== ferry restore create %s --from-backup %s --wait", moved.Name, again.Name)
+	must(t, c.FerryFollow(ctx, "-n", InstallNamespace, "restore", "create", moved.Name, "--from-backup", again.Name, "--wait"))
+	must(t, c.Client.Get(ctx, client.ObjectKeyFromObject(moved), moved))
 	say("== restore %s: %s; now the application's manifests again", moved.Name, moved.Status.Phase)
 	must(t, app.Deploy(ctx))
 	gotMoved, err := app.Describe(ctx)
@@ -147,74 +130,6 @@ func rate(bytes int64, d time.Duration) string {
 // watch prints one progress line per second for the volume operations of a backup or a restore
 // until ended reports true. The one-second ticker is the display's refresh rate; ended, which
 // reads the object, is what decides.
-func watch(t *testing.T, c *Cluster, backup, restore string, ended func() (bool, string, error)) {
-	t.Helper()
-	start := time.Now()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		finished, _, err := ended()
-		if err != nil {
-			t.Fatal(err)
-		}
-		say("   %5.1fs  %s", time.Since(start).Seconds(), c.progressLine(t.Context(), backup, restore))
-		if finished {
-			return
-		}
-		if time.Since(start) > 10*time.Minute {
-			t.Fatalf("not finished after 10 minutes")
-		}
-		select {
-		case <-tick.C:
-		case <-t.Context().Done():
-			t.Fatal(t.Context().Err())
-		}
-	}
-}
-
-func (c *Cluster) progressLine(ctx context.Context, backup, restore string) string {
-	var parts []string
-	add := func(pod, vol string, phase velerov1.PodVolumePhase, done, total, files, rate int64) {
-		if phase == "" {
-			phase = "New"
-		}
-		parts = append(parts, fmt.Sprintf("%s/%s %-10s %4.0f/%4.0f MiB %5d files %4.0f MB/s", pod, vol, phase,
-			mib(done), mib(total), files, float64(rate)/1e6))
-	}
-	if backup != "" {
-		pvbs, _ := c.PodVolumeBackups(ctx, backup)
-		for _, p := range pvbs {
-			add(p.Spec.Pod.Name, p.Spec.Volume, p.Status.Phase, p.Status.Progress.BytesDone, p.Status.Progress.TotalBytes, p.Status.Progress.FilesDone, p.Status.Progress.BytesPerSecond)
-		}
-	} else {
-		pvrs, _ := c.PodVolumeRestores(ctx, restore)
-		for _, p := range pvrs {
-			add(p.Spec.Pod.Name, p.Spec.Volume, p.Status.Phase, p.Status.Progress.BytesDone, p.Status.Progress.TotalBytes, p.Status.Progress.FilesDone, p.Status.Progress.BytesPerSecond)
-		}
-	}
-	movement := func(claim string, phase velerov2alpha1.DataMovePhase, p shared.DataMoveOperationProgress) {
-		add("mover", claim, velerov1.PodVolumePhase(phase), p.BytesDone, p.TotalBytes, p.FilesDone, p.BytesPerSecond)
-	}
-	if backup != "" {
-		dus := &velerov2alpha1.DataUploadList{}
-		_ = c.Client.List(ctx, dus, client.InNamespace(InstallNamespace), client.MatchingLabels{velerov1.LabelBackupName: backup})
-		for _, d := range dus.Items {
-			movement(d.Spec.SourcePVC, d.Status.Phase, d.Status.Progress)
-		}
-	} else {
-		dds := &velerov2alpha1.DataDownloadList{}
-		_ = c.Client.List(ctx, dds, client.InNamespace(InstallNamespace), client.MatchingLabels{velerov1.LabelRestoreName: restore})
-		for _, d := range dds.Items {
-			movement(d.Spec.TargetVolume.PVC, d.Status.Phase, d.Status.Progress)
-		}
-	}
-	if len(parts) == 0 {
-		return "(waiting for ferry-server to create the volume operations)"
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, " | ")
-}
-
 // uploadedBy sums what a backup's volume operations wrote to the repository.
 func (c *Cluster) uploadedBy(ctx context.Context, backup string) int64 {
 	pvbs, _ := c.PodVolumeBackups(ctx, backup)

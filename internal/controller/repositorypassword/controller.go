@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -114,7 +115,7 @@ func (r *Reconciler) rekeyAll(ctx context.Context, old, wanted string) (n int, r
 			readOnly = append(readOnly, bsl.Name) // never written; it keeps the password it has
 			continue
 		}
-		done, err := r.Repositories.Rekey(ctx, bsl.Name, old, wanted)
+		done, err := r.rekey(ctx, bsl.Name, old, wanted)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -124,6 +125,21 @@ func (r *Reconciler) rekeyAll(ctx context.Context, old, wanted string) (n int, r
 		}
 	}
 	return n, readOnly, errors.Join(errs...)
+}
+
+// RekeyLimit bounds the re-key of one location's repository, so that one hung store holds up
+// neither the others nor the next try (Kopia's change is two small blob writes; an interrupted
+// one is repaired by the next).
+const RekeyLimit = 5 * time.Minute
+
+func (r *Reconciler) rekey(ctx context.Context, location, old, wanted string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, RekeyLimit)
+	defer cancel()
+	done, err := r.Repositories.Rekey(ctx, location, old, wanted)
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("%w (gave up after %s)", err, RekeyLimit)
+	}
+	return done, err
 }
 
 func (r *Reconciler) secret(ctx context.Context, name string) (*corev1.Secret, error) {
