@@ -22,6 +22,9 @@ import (
 	"github.com/ferry-backup/ferry/internal/uploader"
 )
 
+// logErrors is how many errors per volume the Job's log names (the result keeps fewer).
+const logErrors = 100
+
 // VerifyOptions configure `ferry-server verify`, the command of a backup verification Job.
 type VerifyOptions struct {
 	manager.Options
@@ -137,7 +140,7 @@ func verify(ctx context.Context, o VerifyOptions, res *velerov1.BackupVerificati
 			res.Volumes = append(res.Volumes, v)
 			continue
 		}
-		r, err := uploader.Verify(ctx, rep, vol.SnapshotID, uploader.VerifyOptions{Percent: o.Percent, Packs: packs})
+		r, err := uploader.Verify(ctx, rep, vol.SnapshotID, uploader.VerifyOptions{Percent: o.Percent, Packs: packs, MaxErrors: logErrors})
 		v.Files, v.FilesRead, v.BytesRead, v.Errors = r.Files, r.FilesRead, r.BytesRead, r.ErrorCount
 		for _, e := range r.Errors {
 			fmt.Fprintf(out, "volume %s, snapshot %s: %s\n", v.Volume, vol.SnapshotID, e)
