@@ -18,9 +18,10 @@ func newBackupCommand(o *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "backup",
 		Aliases: []string{"backups"},
-		Short:   "Create, list, describe and delete backups",
+		Short:   "Create, list, describe, verify and delete backups",
 	}
-	cmd.AddCommand(newBackupCreateCommand(o), newBackupGetCommand(o), newDescribeCommand(o, "backup"), newBackupDeleteCommand(o))
+	cmd.AddCommand(newBackupCreateCommand(o), newBackupGetCommand(o), newDescribeCommand(o, "backup"), newBackupDeleteCommand(o),
+		newBackupVerifyCommand(o))
 	return cmd
 }
 

@@ -25,14 +25,16 @@ const (
 // Exit codes of the ferry command.
 const (
 	ExitError = 1 // anything went wrong
-	// ExitNotCompleted: a backup or restore followed with --wait ended in a phase other than Completed.
+	// ExitNotCompleted: a backup or restore followed with --wait ended in a phase other than
+	// Completed, or `backup verify` found damage or could not verify every volume.
 	ExitNotCompleted = 2
 )
 
 // ExitCode is the exit status for err returned by the ferry command.
 func ExitCode(err error) int {
 	var nc *notCompletedError
-	if errors.As(err, &nc) {
+	var vf *verificationFailedError
+	if errors.As(err, &nc) || errors.As(err, &vf) {
 		return ExitNotCompleted
 	}
 	return ExitError

@@ -23,6 +23,7 @@ import (
 	"github.com/ferry-backup/ferry/internal/controller/backuprepository"
 	"github.com/ferry-backup/ferry/internal/controller/backupstoragelocation"
 	"github.com/ferry-backup/ferry/internal/controller/backupsync"
+	"github.com/ferry-backup/ferry/internal/controller/backupverification"
 	"github.com/ferry-backup/ferry/internal/controller/deletebackuprequest"
 	"github.com/ferry-backup/ferry/internal/controller/nodeagentconfig"
 	"github.com/ferry-backup/ferry/internal/controller/operationdeadline"
@@ -53,7 +54,7 @@ type Options struct {
 	// BackupSyncPeriod is how often backup records are read back from locations that do not
 	// set spec.backupSyncPeriod; 0 disables it.
 	BackupSyncPeriod time.Duration
-	// Deployment names the server's own Deployment, whose pod maintenance Jobs copy.
+	// Deployment names the server's own Deployment, whose pod maintenance and verification Jobs copy.
 	Deployment string
 }
 
@@ -71,7 +72,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.BackupSyncPeriod, "backup-sync-period", o.BackupSyncPeriod,
 		"how often Backups are synced from the backup records in each storage location without spec.backupSyncPeriod; 0 disables it")
 	fs.StringVar(&o.Deployment, "deployment", o.Deployment,
-		"the server's own Deployment in --namespace: repository maintenance Jobs run its image, service account and volumes")
+		"the server's own Deployment in --namespace: repository maintenance and backup verification Jobs run its image, service account and volumes")
 }
 
 // Validate reports invalid settings, naming their flags.
@@ -120,6 +121,9 @@ func Run(ctx context.Context, o Options) error {
 		"backup sync":         &backupsync.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Repositories: access, Period: o.BackupSyncPeriod},
 		"Restore":             &restore.Reconciler{Client: mgr.GetClient(), Cluster: mgr.GetAPIReader(), Recorder: recorder, Clock: clk, Repositories: access},
 		"Schedule":            &schedule.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: clk},
+		"backup verification": &backupverification.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: clk, Config: config.Current,
+			Pods: mgr.GetAPIReader(), ServerDeployment: o.Deployment},
+		"verification schedule": &backupverification.Scheduler{Client: mgr.GetClient(), Clock: clk},
 	}
 	for _, obj := range []client.Object{&velerov1.PodVolumeBackup{}, &velerov1.PodVolumeRestore{}, &velerov2alpha1.DataUpload{}, &velerov2alpha1.DataDownload{}} {
 		controllers[fmt.Sprintf("%T deadline", obj)] = &operationdeadline.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: clk, Object: obj}

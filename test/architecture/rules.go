@@ -37,6 +37,7 @@ var layers = []struct {
 	{"internal/repoaccess", 3},
 	{"internal/operation", 3},
 	{"internal/podvolume", 3},
+	{"internal/serverjob", 3},
 	{"internal/controller/*", 4},
 	{"internal/manager", 5},
 	{"internal/server", 6},

@@ -27,6 +27,7 @@ import (
 	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 	"github.com/ferry-backup/ferry/internal/repository"
+	"github.com/ferry-backup/ferry/internal/serverjob"
 )
 
 // +kubebuilder:rbac:groups=velero.io,resources=backuprepositories,verbs=get;list;watch;create;patch,namespace=velero
@@ -144,7 +145,7 @@ func (r *Reconciler) maintain(ctx context.Context, br *velerov1.BackupRepository
 	running := ""
 	for i := range jobs {
 		j := &jobs[i]
-		ended, failed := jobEnded(j)
+		ended, failed := serverjob.Ended(j)
 		switch {
 		case !ended:
 			running = j.Name
@@ -154,7 +155,7 @@ func (r *Reconciler) maintain(ctx context.Context, br *velerov1.BackupRepository
 			}
 		}
 	}
-	if err := r.pruneJobs(ctx, jobs); err != nil {
+	if err := serverjob.Prune(ctx, r.Client, jobs, AnnotationRecorded, keepJobs); err != nil {
 		return ctrl.Result{}, err
 	}
 	if running != "" {
@@ -173,7 +174,7 @@ func (r *Reconciler) maintain(ctx context.Context, br *velerov1.BackupRepository
 		mode = repository.MaintenanceFull
 	}
 	job, err := r.newJob(ctx, br, string(mode))
-	if errors.Is(err, errNoTemplate) {
+	if errors.Is(err, serverjob.ErrNoTemplate) {
 		// The repository stays usable; only its maintenance waits, and says why.
 		log.FromContext(ctx).Info("maintenance cannot start", "backupRepository", br.Namespace+"/"+br.Name, "reason", err.Error())
 		fields := map[string]any{"message": "maintenance cannot start: " + err.Error()}

@@ -19,6 +19,7 @@ import (
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/serverjob"
 	"github.com/ferry-backup/ferry/internal/testenv"
 )
 
@@ -150,7 +151,7 @@ func running(t *testing.T, jobs []batchv1.Job) *batchv1.Job {
 	t.Helper()
 	var found *batchv1.Job
 	for i := range jobs {
-		if ended, _ := jobEnded(&jobs[i]); !ended {
+		if ended, _ := serverjob.Ended(&jobs[i]); !ended {
 			if found != nil {
 				t.Fatalf("two maintenance Jobs running: %s and %s", found.Name, jobs[i].Name)
 			}
