@@ -162,3 +162,7 @@ const ConditionEntriesNotBackedUp = "EntriesNotBackedUp"
 // them. It does not make the Backup PartiallyFailed: the Backup gets the same condition, listing
 // the volumes, and counts them in status.warnings.
 const ConditionMetadataNotPreserved = "MetadataNotPreserved"
+
+// AnnotationPVCName on a PodVolumeBackup names the claim of its volume, when it has one
+// (Velero's annotation; Velero names the snapshot's source after it).
+const AnnotationPVCName = "velero.io/pvc-name"

@@ -30,6 +30,7 @@ import (
 // `ferry install --credential-secrets` adds the locations' storage credentials.
 // +kubebuilder:rbac:groups=velero.io,resources=datauploads;datadownloads,verbs=get;list;watch,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backuprepositories,verbs=get;list,namespace=velero
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get,resourceNames=velero-repo-credentials;ferry-applied-repo-credentials,namespace=velero
 // +kubebuilder:rbac:groups="",resources=events,verbs=get;create;update,namespace=velero
 

@@ -31,7 +31,7 @@ const progressInterval = 2 * time.Second
 func (m *mover) upload(ctx context.Context, access *repoaccess.Access, du *velerov2alpha1.DataUpload) exposer.Result {
 	m.event(ctx, corev1.EventTypeNormal, exposer.ReasonStarted, fmt.Sprintf("uploading claim %s/%s (snapshot %s) on node %s",
 		du.Spec.SourceNamespace, du.Spec.SourcePVC, snapshotName(du), m.opts.NodeName), nil)
-	rep, release, err := access.Open(ctx, du.Spec.BackupStorageLocation, repoaccess.ForBackup)
+	rep, release, err := access.OpenFor(ctx, du.Spec.BackupStorageLocation, du.Spec.SourceNamespace, repoaccess.ForBackup)
 	if err != nil {
 		return m.failed(ctx, err)
 	}
@@ -41,12 +41,16 @@ func (m *mover) upload(ctx context.Context, access *repoaccess.Access, du *veler
 	if b := du.Labels[velerov1.LabelBackupName]; b != "" {
 		tags["backup"] = b
 	}
-	res, err := uploader.Backup(ctx, rep, m.opts.VolumePath, uploader.BackupOptions{
+	opts := uploader.BackupOptions{
 		Source:   fmt.Sprintf("/%s/pvc/%s", du.Spec.SourceNamespace, du.Spec.SourcePVC),
 		Parallel: m.opts.Parallel,
 		Tags:     tags,
 		Progress: func(p uploader.Progress) { m.progress(ctx, progressOf(p)) },
-	})
+	}
+	if rep.Location().Namespace != "" { // Velero's layout: the snapshot Velero's data mover would write
+		opts = opts.AsVelero(uploader.VeleroDataMoverRequester, du.Spec.SourceNamespace+"/"+du.Spec.SourcePVC)
+	}
+	res, err := uploader.Backup(ctx, rep, m.opts.VolumePath, opts)
 	if err != nil {
 		return m.failed(ctx, err)
 	}
@@ -66,7 +70,7 @@ func (m *mover) upload(ctx context.Context, access *repoaccess.Access, du *veler
 func (m *mover) download(ctx context.Context, access *repoaccess.Access, dd *velerov2alpha1.DataDownload) exposer.Result {
 	m.event(ctx, corev1.EventTypeNormal, exposer.ReasonStarted, fmt.Sprintf("restoring snapshot %s for claim %s/%s on node %s",
 		dd.Spec.SnapshotID, dd.Spec.TargetVolume.Namespace, dd.Spec.TargetVolume.PVC, m.opts.NodeName), nil)
-	rep, release, err := access.Open(ctx, dd.Spec.BackupStorageLocation, repoaccess.ForRestore)
+	rep, release, err := access.OpenFor(ctx, dd.Spec.BackupStorageLocation, dd.Spec.SourceNamespace, repoaccess.ForRestore)
 	if err != nil {
 		return m.failed(ctx, err)
 	}

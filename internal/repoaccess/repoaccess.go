@@ -1,7 +1,8 @@
 // Package repoaccess provides the repositories of BackupStorageLocations to the controllers of a
 // process: it reads the location, its storage credentials and the repository password Secret,
-// and keeps one open repository per location and password, shared by all operations; opens of
-// different locations never wait for each other.
+// chooses the repository of a volume namespace by the location's layout (layout.go), and keeps
+// one open repository per location, namespace repository and password, shared by all
+// operations; opens of different repositories never wait for each other.
 package repoaccess
 
 import (
@@ -120,7 +121,18 @@ func New(opts Options) *Access {
 // other processes, or by this process through its other handle (backups and restores use
 // separate ones).
 func (a *Access) Open(ctx context.Context, bslName string, purpose Purpose) (*repository.Repository, func(), error) {
-	rep, release, reused, err := a.acquire(ctx, bslName, purpose)
+	return a.openRefreshed(ctx, bslName, "", purpose)
+}
+
+// OpenFor returns the repository that holds the volumes of namespace at the named location: the
+// namespace's own repository where the location has Velero's layout for it (layout.go), else
+// the location's. The returned repository's Location().Namespace says which.
+func (a *Access) OpenFor(ctx context.Context, bslName, namespace string, purpose Purpose) (*repository.Repository, func(), error) {
+	return a.openRefreshed(ctx, bslName, namespace, purpose)
+}
+
+func (a *Access) openRefreshed(ctx context.Context, bslName, namespace string, purpose Purpose) (*repository.Repository, func(), error) {
+	rep, release, reused, err := a.acquire(ctx, bslName, namespace, purpose)
 	if err != nil || !reused {
 		return rep, release, err
 	}
@@ -134,8 +146,8 @@ func (a *Access) Open(ctx context.Context, bslName string, purpose Purpose) (*re
 // acquire returns the open repository of the location, or opens it; reused tells which. The
 // lock is never held across an open: a caller that finds an open of the same connection under
 // way waits for it (or for its own context) and then takes its outcome.
-func (a *Access) acquire(ctx context.Context, bslName string, purpose Purpose) (rep *repository.Repository, release func(), reused bool, err error) {
-	opts, err := a.options(ctx, bslName, purpose)
+func (a *Access) acquire(ctx context.Context, bslName, namespace string, purpose Purpose) (rep *repository.Repository, release func(), reused bool, err error) {
+	opts, err := a.options(ctx, bslName, namespace, purpose)
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -255,8 +267,9 @@ func (a *Access) Close(ctx context.Context) {
 	}
 }
 
-// options builds the repository options of a location from the cluster's objects.
-func (a *Access) options(ctx context.Context, bslName string, purpose Purpose) (repository.Options, error) {
+// options builds the repository options of a location from the cluster's objects; with a
+// namespace, those of the repository that holds its volumes.
+func (a *Access) options(ctx context.Context, bslName, namespace string, purpose Purpose) (repository.Options, error) {
 	bsl := &velerov1.BackupStorageLocation{}
 	if err := a.opts.Client.Get(ctx, client.ObjectKey{Namespace: a.opts.Namespace, Name: bslName}, bsl); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -271,12 +284,22 @@ func (a *Access) options(ctx context.Context, bslName string, purpose Purpose) (
 	if err != nil {
 		return repository.Options{}, err
 	}
+	identity := a.opts.Identity
+	if namespace != "" {
+		velero, err := a.veleroLayout(ctx, bsl, namespace)
+		if err != nil {
+			return repository.Options{}, err
+		}
+		if velero {
+			loc, identity = loc.ForNamespace(namespace), repository.VeleroIdentity
+		}
+	}
 	password, err := a.secretKey(ctx, PasswordSecret, PasswordKey)
 	if err != nil {
 		return repository.Options{}, fmt.Errorf("repository password: %w", err)
 	}
 	opts := repository.Options{
-		Location: loc, Password: string(password), WorkDir: a.opts.WorkDir, Identity: a.opts.Identity,
+		Location: loc, Password: string(password), WorkDir: a.opts.WorkDir, Identity: identity,
 		ReadOnly: bsl.Spec.AccessMode == velerov1.BackupStorageLocationAccessModeReadOnly,
 		NoCache:  purpose != ForBackup, MustExist: !a.opts.Create || purpose == ForReading,
 		Now: a.opts.Now,
@@ -287,22 +310,50 @@ func (a *Access) options(ctx context.Context, bslName string, purpose Purpose) (
 	return opts, nil
 }
 
-// Rekey changes the password of the location's repository from oldPassword to newPassword. It
-// reports done=false without error when the location holds no repository. A repository already
-// keyed with newPassword counts as done.
+// Rekey changes the password of the location's repositories from oldPassword to newPassword:
+// the location's own and, in Velero's layout, each namespace's that a BackupRepository records.
+// It reports done=false without error when the location holds no repository. A repository
+// already keyed with newPassword counts as done.
 func (a *Access) Rekey(ctx context.Context, bslName, oldPassword, newPassword string) (done bool, err error) {
-	opts, err := a.options(ctx, bslName, ForRestore)
+	opts, err := a.options(ctx, bslName, "", ForRestore)
 	if err != nil {
 		return false, err
 	}
+	targets := []repository.Options{opts}
+	namespaces, err := a.veleroNamespaces(ctx, bslName)
+	if err != nil {
+		return false, err
+	}
+	for _, ns := range namespaces {
+		o, err := a.options(ctx, bslName, ns, ForRestore)
+		if err != nil {
+			return false, err
+		}
+		if o.Location.Namespace != "" {
+			targets = append(targets, o)
+		}
+	}
+	var errs []error
+	for _, o := range targets {
+		d, err := rekey(ctx, o, filepath.Join(a.opts.WorkDir, "rekey"), oldPassword, newPassword)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("backup storage location %s: %w", bslName, err))
+		}
+		done = done || d
+	}
+	return done, errors.Join(errs...)
+}
+
+// rekey changes the password of one repository; see Rekey.
+func rekey(ctx context.Context, opts repository.Options, workDir, oldPassword, newPassword string) (done bool, err error) {
 	opts.Password, opts.MustExist, opts.ReadOnly, opts.NoCache = oldPassword, true, false, true
-	opts.WorkDir = filepath.Join(a.opts.WorkDir, "rekey")
+	opts.WorkDir = workDir
 	rep, err := repository.Open(ctx, opts)
 	if errors.Is(err, repository.ErrInterruptedRekey) {
 		// An earlier change stopped between Kopia's two format blobs: back to the old password,
 		// then the change is made anew below.
 		if _, rerr := repository.RepairInterruptedRekey(ctx, opts, oldPassword, newPassword); rerr != nil {
-			return false, fmt.Errorf("backup storage location %s: %w", bslName, rerr)
+			return false, rerr
 		}
 		rep, err = repository.Open(ctx, opts)
 	}
@@ -316,11 +367,11 @@ func (a *Access) Rekey(ctx context.Context, bslName, oldPassword, newPassword st
 		}
 	}
 	if err != nil {
-		return false, fmt.Errorf("backup storage location %s: %w", bslName, err)
+		return false, err
 	}
 	defer rep.Close(ctx) //nolint:errcheck // the change is written by ChangePassword
 	if err := rep.ChangePassword(ctx, newPassword); err != nil {
-		return false, fmt.Errorf("backup storage location %s: %w", bslName, err)
+		return false, err
 	}
 	return true, nil
 }

@@ -21,7 +21,8 @@ const (
 
 // MaintenanceOptions tune one maintenance run.
 type MaintenanceOptions struct {
-	// Force runs maintenance even when the repository's maintenance owner is not Ferry's.
+	// Force runs maintenance even when the repository's maintenance owner is not the one Ferry
+	// records (maintenance@ferry; default@default in Velero's layout).
 	Force bool
 	// UnsafeNoSafetyMargins drops Kopia's safety margins, which keep data that concurrent
 	// snapshots may still reference for hours. Tests only: never set it in the product.
@@ -64,8 +65,8 @@ func (r *Repository) maintain(ctx context.Context, rec *MaintenanceRecord, opts 
 	if err != nil {
 		return fmt.Errorf("read maintenance owner: %w", err)
 	}
-	if params.Owner != MaintenanceOwner && !opts.Force {
-		return fmt.Errorf("maintenance is owned by %q, not %q; force it to take over", params.Owner, MaintenanceOwner)
+	if owner := r.location.maintenanceOwner(); params.Owner != owner && !opts.Force {
+		return fmt.Errorf("maintenance is owned by %q, not %q; force it to take over", params.Owner, owner)
 	}
 	if rec.Mode == MaintenanceFull {
 		held, err := r.lock.acquire(ctx, r.holder, "full maintenance")

@@ -31,8 +31,9 @@ const (
 // Encryption is the encryption of every repository Ferry creates.
 const Encryption = encryption.DefaultAlgorithm
 
-// MaintenanceOwner is the maintenance owner recorded in every repository Ferry creates. Any Ferry
-// process may run maintenance under it; Kopia clients with another identity need --force.
+// MaintenanceOwner is the maintenance owner recorded in every repository Ferry creates in its own
+// layout (in Velero's: default@default, as Velero records it). Any Ferry process may run
+// maintenance under it; Kopia clients with another identity need --force.
 const MaintenanceOwner = "maintenance@ferry"
 
 // Errors callers branch on.
@@ -59,9 +60,11 @@ type Options struct {
 	Password string
 	// WorkDir holds Kopia's connection file and caches for this repository. Required.
 	WorkDir string
-	// Identity is the client identity (default ferry@ferry).
+	// Identity is the client identity (default ferry@ferry; in Velero's layout VeleroIdentity).
 	Identity Identity
-	// Hash is the hash of a new repository: HashBLAKE3 (default) or HashHMACSHA256.
+	// Hash is the hash of a new repository: HashBLAKE3 (default), HashHMACSHA256, or
+	// HashKopiaDefault (the default in Velero's layout, where a repository is created with
+	// Velero's formats and maintenance owner: velero.go).
 	Hash string
 	// ReadOnly forbids creating the repository and writing to it.
 	ReadOnly bool
@@ -94,18 +97,22 @@ func (o *Options) applyDefaults() error {
 	if !filepath.IsAbs(o.WorkDir) {
 		return fmt.Errorf("work directory %q must be absolute", o.WorkDir)
 	}
+	identity, hash := Identity{Hostname: "ferry", Username: "ferry"}, HashBLAKE3
+	if o.Location.veleroLayout() {
+		identity, hash = VeleroIdentity, HashKopiaDefault
+	}
 	if o.Identity.Hostname == "" {
-		o.Identity.Hostname = "ferry"
+		o.Identity.Hostname = identity.Hostname
 	}
 	if o.Identity.Username == "" {
-		o.Identity.Username = "ferry"
+		o.Identity.Username = identity.Username
 	}
 	switch o.Hash {
 	case "":
-		o.Hash = HashBLAKE3
-	case HashBLAKE3, HashHMACSHA256:
+		o.Hash = hash
+	case HashBLAKE3, HashHMACSHA256, HashKopiaDefault:
 	default:
-		return fmt.Errorf("hash %q is not one of %s, %s", o.Hash, HashBLAKE3, HashHMACSHA256)
+		return fmt.Errorf("hash %q is not one of %s, %s, %s", o.Hash, HashBLAKE3, HashHMACSHA256, HashKopiaDefault)
 	}
 	if o.ContentCacheMB <= 0 {
 		o.ContentCacheMB = 256
@@ -247,10 +254,16 @@ func connect(ctx context.Context, st blob.Storage, dir string, opts Options) (bo
 	if err := repo.Connect(ctx, configFile(dir), st, opts.Password, connectOpts); err != nil {
 		return false, fmt.Errorf("connect to new repository at %s: %w", opts.Location, passwordError(err))
 	}
-	if created {
-		return true, setDefaults(ctx, dir, opts)
+	if !created {
+		return false, nil
 	}
-	return false, nil
+	if err := setDefaults(ctx, dir, opts); err != nil {
+		return true, err
+	}
+	if opts.Location.veleroLayout() {
+		return true, writeVeleroMarker(ctx, st)
+	}
+	return true, nil
 }
 
 // initialize creates a repository with Ferry's formats.
@@ -272,7 +285,8 @@ func initialize(ctx context.Context, st blob.Storage, opts Options) error {
 // workers at once (Kopia's default is 2 GiB).
 const ParallelUploadAboveSize = 64 << 20
 
-// setDefaults writes the global snapshot policy and the maintenance owner of a new repository.
+// setDefaults writes the global snapshot policy (none in Velero's layout) and the maintenance
+// owner of a new repository.
 func setDefaults(ctx context.Context, dir string, opts Options) error {
 	r, err := repo.Open(ctx, configFile(dir), opts.Password, &repo.Options{TimeNowFunc: opts.Now})
 	if err != nil {
@@ -280,13 +294,13 @@ func setDefaults(ctx context.Context, dir string, opts Options) error {
 	}
 	defer r.Close(ctx) //nolint:errcheck // nothing was written through r itself
 	return repo.WriteSession(ctx, r, repo.WriteSessionOptions{Purpose: "ferry: set defaults"}, func(ctx context.Context, w repo.RepositoryWriter) error {
-		global := *policy.DefaultPolicy
-		global.UploadPolicy.ParallelUploadAboveSize = newOptionalInt64(ParallelUploadAboveSize)
-		if err := policy.SetPolicy(ctx, w, policy.GlobalPolicySourceInfo, &global); err != nil {
-			return fmt.Errorf("set global policy: %w", err)
+		if global := globalPolicy(opts.Location); global != nil {
+			if err := policy.SetPolicy(ctx, w, policy.GlobalPolicySourceInfo, global); err != nil {
+				return fmt.Errorf("set global policy: %w", err)
+			}
 		}
 		params := maintenance.DefaultParams()
-		params.Owner = MaintenanceOwner
+		params.Owner = opts.Location.maintenanceOwner()
 		if err := maintenance.SetParams(ctx, w, &params); err != nil {
 			return fmt.Errorf("set maintenance owner: %w", err)
 		}

@@ -106,7 +106,7 @@ func maintain(ctx context.Context, o MaintainOptions, res *backuprepository.JobR
 		LockCheckTimeout: func() time.Duration { return lockWait },
 	})
 	defer access.Close(context.WithoutCancel(ctx))
-	rep, release, err := access.Open(ctx, br.Spec.BackupStorageLocation, repoaccess.ForBackup)
+	rep, release, err := access.OpenFor(ctx, br.Spec.BackupStorageLocation, br.Spec.VolumeNamespace, repoaccess.ForBackup)
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,9 @@ type BackupOptions struct {
 	Parallel int
 	// Tags are stored on the snapshot (backup name, namespace, PVC, pod volume, location).
 	Tags map[string]string
+	// Description and Pins are stored on the snapshot (Velero's layout: AsVelero).
+	Description string
+	Pins        []string
 	// Progress is called at most every ProgressInterval and once at the end.
 	Progress         func(Progress)
 	ProgressInterval time.Duration
@@ -137,7 +140,7 @@ func Backup(ctx context.Context, rep repo.Repository, dir string, opts BackupOpt
 				flushing()
 				return sessionErr
 			}
-			man.Tags = opts.Tags
+			man.Tags, man.Description, man.Pins = opts.Tags, opts.Description, opts.Pins
 			if id, err = snapshot.SaveSnapshot(wctx, w, man); err != nil {
 				sessionErr = fmt.Errorf("save snapshot: %w", err)
 				flushing()

@@ -14,19 +14,20 @@ import (
 
 // kopiaCLI runs the kopia CLI against its own config file; it fails the test on error.
 type kopiaCLI struct {
-	t      *testing.T
-	bin    string
-	config string
+	t        *testing.T
+	bin      string
+	config   string
+	password string
 }
 
 func newKopiaCLI(t *testing.T) *kopiaCLI {
-	return &kopiaCLI{t: t, bin: repotest.Tool(t, "kopia"), config: filepath.Join(t.TempDir(), "kopia.config")}
+	return &kopiaCLI{t: t, bin: repotest.Tool(t, "kopia"), config: filepath.Join(t.TempDir(), "kopia.config"), password: "shared-password"}
 }
 
 func (k *kopiaCLI) run(args ...string) []byte {
 	k.t.Helper()
 	cmd := exec.Command(k.bin, append(args, "--config-file", k.config)...)
-	cmd.Env = append(os.Environ(), "KOPIA_PASSWORD=shared-password", "KOPIA_CHECK_FOR_UPDATES=false",
+	cmd.Env = append(os.Environ(), "KOPIA_PASSWORD="+k.password, "KOPIA_CHECK_FOR_UPDATES=false",
 		"KOPIA_CACHE_DIRECTORY="+filepath.Join(filepath.Dir(k.config), "cache"), "KOPIA_LOG_DIR="+filepath.Dir(k.config))
 	out, err := cmd.Output()
 	if err != nil {

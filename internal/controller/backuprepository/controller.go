@@ -93,7 +93,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if readOnly {
 		purpose = repoaccess.ForRestore
 	}
-	rep, release, err := r.Repositories.Open(ctx, bsl.Name, purpose)
+	// A BackupRepository with spec.volumeNamespace (Velero's server creates one per namespace)
+	// is that namespace's repository in Velero's layout, unless the location says otherwise.
+	rep, release, err := r.Repositories.OpenFor(ctx, bsl.Name, br.Spec.VolumeNamespace, purpose)
 	if err != nil {
 		return r.notReady(ctx, br, err)
 	}

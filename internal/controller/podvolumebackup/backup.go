@@ -16,6 +16,7 @@ import (
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/metrics"
 	"github.com/ferry-backup/ferry/internal/operation"
+	"github.com/ferry-backup/ferry/internal/podvolume"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 	"github.com/ferry-backup/ferry/internal/repository"
 	"github.com/ferry-backup/ferry/internal/uploader"
@@ -54,20 +55,40 @@ func (r *Reconciler) backup(ctx context.Context, pvb *velerov1.PodVolumeBackup) 
 		return uploader.BackupResult{}, err
 	}
 	r.Recorder.Eventf(pvb, corev1.EventTypeNormal, "Started", "backing up %s", vol.Dir)
-	rep, release, err := r.Repositories.Open(repository.WithLogger(ctx, logger), pvb.Spec.BackupStorageLocation, repoaccess.ForBackup)
+	rep, release, err := r.Repositories.OpenFor(repository.WithLogger(ctx, logger), pvb.Spec.BackupStorageLocation, pvb.Spec.Pod.Namespace, repoaccess.ForBackup)
 	if err != nil {
 		return uploader.BackupResult{}, err
 	}
 	defer release()
-	logger.Info("backup started", "path", vol.Dir, "repository", rep.Location().String())
-	return uploader.Backup(ctx, rep, vol.Dir, uploader.BackupOptions{
+	opts := uploader.BackupOptions{
 		Source:   vol.Source,
 		Parallel: r.parallel(pvb),
 		Tags:     tags(pvb, vol.ClaimName),
 		Progress: func(p uploader.Progress) {
 			_ = operation.PatchStatus(ctx, r.Client, pvb, operation.Status{Progress: operation.Ptr(progressOf(p))}) // next tick retries
 		},
-	})
+	}
+	if rep.Location().Namespace != "" { // Velero's layout: the snapshot Velero's agent would write
+		opts = opts.AsVelero(uploader.VeleroPodVolumeRequester, veleroRealSource(pvb, vol))
+	}
+	logger.Info("backup started", "path", vol.Dir, "repository", rep.Location().String(), "source", opts.Source)
+	return uploader.Backup(ctx, rep, vol.Dir, opts)
+}
+
+// veleroRealSource is the source Velero names a pod volume by: <namespace>/<pod>/<claim>, the
+// claim from the velero.io/pvc-name annotation Velero's server sets (or, on a PodVolumeBackup
+// without it, a persistentVolumeClaim volume's claim), else <namespace>/<pod>/<volume>.
+func veleroRealSource(pvb *velerov1.PodVolumeBackup, vol podvolume.Volume) string {
+	name := pvb.Annotations[velerov1.AnnotationPVCName]
+	if name == "" {
+		name = pvb.Spec.Volume
+		for _, v := range vol.Pod.Spec.Volumes {
+			if v.Name == pvb.Spec.Volume && v.PersistentVolumeClaim != nil {
+				name = v.PersistentVolumeClaim.ClaimName
+			}
+		}
+	}
+	return pvb.Spec.Pod.Namespace + "/" + pvb.Spec.Pod.Name + "/" + name
 }
 
 // done records the outcome and reports whether it did. A backup stopped because the

@@ -33,6 +33,7 @@ import (
 // +kubebuilder:rbac:groups=velero.io,resources=podvolumebackups,verbs=get;list;watch,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=podvolumebackups/status,verbs=get;patch;update,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backuprepositories,verbs=get;list,namespace=velero
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get,resourceNames=velero-repo-credentials;ferry-applied-repo-credentials,namespace=velero
 // +kubebuilder:rbac:groups="",resources=pods;persistentvolumeclaims;persistentvolumes,verbs=get
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero

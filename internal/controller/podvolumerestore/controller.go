@@ -37,6 +37,7 @@ import (
 // +kubebuilder:rbac:groups=velero.io,resources=podvolumerestores,verbs=get;list;watch,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=podvolumerestores/status,verbs=get;patch;update,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backuprepositories,verbs=get;list,namespace=velero
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get,resourceNames=velero-repo-credentials;ferry-applied-repo-credentials,namespace=velero
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims;persistentvolumes,verbs=get

@@ -61,7 +61,7 @@ func (r *Reconciler) restore(ctx context.Context, pvr *velerov1.PodVolumeRestore
 		return uploader.RestoreStats{}, fmt.Errorf("%w (attempt %d); the volume may hold a partial restore and its pod may be using it, so it is not restored again over live data: restore again into a new pod", errInterrupted, earlier)
 	}
 	r.Recorder.Eventf(pvr, corev1.EventTypeNormal, "Started", "restoring snapshot %s into %s", pvr.Spec.SnapshotID, vol.Dir)
-	rep, release, err := r.Repositories.Open(repository.WithLogger(ctx, logger), pvr.Spec.BackupStorageLocation, repoaccess.ForRestore)
+	rep, release, err := r.Repositories.OpenFor(repository.WithLogger(ctx, logger), pvr.Spec.BackupStorageLocation, sourceNamespace(pvr), repoaccess.ForRestore)
 	if err != nil {
 		return uploader.RestoreStats{}, err
 	}
@@ -84,6 +84,16 @@ func (r *Reconciler) restore(ctx context.Context, pvr *velerov1.PodVolumeRestore
 		return st, nil
 	}
 	return st, markDone(vol.Dir, pvr)
+}
+
+// sourceNamespace is the namespace the volume was backed up from, whose repository holds the
+// snapshot in Velero's layout: spec.sourceNamespace (Velero sets it; it differs from the pod's
+// namespace under a namespace mapping), else the pod's.
+func sourceNamespace(pvr *velerov1.PodVolumeRestore) string {
+	if pvr.Spec.SourceNamespace != "" {
+		return pvr.Spec.SourceNamespace
+	}
+	return pvr.Spec.Pod.Namespace
 }
 
 // heldByRestoreWait reports whether the pod's containers wait for the restore: Velero's
