@@ -117,5 +117,17 @@ func maintain(ctx context.Context, o MaintainOptions, res *backuprepository.JobR
 	}
 	rec, err := rep.Maintain(ctx, mode, repository.MaintenanceOptions{})
 	res.Message = rec.Message
-	return err
+	if err != nil {
+		return err
+	}
+	res.Freed = rec.StorageBytesBefore - rec.StorageBytesAfter
+	// The stats are a report on the repository, not part of maintaining it: failing to take
+	// them fails nothing.
+	stats, err := rep.Stats(ctx)
+	if err != nil {
+		res.Message += fmt.Sprintf("; stats not measured: %v", err)
+		return nil
+	}
+	res.Stats = &stats
+	return nil
 }

@@ -160,14 +160,15 @@ func (r *Reconciler) maintain(ctx context.Context, br *velerov1.BackupRepository
 	if err := serverjob.Prune(ctx, r.Client, jobs, AnnotationRecorded, keepJobs); err != nil {
 		return ctrl.Result{}, err
 	}
-	if running != "" {
-		return ctrl.Result{}, nil // the Job's end wakes this; its deadline bounds it
-	}
 	every := br.Spec.MaintenanceFrequency.Duration
 	if every <= 0 {
 		every = DefaultMaintenanceFrequency
 	}
 	now := r.Clock.Now()
+	observe(br, every, now)
+	if running != "" {
+		return ctrl.Result{}, nil // the Job's end wakes this; its deadline bounds it
+	}
 	if wait := nextMaintenance(br, every).Sub(now); wait > 0 {
 		return ctrl.Result{RequeueAfter: wait}, nil
 	}
@@ -235,7 +236,7 @@ func (r *Reconciler) fullDue(br *velerov1.BackupRepository, now time.Time) bool 
 }
 
 // record appends the run to status.recentMaintenance (keeping keepLatestMaintenance entries)
-// and remembers successful runs.
+// and sets lastMaintenanceTime on success.
 func (r *Reconciler) record(ctx context.Context, br *velerov1.BackupRepository, rec repository.MaintenanceRecord) error {
 	start, end := metav1.NewTime(rec.Start.Truncate(time.Second)), metav1.NewTime(rec.End.Truncate(time.Second))
 	entry := velerov1.BackupRepositoryMaintenanceStatus{Result: velerov1.BackupRepositoryMaintenanceSucceeded,
@@ -256,16 +257,5 @@ func (r *Reconciler) record(ctx context.Context, br *velerov1.BackupRepository, 
 	if rec.Succeeded {
 		fields["lastMaintenanceTime"] = end
 	}
-	if err := operation.PatchStatus(ctx, r.Client, br, fields); err != nil {
-		return err
-	}
-	if rec.Succeeded && rec.Mode == repository.MaintenanceFull {
-		patch := client.MergeFrom(br.DeepCopy())
-		if br.Annotations == nil {
-			br.Annotations = map[string]string{}
-		}
-		br.Annotations[AnnotationLastFull] = end.UTC().Format(time.RFC3339)
-		return r.Client.Patch(ctx, br, patch)
-	}
-	return nil
+	return operation.PatchStatus(ctx, r.Client, br, fields)
 }

@@ -14,11 +14,13 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/repository"
 	"github.com/ferry-backup/ferry/internal/serverjob"
 	"github.com/ferry-backup/ferry/internal/testenv"
 )
@@ -139,11 +141,71 @@ func TestMaintenanceRunsInJobsWhenTheScheduleSays(t *testing.T) {
 	if m := br.Status.RecentMaintenance[2].Message; m != "quick maintenance: storage 1.0 KiB" {
 		t.Errorf("the successful run says %q, want the Job's own message", m)
 	}
+	checkStats(t, br, start.Add(ran))
 	// Recorded Jobs beyond the latest three go.
 	step(ran+time.Hour, "success", []string{"Failed@5m0s", "Succeeded@15m0s", "Succeeded@1h15m0s"}, time.Hour)
 	if n := len(jobs()); n != keepJobs {
 		t.Errorf("%d maintenance Jobs kept, want %d", n, keepJobs)
 	}
+	// Two hours later maintenance is an hour behind its schedule (a Job starts).
+	if lag := gauge(t, "ferry_repository_maintenance_lag_seconds", br.Name, ""); lag != 0 {
+		t.Errorf("lag = %v on schedule, want 0", lag)
+	}
+	reconcile(ran + 3*time.Hour)
+	if lag := gauge(t, "ferry_repository_maintenance_lag_seconds", br.Name, ""); lag != 3600 {
+		t.Errorf("lag = %v an hour late, want 3600", lag)
+	}
+}
+
+// checkStats checks what a successful run recorded of the stats its Job reported: the
+// annotation and the metrics.
+func checkStats(t *testing.T, br *velerov1.BackupRepository, end time.Time) {
+	t.Helper()
+	stats, ok := Stats(br)
+	if !ok || !stats.Measured.Equal(end) || stats.SizeBytes != 6<<20 || stats.Snapshots != 2 || stats.DedupRatio != 2 ||
+		stats.ReclaimableBytes != 2<<20 || stats.Blobs[repository.BlobIndex] != 3 || stats.LastQuick == nil || !stats.LastQuick.Equal(end) || stats.LastFull != nil {
+		t.Errorf("stats annotation = %s", br.Annotations[velerov1.AnnotationRepositoryStats])
+	}
+	for _, m := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"size", gauge(t, "ferry_repository_size_bytes", br.Name, ""), 6 << 20},
+		{"index blobs", gauge(t, "ferry_repository_blobs", br.Name, "kind=index"), 3},
+		{"snapshots", gauge(t, "ferry_repository_snapshots", br.Name, ""), 2},
+		{"dedup ratio", gauge(t, "ferry_repository_dedup_ratio", br.Name, ""), 2},
+		{"reclaimable", gauge(t, "ferry_repository_reclaimable_bytes", br.Name, ""), 2 << 20},
+		{"last quick", gauge(t, "ferry_repository_last_maintenance_timestamp_seconds", br.Name, "mode=quick"), float64(end.Unix())},
+	} {
+		if m.got != m.want {
+			t.Errorf("metric %s = %v, want %v", m.name, m.got, m.want)
+		}
+	}
+}
+
+// gauge reads the metric of the repository (of location "default") from the registry
+// ferry-server serves; extra is one more label, name=value. -1 when there is none.
+func gauge(t *testing.T, name, repository, extra string) float64 {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]bool{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()+"="+l.GetValue()] = true
+			}
+			if labels["location=default"] && labels["repository="+repository] && (extra == "" || labels[extra]) {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return -1
 }
 
 // running is the one Job that has not ended.
@@ -196,6 +258,9 @@ func endJob(t *testing.T, c client.Client, j *batchv1.Job, outcome string, at ti
 	switch outcome {
 	case "success":
 		res.Message, terminated.ExitCode, terminated.Reason = "quick maintenance: storage 1.0 KiB", 0, "Completed"
+		res.Stats = &repository.Stats{SizeBytes: 6 << 20, Snapshots: 2, LogicalBytes: 8 << 20, LiveBytes: 4 << 20, Contents: 10,
+			Blobs:     map[string]int64{repository.BlobPack: 2, repository.BlobMetadataPack: 1, repository.BlobIndex: 3, repository.BlobOther: 4},
+			BlobBytes: map[string]int64{repository.BlobPack: 5 << 20, repository.BlobMetadataPack: 1 << 20, repository.BlobIndex: 100, repository.BlobOther: 100}}
 		terminated.Message = res.Line() + "\n"
 	case "error":
 		res.Message = "quick maintenance failed: clock skew"
@@ -277,5 +342,25 @@ func TestAnInvalidFrequencyKeepsTheDefault(t *testing.T) {
 	}
 	if note := frequencyNote(&velerov1.BackupRepository{}); note != "" {
 		t.Errorf("note for an empty frequency = %q", note)
+	}
+}
+
+// A result with the longest message and stats of large numbers still fits a termination
+// message, and reads back whole.
+func TestResultLineFitsTheTerminationMessage(t *testing.T) {
+	big := int64(1) << 62
+	stats := &repository.Stats{SizeBytes: big, Snapshots: big, LogicalBytes: big, LiveBytes: big, Contents: big, DeletedContents: big, DeletedBytes: big,
+		Blobs:     map[string]int64{repository.BlobPack: big, repository.BlobMetadataPack: big, repository.BlobIndex: big, repository.BlobOther: big},
+		BlobBytes: map[string]int64{repository.BlobPack: big, repository.BlobMetadataPack: big, repository.BlobIndex: big, repository.BlobOther: big}}
+	for _, msg := range []string{strings.Repeat("é", 4000), strings.Repeat("<", 4000)} {
+		res := JobResult{Mode: "full", Succeeded: true, Message: msg, Start: time.Now(), End: time.Now(), Stats: stats, Freed: -big}
+		line := res.Line()
+		if len(line)+1 > serverjob.MessageLimit {
+			t.Fatalf("result line of %d bytes, over the termination message's %d", len(line), serverjob.MessageLimit)
+		}
+		back, ok := ParseJobResult(line)
+		if !ok || back.Stats == nil || back.Stats.BlobBytes[repository.BlobOther] != big || back.Freed != -big || len(back.Message) < 300 {
+			t.Errorf("read back %+v, %v", back, ok)
+		}
 	}
 }

@@ -39,15 +39,25 @@ type JobResult struct {
 	Message   string    `json:"message"`
 	Start     time.Time `json:"start"`
 	End       time.Time `json:"end"`
+	// Stats measure the repository after a successful run; nil when the run failed or the
+	// measuring did (the message says why).
+	Stats *repository.Stats `json:"stats,omitempty"`
+	// Freed is the storage the run freed (before less after), which may be negative.
+	Freed int64 `json:"freed,omitempty"`
 }
 
-// Line encodes the result as one line.
+// Line encodes the result as one line that fits a termination message (4096 bytes, the line's
+// newline included): the message is cut, halving until the encoded line fits, since JSON may
+// escape a byte as six.
 func (r JobResult) Line() string {
-	// A termination message holds at most 4096 bytes: the message is cut well below.
-	if len(r.Message) > 3000 {
-		r.Message = strings.ToValidUTF8(r.Message[:3000], "") + "…"
+	for limit := 3000; ; limit /= 2 {
+		if len(r.Message) > limit {
+			r.Message = strings.ToValidUTF8(r.Message[:limit], "") + "…"
+		}
+		if line := serverjob.Line(resultMarker, r); len(line) < serverjob.MessageLimit || limit == 0 {
+			return line
+		}
 	}
-	return serverjob.Line(resultMarker, r)
 }
 
 // ParseJobResult finds the last result line in text; false when there is none.
@@ -94,7 +104,8 @@ func (r *Reconciler) jobResult(ctx context.Context, j *batchv1.Job, failed bool)
 	return res, nil
 }
 
-// record appends a finished Job's result to the status and marks the Job recorded.
+// recordJob appends a finished Job's result to the status, remembers a success and its stats in
+// the annotations, and marks the Job recorded.
 func (r *Reconciler) recordJob(ctx context.Context, br *velerov1.BackupRepository, j *batchv1.Job, failed bool) error {
 	res, err := r.jobResult(ctx, j, failed)
 	if err != nil {
@@ -105,6 +116,9 @@ func (r *Reconciler) recordJob(ctx context.Context, br *velerov1.BackupRepositor
 		rec.Mode = repository.MaintenanceFull
 	}
 	if err := r.record(ctx, br, rec); err != nil {
+		return err
+	}
+	if err := r.annotate(ctx, br, res); err != nil {
 		return err
 	}
 	return serverjob.MarkRecorded(ctx, r.Client, j, AnnotationRecorded)
