@@ -1,6 +1,9 @@
 package v1
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // AnnotationRepositoryStats on a BackupRepository holds what ferry-server measured of the
 // repository after its last maintenance run and when maintenance last succeeded: a
@@ -39,6 +42,17 @@ type RepositoryStats struct {
 	LastQuick          *time.Time `json:"lastQuick,omitempty"`
 	LastFull           *time.Time `json:"lastFull,omitempty"`
 	LastFullFreedBytes int64      `json:"lastFullFreedBytes,omitempty"`
+}
+
+// RepositoryStats reads AnnotationRepositoryStats; false when there is none or it cannot be read
+// (it is written again after the next successful maintenance).
+func (r *BackupRepository) RepositoryStats() (RepositoryStats, bool) {
+	var s RepositoryStats
+	data, ok := r.Annotations[AnnotationRepositoryStats]
+	if !ok || json.Unmarshal([]byte(data), &s) != nil {
+		return RepositoryStats{}, false
+	}
+	return s, true
 }
 
 // MaintenanceLag is how far maintenance is behind its schedule at now: now less when the next

@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"encoding/json"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -179,8 +181,34 @@ func TestLocationsAndRepositories(t *testing.T) {
 		t.Fatal(err)
 	}
 	wide := mustFerry(t, "-n", ns, "repo", "get", "-o", "wide")
-	if !regexp.MustCompile(`app-s3-kopia\s+s3\s+app\s+NotReady\s+<never>\s+bucket backups: access denied\s+kopia\s+1h0m0s\s+Failed: quick: access denied`).MatchString(wide) {
+	if !regexp.MustCompile(`app-s3-kopia\s+s3\s+app\s+NotReady\s+<never>\s+bucket backups: access denied\s+kopia\s+1h0m0s\s+` +
+		`<unknown>\s+<unknown>\s+<unknown>\s+<unknown>\s+<unknown>\s+<unknown>\s+0s\s+Failed: quick: access denied`).MatchString(wide) {
 		t.Errorf("repo get -o wide:\n%s", wide)
+	}
+	// A repository its maintenance Jobs measured, whose maintenance last succeeded 5 hours ago:
+	// 4 hours behind its hourly schedule.
+	now := time.Now()
+	quick, full := now.Add(-5*time.Hour).UTC(), now.Add(-30*time.Hour).UTC()
+	stats, err := json.Marshal(velerov1.RepositoryStats{Measured: quick, SizeBytes: 6 << 20, Snapshots: 12, DedupRatio: 2.5,
+		ReclaimableBytes: 1 << 20, LastQuick: &quick, LastFull: &full})
+	if err != nil {
+		t.Fatal(err)
+	}
+	measured := &velerov1.BackupRepository{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "disk-kopia",
+		Annotations: map[string]string{velerov1.AnnotationRepositoryStats: string(stats)}},
+		Spec: velerov1.BackupRepositorySpec{BackupStorageLocation: "disk", VolumeNamespace: "web", RepositoryType: "kopia", MaintenanceFrequency: shared.Duration{Duration: 3600e9}}}
+	if err := c.Create(ctx, measured); err != nil {
+		t.Fatal(err)
+	}
+	if err := setStatus(ctx, c, measured, func() {
+		measured.Status = velerov1.BackupRepositoryStatus{Phase: velerov1.BackupRepositoryPhaseReady, LastMaintenanceTime: &metav1.Time{Time: quick}}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wide = mustFerry(t, "-n", ns, "repo", "get", "disk-kopia", "-o", "wide")
+	if !regexp.MustCompile(`disk-kopia\s+disk\s+web\s+Ready\s+5h\d*m? ago\s+<none>\s+kopia\s+1h0m0s\s+` +
+		`6\.0 MiB\s+12\s+2\.50\s+1\.0 MiB\s+5h\d*m? ago\s+30h ago\s+4h\d*m?\s+<none>`).MatchString(wide) {
+		t.Errorf("repo get -o wide of a measured repository:\n%s", wide)
 	}
 	if narrow := mustFerry(t, "-n", ns, "repo", "get"); strings.Contains(narrow, "MAINTENANCE FREQUENCY") || !strings.Contains(narrow, "LAST MAINTENANCE") {
 		t.Errorf("repo get:\n%s", narrow)

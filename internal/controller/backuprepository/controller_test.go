@@ -161,7 +161,7 @@ func TestMaintenanceRunsInJobsWhenTheScheduleSays(t *testing.T) {
 // annotation and the metrics.
 func checkStats(t *testing.T, br *velerov1.BackupRepository, end time.Time) {
 	t.Helper()
-	stats, ok := Stats(br)
+	stats, ok := br.RepositoryStats()
 	if !ok || !stats.Measured.Equal(end) || stats.SizeBytes != 6<<20 || stats.Snapshots != 2 || stats.DedupRatio != 2 ||
 		stats.ReclaimableBytes != 2<<20 || stats.Blobs[repository.BlobIndex] != 3 || stats.LastQuick == nil || !stats.LastQuick.Equal(end) || stats.LastFull != nil {
 		t.Errorf("stats annotation = %s", br.Annotations[velerov1.AnnotationRepositoryStats])

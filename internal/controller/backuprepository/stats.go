@@ -13,17 +13,6 @@ import (
 	"github.com/ferry-backup/ferry/internal/repository"
 )
 
-// Stats reads the repository's AnnotationRepositoryStats; false when there is none (or it
-// cannot be read: it is written again after the next run).
-func Stats(br *velerov1.BackupRepository) (velerov1.RepositoryStats, bool) {
-	var s velerov1.RepositoryStats
-	data, ok := br.Annotations[velerov1.AnnotationRepositoryStats]
-	if !ok || json.Unmarshal([]byte(data), &s) != nil {
-		return velerov1.RepositoryStats{}, false
-	}
-	return s, true
-}
-
 // annotate remembers a successful run in the annotations: when each mode last succeeded
 // (AnnotationLastFull, which the schedule reads, and the stats' lastQuick and lastFull) and
 // what the run measured. A failed run changes nothing: the stats stay those of the last
@@ -32,7 +21,7 @@ func (r *Reconciler) annotate(ctx context.Context, br *velerov1.BackupRepository
 	if !res.Succeeded {
 		return nil
 	}
-	stats, _ := Stats(br)
+	stats, _ := br.RepositoryStats()
 	end := res.End.UTC().Truncate(time.Second)
 	full := res.Mode == string(repository.MaintenanceFull)
 	if full {
@@ -65,7 +54,7 @@ func (r *Reconciler) annotate(ctx context.Context, br *velerov1.BackupRepository
 func observe(br *velerov1.BackupRepository, every time.Duration, now time.Time) {
 	loc, name := br.Spec.BackupStorageLocation, br.Name
 	metrics.RepositoryMaintenanceLag.WithLabelValues(loc, name).Set(br.MaintenanceLag(every, now).Seconds())
-	stats, ok := Stats(br)
+	stats, ok := br.RepositoryStats()
 	if !ok {
 		return
 	}
