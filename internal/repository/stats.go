@@ -58,8 +58,8 @@ func (s Stats) DedupRatio() float64 {
 // ReclaimableBytes is the dead space in packs: PackBytes less LiveBytes. It holds the contents
 // full maintenance marked deleted and those it already dropped from the index but whose packs
 // still hold them (with the packs' few bytes of headers). Later full maintenance runs free it as
-// they delete the packs left without live contents and rewrite the packs that are mostly dead;
-// a pack that stays mostly live keeps its dead bytes. Data no snapshot references any more but
+// they delete the packs left without live contents and rewrite short packs (live contents under
+// 60% of the maximum pack size); a pack whose live contents stay above that keeps its dead bytes. Data no snapshot references any more but
 // that full maintenance has not yet marked (it walks every snapshot to know) is not counted.
 func (s Stats) ReclaimableBytes() int64 { return max(0, s.PackBytes()-s.LiveBytes) }
 
