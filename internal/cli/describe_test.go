@@ -210,6 +210,13 @@ func TestLocationsAndRepositories(t *testing.T) {
 		`6\.0 MiB\s+12\s+2\.50\s+1\.0 MiB\s+5h\d*m? ago\s+30h ago\s+4h\d*m?\s+<none>`).MatchString(wide) {
 		t.Errorf("repo get -o wide of a measured repository:\n%s", wide)
 	}
+	described := mustFerry(t, "-n", ns, "repo", "describe", "disk-kopia")
+	for _, want := range []string{`Location:\s+disk\n`, `Maintenance:\s+every 1h0m0s, last succeeded 5h\d*m? ago, lag 4h`, `Last full:\s+30h ago`,
+		`Size:\s+6\.0 MiB`, `Snapshots:\s+12,`, `deduplication ratio 2\.50`, `Reclaimable:\s+1\.0 MiB`, `Recent maintenance: <none>`} {
+		if !regexp.MustCompile(want).MatchString(described) {
+			t.Errorf("repo describe: want %s in\n%s", want, described)
+		}
+	}
 	if narrow := mustFerry(t, "-n", ns, "repo", "get"); strings.Contains(narrow, "MAINTENANCE FREQUENCY") || !strings.Contains(narrow, "LAST MAINTENANCE") {
 		t.Errorf("repo get:\n%s", narrow)
 	}

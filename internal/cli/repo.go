@@ -19,7 +19,7 @@ func newRepoCommand(o *Options) *cobra.Command {
 		Aliases: []string{"repos", "backup-repository"},
 		Short:   "Show the backup repositories (Ferry keeps one per storage location)",
 	}
-	cmd.AddCommand(newRepoGetCommand(o))
+	cmd.AddCommand(newRepoGetCommand(o), newRepoDescribeCommand(o))
 	return cmd
 }
 
