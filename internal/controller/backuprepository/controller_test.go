@@ -155,6 +155,14 @@ func TestMaintenanceRunsInJobsWhenTheScheduleSays(t *testing.T) {
 	if lag := gauge(t, "ferry_repository_maintenance_lag_seconds", br.Name, ""); lag != 3600 {
 		t.Errorf("lag = %v an hour late, want 3600", lag)
 	}
+	// A repository that is gone takes its metrics along.
+	if err := env.Client.Delete(ctx, br); err != nil {
+		t.Fatal(err)
+	}
+	reconcile(ran + 3*time.Hour)
+	if size, lag := gauge(t, "ferry_repository_size_bytes", br.Name, ""), gauge(t, "ferry_repository_maintenance_lag_seconds", br.Name, ""); size != -1 || lag != -1 {
+		t.Errorf("size %v, lag %v of a deleted repository; want none", size, lag)
+	}
 }
 
 // checkStats checks what a successful run recorded of the stats its Job reported: the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
@@ -73,4 +74,13 @@ func observe(br *velerov1.BackupRepository, every time.Duration, now time.Time) 
 	metrics.RepositorySnapshots.WithLabelValues(loc, name).Set(float64(stats.Snapshots))
 	metrics.RepositoryDedupRatio.WithLabelValues(loc, name).Set(stats.DedupRatio)
 	metrics.RepositoryReclaimable.WithLabelValues(loc, name).Set(float64(stats.ReclaimableBytes))
+}
+
+// forget drops the metrics of a repository that is gone.
+func forget(name string) {
+	only := prometheus.Labels{"repository": name}
+	for _, v := range []*prometheus.GaugeVec{metrics.RepositorySize, metrics.RepositoryBlobs, metrics.RepositorySnapshots,
+		metrics.RepositoryDedupRatio, metrics.RepositoryReclaimable, metrics.RepositoryLastMaintenance, metrics.RepositoryMaintenanceLag} {
+		v.DeletePartialMatch(only)
+	}
 }
