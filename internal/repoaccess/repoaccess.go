@@ -320,7 +320,7 @@ func (a *Access) Rekey(ctx context.Context, bslName, oldPassword, newPassword st
 		return false, err
 	}
 	targets := []repository.Options{opts}
-	namespaces, err := a.veleroNamespaces(ctx, bslName)
+	namespaces, err := veleroNamespaces(ctx, a.opts.Client, a.opts.Namespace, bslName)
 	if err != nil {
 		return false, err
 	}
