@@ -38,6 +38,7 @@ import (
 // +kubebuilder:rbac:groups=velero.io,resources=datauploads,verbs=get;list;watch;patch,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=datauploads/status,verbs=get;patch;update,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get;list;watch,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backuprepositories,verbs=get;list;watch,namespace=velero
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
 
 // Defaults.

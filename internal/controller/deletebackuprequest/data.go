@@ -7,6 +7,8 @@ import (
 	"maps"
 	"slices"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/backuprecord"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
@@ -46,7 +48,7 @@ func (r *Reconciler) deleteData(ctx context.Context, location string, b *velerov
 	case !errors.Is(err, repository.ErrNoRecord):
 		return 0, fmt.Errorf("read the record of backup %s: %w", b.Name, err)
 	}
-	reps, err := r.namespaceRepositories(ctx, location, namespaces, recorded)
+	reps, err := r.namespaceRepositories(ctx, b, location, namespaces, recorded)
 	defer func() {
 		for _, nr := range reps {
 			nr.release()
@@ -74,40 +76,36 @@ type openRepository struct {
 // namespaceRepositories opens the repositories of those of namespaces that have Velero's layout
 // at the location, and of the recorded namespaces (which the record of the backup places in
 // Velero's layout, whatever the location says now), each once and only where it exists; the
-// location's own is not among them.
-func (r *Reconciler) namespaceRepositories(ctx context.Context, location string, namespaces, recorded []string) ([]openRepository, error) {
-	type want struct {
-		ns       string
-		recorded bool
+// location's own is not among them. In Ferry's layout it opens none.
+func (r *Reconciler) namespaceRepositories(ctx context.Context, b *velerov1.Backup, location string, namespaces, recorded []string) ([]openRepository, error) {
+	bsl := &velerov1.BackupStorageLocation{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: location}, bsl); err != nil {
+		return nil, fmt.Errorf("read backup storage location %s: %w", location, err)
 	}
-	slices.Sort(namespaces)
-	slices.Sort(recorded)
-	var wants []want
-	for _, ns := range slices.Compact(recorded) {
-		wants = append(wants, want{ns, true})
-	}
-	for _, ns := range slices.Compact(namespaces) {
-		if ns != "" && !slices.Contains(recorded, ns) {
-			wants = append(wants, want{ns, false})
+	wanted := slices.Clone(recorded)
+	for _, ns := range namespaces {
+		if ns == "" || slices.Contains(recorded, ns) {
+			continue
+		}
+		layout, err := repoaccess.LayoutOf(ctx, r.Client, bsl, ns)
+		if err != nil {
+			return nil, err
+		}
+		if layout == repoaccess.LayoutVelero {
+			wanted = append(wanted, ns)
 		}
 	}
+	slices.Sort(wanted)
 	var reps []openRepository
-	for _, w := range wants {
-		open := r.Repositories.OpenFor
-		if w.recorded {
-			open = r.Repositories.OpenNamespace
-		}
+	for _, ns := range slices.Compact(wanted) {
 		// ForReading: a repository that does not exist holds nothing to delete and is not
 		// created for it.
-		rep, release, err := open(ctx, location, w.ns, repoaccess.ForReading)
+		rep, release, err := r.Repositories.OpenNamespace(ctx, location, ns, repoaccess.ForReading)
 		switch {
 		case errors.Is(err, repository.ErrNotInitialized):
 			continue
 		case err != nil:
-			return reps, fmt.Errorf("repository of namespace %s: %w", w.ns, err)
-		case rep.Location().Namespace == "" || slices.ContainsFunc(reps, func(o openRepository) bool { return o.rep == rep }):
-			release() // Ferry's layout (the location's repository), or opened already
-			continue
+			return reps, fmt.Errorf("repository of namespace %s: %w", ns, err)
 		}
 		reps = append(reps, openRepository{rep: rep, release: release})
 	}
