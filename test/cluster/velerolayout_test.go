@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,7 +20,7 @@ import (
 // ferry-server in Velero's layout: a backup of two namespaces gets a BackupRepository per
 // namespace named and labelled as Velero's, writes each namespace's snapshots to
 // <prefix>/kopia/<namespace>/ and its record to the location's repository, restores byte for
-// byte, and a DeleteBackupRequest deletes the snapshots from both namespace repositories.
+// byte, verifies, and a DeleteBackupRequest deletes the snapshots from both namespace repositories.
 func TestServerInVelerosLayout(t *testing.T) {
 	c := harness.New(t)
 	bsl := &velerov1.BackupStorageLocation{}
@@ -71,6 +72,12 @@ func TestServerInVelerosLayout(t *testing.T) {
 		if v.RepositoryNamespace != v.Namespace {
 			t.Errorf("the record places the volume of %s in repository %q", v.Namespace, v.RepositoryNamespace)
 		}
+	}
+
+	// Verification reads each volume's snapshot from the repository the record names.
+	out, err := c.Ferry("backup", "verify", "nightly", "--percent", "100", "--timeout", "3m")
+	if err != nil || !strings.Contains(out, shop+"/web/data") || !strings.Contains(out, blog+"/db/data") {
+		t.Errorf("verifying the backup: %v\n%s", err, out)
 	}
 
 	target := c.CreatePod(node, c.Namespace("shop-restored"), "web", harness.VolumeSpec{Name: "data", Claim: "web-data"})
