@@ -32,7 +32,7 @@ type Record struct {
 }
 
 // Paths that make a volume's snapshot. Both write a Kopia snapshot of the volume's files into
-// the location's repository, so either restores through either.
+// the repository that holds the volume's namespace, so either restores through either.
 const (
 	// PathPodVolume is the file-system path: a PodVolumeBackup read the volume through its pod.
 	PathPodVolume = "podvolume"
@@ -52,10 +52,14 @@ type Volume struct {
 	Path       string `json:"path,omitempty"`
 	Node       string `json:"node"`
 	SnapshotID string `json:"snapshotID,omitempty"`
-	Phase      string `json:"phase"`
-	Message    string `json:"message,omitempty"`
-	Bytes      int64  `json:"bytes"`
-	Files      int64  `json:"files"`
+	// RepositoryNamespace says which repository of the location holds the snapshot: in Velero's
+	// layout the namespace whose repository it is (<prefix>/kopia/<namespace>/, the volume's
+	// namespace); empty, the location's own repository, which also holds this record.
+	RepositoryNamespace string `json:"repositoryNamespace,omitempty"`
+	Phase               string `json:"phase"`
+	Message             string `json:"message,omitempty"`
+	Bytes               int64  `json:"bytes"`
+	Files               int64  `json:"files"`
 	// ClaimSpec is the claim's spec at backup time, to recreate it.
 	ClaimSpec *corev1.PersistentVolumeClaimSpec `json:"claimSpec,omitempty"`
 }

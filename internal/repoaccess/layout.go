@@ -31,32 +31,41 @@ const (
 	LayoutVelero     = "velero"
 )
 
+// LayoutOf returns the layout, LayoutVelero or LayoutFerry, of the repository that holds the
+// volumes of namespace at the location bsl; c lists the BackupRepositories in bsl's namespace.
+// The server asks it to know which BackupRepositories a backup needs and which repositories a
+// deletion cleans; the node-agents open what it chooses (OpenFor).
+func LayoutOf(ctx context.Context, c client.Reader, bsl *velerov1.BackupStorageLocation, namespace string) (string, error) {
+	switch v := bsl.Annotations[LayoutAnnotation]; v {
+	case LayoutVelero, LayoutFerry:
+		return v, nil
+	case "":
+	default:
+		return "", fmt.Errorf("backup storage location %s: annotation %s is %q, not %q or %q",
+			bsl.Name, LayoutAnnotation, v, LayoutVelero, LayoutFerry)
+	}
+	namespaces, err := veleroNamespaces(ctx, c, bsl.Namespace, bsl.Name)
+	if err != nil {
+		return "", err
+	}
+	if i := sort.SearchStrings(namespaces, namespace); i < len(namespaces) && namespaces[i] == namespace {
+		return LayoutVelero, nil
+	}
+	return LayoutFerry, nil
+}
+
 // veleroLayout reports whether the volumes of namespace live in the namespace's own repository
 // at the location (Velero's layout).
 func (a *Access) veleroLayout(ctx context.Context, bsl *velerov1.BackupStorageLocation, namespace string) (bool, error) {
-	switch v := bsl.Annotations[LayoutAnnotation]; v {
-	case LayoutVelero:
-		return true, nil
-	case LayoutFerry:
-		return false, nil
-	case "":
-	default:
-		return false, fmt.Errorf("backup storage location %s: annotation %s is %q, not %q or %q",
-			bsl.Name, LayoutAnnotation, v, LayoutVelero, LayoutFerry)
-	}
-	namespaces, err := a.veleroNamespaces(ctx, bsl.Name)
-	if err != nil {
-		return false, err
-	}
-	i := sort.SearchStrings(namespaces, namespace)
-	return i < len(namespaces) && namespaces[i] == namespace, nil
+	layout, err := LayoutOf(ctx, a.opts.Client, bsl, namespace)
+	return layout == LayoutVelero, err
 }
 
 // veleroNamespaces returns, sorted, the volume namespaces the location's Kopia BackupRepositories
 // record.
-func (a *Access) veleroNamespaces(ctx context.Context, bslName string) ([]string, error) {
+func veleroNamespaces(ctx context.Context, c client.Reader, namespace, bslName string) ([]string, error) {
 	list := &velerov1.BackupRepositoryList{}
-	if err := a.opts.Client.List(ctx, list, client.InNamespace(a.opts.Namespace)); err != nil {
+	if err := c.List(ctx, list, client.InNamespace(namespace)); err != nil {
 		return nil, fmt.Errorf("list the backup repositories of location %s: %w", bslName, err)
 	}
 	var namespaces []string

@@ -189,3 +189,46 @@ func TestAgentsMayListBackupRepositories(t *testing.T) {
 		}
 	}
 }
+
+// LayoutOf answers as OpenFor chooses: the annotation first, else a BackupRepository recording
+// the namespace.
+func TestLayoutOfFollowsTheAnnotationElseTheBackupRepositories(t *testing.T) {
+	f := newLayoutFixture(t)
+	c := testenv.Get(t).Client
+	layoutOf := func(namespace string) string {
+		t.Helper()
+		bsl := &velerov1.BackupStorageLocation{}
+		if err := c.Get(t.Context(), client.ObjectKey{Namespace: f.ns, Name: "default"}, bsl); err != nil {
+			t.Fatal(err)
+		}
+		layout, err := repoaccess.LayoutOf(t.Context(), c, bsl, namespace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return layout
+	}
+	f.veleroRepository(t, "app")
+	for _, tc := range []struct{ annotation, namespace, want string }{
+		{"", "app", repoaccess.LayoutVelero},
+		{"", "other", repoaccess.LayoutFerry},
+		{repoaccess.LayoutVelero, "other", repoaccess.LayoutVelero},
+		{repoaccess.LayoutFerry, "app", repoaccess.LayoutFerry},
+	} {
+		if tc.annotation != "" {
+			f.annotate(t, tc.annotation)
+		}
+		if got := layoutOf(tc.namespace); got != tc.want {
+			t.Errorf("annotation %q, namespace %s: %s, want %s", tc.annotation, tc.namespace, got, tc.want)
+		}
+	}
+	// A backup record may place a snapshot in a namespace repository that the layout no longer
+	// chooses: OpenNamespace opens it all the same.
+	rep, release, err := f.server.OpenNamespace(t.Context(), "default", "app", repoaccess.ForBackup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if rep.Location().Namespace != "app" || rep.ClientOptions().Hostname != "default" {
+		t.Errorf("OpenNamespace opened %s as %s", rep.Location(), rep.ClientOptions().Hostname)
+	}
+}

@@ -131,6 +131,20 @@ func (a *Access) OpenFor(ctx context.Context, bslName, namespace string, purpose
 	return a.openRefreshed(ctx, bslName, namespace, purpose)
 }
 
+// OpenNamespace returns the namespace's own repository at the named location, in Velero's
+// layout, whatever the location's layout says of the namespace now: for the snapshots a backup
+// record places there.
+func (a *Access) OpenNamespace(ctx context.Context, bslName, namespace string, purpose Purpose) (*repository.Repository, func(), error) {
+	if namespace == "" {
+		return nil, nil, fmt.Errorf("backup storage location %s: open a namespace repository: no namespace", bslName)
+	}
+	return a.openRefreshed(ctx, bslName, forceVelero+namespace, purpose)
+}
+
+// forceVelero prefixes a namespace that opens the namespace's own repository whatever the
+// layout (no namespace name contains a slash).
+const forceVelero = "/"
+
 func (a *Access) openRefreshed(ctx context.Context, bslName, namespace string, purpose Purpose) (*repository.Repository, func(), error) {
 	rep, release, reused, err := a.acquire(ctx, bslName, namespace, purpose)
 	if err != nil || !reused {
@@ -285,7 +299,9 @@ func (a *Access) options(ctx context.Context, bslName, namespace string, purpose
 		return repository.Options{}, err
 	}
 	identity := a.opts.Identity
-	if namespace != "" {
+	if forced, ok := strings.CutPrefix(namespace, forceVelero); ok {
+		loc, identity = loc.ForNamespace(forced), repository.VeleroIdentity
+	} else if namespace != "" {
 		velero, err := a.veleroLayout(ctx, bsl, namespace)
 		if err != nil {
 			return repository.Options{}, err
@@ -320,7 +336,7 @@ func (a *Access) Rekey(ctx context.Context, bslName, oldPassword, newPassword st
 		return false, err
 	}
 	targets := []repository.Options{opts}
-	namespaces, err := a.veleroNamespaces(ctx, bslName)
+	namespaces, err := veleroNamespaces(ctx, a.opts.Client, a.opts.Namespace, bslName)
 	if err != nil {
 		return false, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/ferry-backup/ferry/internal/manager"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/repository"
 	"github.com/ferry-backup/ferry/internal/scheme"
 	"github.com/ferry-backup/ferry/internal/uploader"
 )
@@ -128,10 +129,14 @@ func verify(ctx context.Context, o VerifyOptions, res *velerov1.BackupVerificati
 	if err := rep.LoadRecord(ctx, backuprecord.Kind, o.Backup, &rec); err != nil {
 		return fmt.Errorf("the record of backup %s in location %s: %w", o.Backup, o.Location, err)
 	}
-	packs, err := rep.PackBlobs(ctx)
-	if err != nil {
-		return err
-	}
+	repos := map[string]*verifiedRepository{"": {rep: rep}}
+	defer func() {
+		for ns, vr := range repos {
+			if ns != "" {
+				vr.release()
+			}
+		}
+	}()
 	var problems []error
 	for _, vol := range rec.Volumes {
 		v := velerov1.VolumeVerification{Volume: volumeName(vol), SnapshotID: vol.SnapshotID}
@@ -140,7 +145,11 @@ func verify(ctx context.Context, o VerifyOptions, res *velerov1.BackupVerificati
 			res.Volumes = append(res.Volumes, v)
 			continue
 		}
-		r, err := uploader.Verify(ctx, rep, vol.SnapshotID, uploader.VerifyOptions{Percent: o.Percent, Packs: packs, MaxErrors: logErrors})
+		vr, err := repositoryOf(ctx, access, o.Location, vol.RepositoryNamespace, repos)
+		if err != nil {
+			return err
+		}
+		r, err := uploader.Verify(ctx, vr.rep, vol.SnapshotID, uploader.VerifyOptions{Percent: o.Percent, Packs: vr.packs, MaxErrors: logErrors})
 		v.Files, v.FilesRead, v.BytesRead, v.Errors = r.Files, r.FilesRead, r.BytesRead, r.ErrorCount
 		for _, e := range r.Errors {
 			fmt.Fprintf(out, "volume %s, snapshot %s: %s\n", v.Volume, vol.SnapshotID, e)
@@ -157,6 +166,38 @@ func verify(ctx context.Context, o VerifyOptions, res *velerov1.BackupVerificati
 		}
 	}
 	return errors.Join(problems...)
+}
+
+// verifiedRepository is a repository that holds snapshots of the backup, with its pack blobs.
+type verifiedRepository struct {
+	rep     *repository.Repository
+	packs   map[string]struct{}
+	listed  bool
+	release func()
+}
+
+// repositoryOf returns the repository that holds a volume's snapshot: the location's, or in
+// Velero's layout the one of namespace, which the record names. Each is opened and its packs
+// listed once; the location's is opened by the caller.
+func repositoryOf(ctx context.Context, access *repoaccess.Access, location, namespace string,
+	repos map[string]*verifiedRepository) (*verifiedRepository, error) {
+	vr := repos[namespace]
+	if vr == nil {
+		rep, release, err := access.OpenNamespace(ctx, location, namespace, repoaccess.ForReading)
+		if err != nil {
+			return nil, fmt.Errorf("the repository of namespace %s: %w", namespace, err)
+		}
+		vr = &verifiedRepository{rep: rep, release: release}
+		repos[namespace] = vr
+	}
+	if !vr.listed {
+		packs, err := vr.rep.PackBlobs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		vr.packs, vr.listed = packs, true
+	}
+	return vr, nil
 }
 
 // volumeName is <namespace>/<pod>/<volume>, or <namespace>/pvc/<claim> for a claim no pod named.

@@ -7,6 +7,7 @@
 package backup
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -131,19 +132,12 @@ func (r *Reconciler) start(ctx context.Context, b *velerov1.Backup) (ctrl.Result
 	if bsl.Status.Phase == velerov1.BackupStorageLocationPhaseUnavailable {
 		return ctrl.Result{}, r.fail(ctx, b, fmt.Sprintf("backup storage location %s is Unavailable: %s", bsl.Name, bsl.Status.Message))
 	}
-	br, err := r.ensureRepository(ctx, b, bsl)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	if br.Status.Phase != velerov1.BackupRepositoryPhaseReady {
-		return r.waitForRepository(ctx, b, br)
+	sel, wait, err := r.readyRepositories(ctx, b, bsl)
+	if err != nil || wait != nil {
+		return *cmp.Or(wait, &ctrl.Result{}), err
 	}
 	if _, err := r.holdUntilEnded(ctx, b); err != nil {
 		return ctrl.Result{}, err // before anything is written that a deletion would have to undo
-	}
-	sel, err := r.selectVolumes(ctx, b)
-	if err != nil {
-		return ctrl.Result{}, err
 	}
 	for _, v := range sel.PodVolumes {
 		if err := r.createPodVolumeBackup(ctx, b, bsl.Name, v); err != nil {

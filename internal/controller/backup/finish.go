@@ -217,10 +217,32 @@ func (r *Reconciler) saveRecord(ctx context.Context, b *velerov1.Backup, rec bac
 		}
 		rec.StorageLocation = bsl.Name
 	}
+	if err := r.recordRepositories(ctx, b.Namespace, rec); err != nil {
+		return err
+	}
 	rep, release, err := r.Repositories.Open(ctx, rec.StorageLocation, repoaccess.ForBackup)
 	if err != nil {
 		return err
 	}
 	defer release()
 	return rep.SaveRecord(ctx, backuprecord.Kind, b.Name, rec)
+}
+
+// recordRepositories says in the record which repository holds each volume's snapshot: the
+// namespace's own in Velero's layout.
+func (r *Reconciler) recordRepositories(ctx context.Context, namespace string, rec backuprecord.Record) error {
+	bsl := &velerov1.BackupStorageLocation{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: rec.StorageLocation}, bsl); err != nil {
+		return fmt.Errorf("read backup storage location %s: %w", rec.StorageLocation, err)
+	}
+	for i, v := range rec.Volumes {
+		layout, err := repoaccess.LayoutOf(ctx, r.Client, bsl, v.Namespace)
+		if err != nil {
+			return err
+		}
+		if layout == repoaccess.LayoutVelero {
+			rec.Volumes[i].RepositoryNamespace = v.Namespace
+		}
+	}
+	return nil
 }

@@ -6,9 +6,7 @@ package deletebackuprequest
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"time"
 
@@ -27,11 +25,8 @@ import (
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
-	"github.com/ferry-backup/ferry/internal/backuprecord"
 	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
-	"github.com/ferry-backup/ferry/internal/repository"
-	"github.com/ferry-backup/ferry/internal/uploader"
 )
 
 // +kubebuilder:rbac:groups=velero.io,resources=deletebackuprequests,verbs=get;list;watch;patch;delete,namespace=velero
@@ -43,6 +38,7 @@ import (
 // +kubebuilder:rbac:groups=velero.io,resources=datauploads,verbs=get;list;watch;patch,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=datauploads/status,verbs=get;patch;update,namespace=velero
 // +kubebuilder:rbac:groups=velero.io,resources=backupstoragelocations,verbs=get;list;watch,namespace=velero
+// +kubebuilder:rbac:groups=velero.io,resources=backuprepositories,verbs=get;list;watch,namespace=velero
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch,namespace=velero
 
 // Defaults.
@@ -314,7 +310,14 @@ func (r *Reconciler) process(ctx context.Context, dbr *velerov1.DeleteBackupRequ
 		owned[d.Status.SnapshotID] = true
 	}
 	delete(owned, "")
-	deleted, err := r.deleteData(ctx, location, b, owned)
+	namespaces := make([]string, 0, len(pvbs)+len(dus))
+	for _, p := range pvbs {
+		namespaces = append(namespaces, p.Spec.Pod.Namespace)
+	}
+	for _, d := range dus {
+		namespaces = append(namespaces, d.Spec.SourceNamespace)
+	}
+	deleted, err := r.deleteData(ctx, location, b, owned, namespaces)
 	if err != nil {
 		problems = append(problems, err.Error())
 		if deleted == 0 {
@@ -372,65 +375,6 @@ func (r *Reconciler) stop(ctx context.Context, dbr *velerov1.DeleteBackupRequest
 		running = append(running, fmt.Sprintf("%s (%s on node %s)", p.Name, p.Status.Phase, p.Spec.Node))
 	}
 	return running, nil
-}
-
-// deleteData deletes the backup's snapshots (checkpoints too) and its record from the location's
-// repository, and returns how many snapshots it deleted. A snapshot belongs to the backup when
-// it is owned (its PodVolumeBackup or DataUpload names it), the record names it, or its tags
-// carry the backup's name and the UID of the Backup (or of the original one, for a Backup
-// recreated by backup sync).
-func (r *Reconciler) deleteData(ctx context.Context, location string, b *velerov1.Backup, owned map[string]bool) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, DeleteLimit)
-	defer cancel()
-	rep, release, err := r.Repositories.Open(ctx, location, repoaccess.ForBackup)
-	if err != nil {
-		return 0, fmt.Errorf("delete the data of backup %s: %w", b.Name, err)
-	}
-	defer release()
-	uids := map[string]bool{string(b.UID): true}
-	var rec backuprecord.Record
-	switch err := rep.LoadRecord(ctx, backuprecord.Kind, b.Name, &rec); {
-	case err == nil:
-		uids[rec.UID] = true
-		for _, v := range rec.Volumes {
-			owned[v.SnapshotID] = true
-		}
-	case !errors.Is(err, repository.ErrNoRecord):
-		return 0, fmt.Errorf("read the record of backup %s: %w", b.Name, err)
-	}
-	tagged, err := uploader.List(ctx, rep, map[string]string{"backup": b.Name}, true)
-	if err != nil {
-		return 0, fmt.Errorf("list the snapshots of backup %s: %w", b.Name, err)
-	}
-	var ids []string
-	untagged := maps.Clone(owned) // named by this backup's objects, whatever their tags
-	delete(untagged, "")
-	for _, s := range tagged {
-		if owned[s.ID] || uids[s.Tags["backup-uid"]] {
-			ids = append(ids, s.ID)
-		}
-		delete(untagged, s.ID)
-	}
-	if len(untagged) > 0 {
-		all, err := uploader.List(ctx, rep, nil, true)
-		if err != nil {
-			return 0, fmt.Errorf("list the snapshots of backup %s: %w", b.Name, err)
-		}
-		for _, s := range all {
-			if untagged[s.ID] {
-				ids = append(ids, s.ID)
-			}
-		}
-	}
-	if len(ids) > 0 {
-		if err := uploader.Delete(ctx, rep, ids...); err != nil {
-			return 0, fmt.Errorf("delete the snapshots of backup %s: %w", b.Name, err)
-		}
-	}
-	if err := rep.DeleteRecord(ctx, backuprecord.Kind, b.Name); err != nil {
-		return len(ids), fmt.Errorf("delete the record of backup %s (its %d snapshots are deleted): %w", b.Name, len(ids), err)
-	}
-	return len(ids), nil
 }
 
 // undo puts the backup back in its previous phase (nothing of it was deleted) and ends the
