@@ -251,12 +251,17 @@ func TestDeletionIsExplicitAndSyncBringsBackupsBack(t *testing.T) {
 			err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(running), running)
 			return apierrors.IsNotFound(err), fmt.Sprintf("the deleted Backup is still there: %s, finalizers %v", running.Status.Phase, running.Finalizers)
 		})
+		// The request lets the Backup go (its finalizer) before it marks itself Processed.
 		dbrs := &velerov1.DeleteBackupRequestList{}
-		if err := c.Client.List(context.Background(), dbrs, client.InNamespace(c.Install), client.MatchingLabels{velerov1.LabelBackupUID: string(running.UID)}); err != nil {
-			t.Fatal(err)
-		}
-		if len(dbrs.Items) != 1 || dbrs.Items[0].Status.Phase != velerov1.DeleteBackupRequestPhaseProcessed || len(dbrs.Items[0].Status.Errors) > 0 {
-			t.Errorf("the DeleteBackupRequests of the deleted backup: %+v", dbrs.Items)
+		c.Eventually(time.Minute, func() (bool, string) {
+			if err := c.Client.List(context.Background(), dbrs, client.InNamespace(c.Install), client.MatchingLabels{velerov1.LabelBackupUID: string(running.UID)}); err != nil {
+				return false, err.Error()
+			}
+			return len(dbrs.Items) == 1 && dbrs.Items[0].Status.Phase == velerov1.DeleteBackupRequestPhaseProcessed,
+				fmt.Sprintf("the DeleteBackupRequests of the deleted backup: %+v", dbrs.Items)
+		})
+		if len(dbrs.Items[0].Status.Errors) > 0 {
+			t.Errorf("the DeleteBackupRequest of the deleted backup: %q", dbrs.Items[0].Status.Errors)
 		}
 		if got := snapshotsOf(t, c, harnessPassword, "deleted-running"); len(got) != 0 {
 			t.Errorf("snapshots (checkpoints) of the deleted backup left: %v", got)
