@@ -99,6 +99,10 @@ func TestServerOperations(t *testing.T) {
 				t.Errorf("maintenance run: %+v", m)
 			}
 		}
+		// The Jobs measured the repository: the backups above are in it.
+		if stats, ok := br.RepositoryStats(); !ok || stats.Snapshots < 2 || stats.SizeBytes <= 0 || stats.LastFull == nil {
+			t.Errorf("repository stats after maintenance: %+v (%v)", stats, ok)
+		}
 
 		// Each run is a Job of its own; one killed mid-run (as for memory) is recorded as failed,
 		// and the next run, a second later, succeeds on the same repository.
