@@ -1,11 +1,13 @@
 // Command ferry-server validates storage locations, keeps backup repositories and turns Backups
-// and Restores into node-agent work. `ferry-server maintain` is the command of a repository
-// maintenance Job: it runs one maintenance and reports the result; `ferry-server verify`, of a
-// backup verification Job, verifies one backup's snapshots.
+// and Restores into node-agent work. Its subcommands are the commands of the Jobs it runs:
+// `ferry-server maintain` (one repository maintenance) and `ferry-server verify` (one backup's
+// verification); each reports its result and exits non-zero when it failed.
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/pflag"
@@ -14,53 +16,41 @@ import (
 	"github.com/ferry-backup/ferry/internal/server"
 )
 
+// options are a command's settings.
+type options interface {
+	AddFlags(*pflag.FlagSet)
+	Validate() error
+}
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "maintain" {
-		maintain(os.Args[2:])
-		return
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "maintain":
+			o := server.NewMaintainOptions()
+			run("ferry-server maintain", &o, os.Args[2:], func(ctx context.Context, out io.Writer) error { return server.Maintain(ctx, o, out) })
+			return
+		case "verify":
+			o := server.NewVerifyOptions()
+			run("ferry-server verify", &o, os.Args[2:], func(ctx context.Context, out io.Writer) error { return server.Verify(ctx, o, out) })
+			return
+		}
 	}
-	if len(os.Args) > 1 && os.Args[1] == "verify" {
-		verify(os.Args[2:])
-		return
-	}
-	opts := server.NewOptions()
-	opts.AddFlags(pflag.CommandLine)
-	pflag.Parse()
-	if err := opts.Validate(); err != nil {
-		fmt.Fprintln(os.Stderr, "ferry-server:", err)
-		os.Exit(2)
-	}
-	if err := server.Run(ctrl.SetupSignalHandler(), opts); err != nil {
-		fmt.Fprintln(os.Stderr, "ferry-server:", err)
-		os.Exit(1)
-	}
+	o := server.NewOptions()
+	run("ferry-server", &o, os.Args[1:], func(ctx context.Context, _ io.Writer) error { return server.Run(ctx, o) })
 }
 
-func maintain(args []string) {
-	opts := server.NewMaintainOptions()
-	fs := pflag.NewFlagSet("ferry-server maintain", pflag.ExitOnError)
-	opts.AddFlags(fs)
+// run parses args into o (exit 2 when they are invalid), then runs the command until a signal
+// (exit 1 when it fails).
+func run(name string, o options, args []string, command func(context.Context, io.Writer) error) {
+	fs := pflag.NewFlagSet(name, pflag.ExitOnError)
+	o.AddFlags(fs)
 	_ = fs.Parse(args)
-	if err := opts.Validate(); err != nil {
-		fmt.Fprintln(os.Stderr, "ferry-server maintain:", err)
+	if err := o.Validate(); err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
 		os.Exit(2)
 	}
-	if err := server.Maintain(ctrl.SetupSignalHandler(), opts, os.Stdout); err != nil {
-		os.Exit(1)
-	}
-}
-
-func verify(args []string) {
-	opts := server.NewVerifyOptions()
-	fs := pflag.NewFlagSet("ferry-server verify", pflag.ExitOnError)
-	opts.AddFlags(fs)
-	_ = fs.Parse(args)
-	if err := opts.Validate(); err != nil {
-		fmt.Fprintln(os.Stderr, "ferry-server verify:", err)
-		os.Exit(2)
-	}
-	if err := server.Verify(ctrl.SetupSignalHandler(), opts, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "ferry-server verify:", err)
+	if err := command(ctrl.SetupSignalHandler(), os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
 		os.Exit(1)
 	}
 }
