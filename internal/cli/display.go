@@ -74,6 +74,9 @@ func volumeText(op operation, v volume, now time.Time) string {
 		if v.Phase != "" {
 			parts[0] += " (" + v.Phase + ")"
 		}
+		if v.Message != "" { // what it waits for: a slot, a snapshot, a pod
+			parts[0] += ": " + v.Message
+		}
 		return parts[0]
 	case "completed":
 		parts = append(parts, byteSize(p.TotalBytes))
