@@ -5,21 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/pflag"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/backuprecord"
 	"github.com/ferry-backup/ferry/internal/controller/backupverification"
-	"github.com/ferry-backup/ferry/internal/manager"
-	"github.com/ferry-backup/ferry/internal/nodeconfig"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 	"github.com/ferry-backup/ferry/internal/repository"
-	"github.com/ferry-backup/ferry/internal/scheme"
 	"github.com/ferry-backup/ferry/internal/uploader"
 )
 
@@ -28,40 +22,32 @@ const logErrors = 100
 
 // VerifyOptions configure `ferry-server verify`, the command of a backup verification Job.
 type VerifyOptions struct {
-	manager.Options
+	JobOptions
 	// Backup names the Backup to verify; Location its storage location.
 	Backup, Location string
 	// Percent of the files are read back in full.
 	Percent float64
 	// Request is the verify-requested annotation this run answers (echoed in the result).
 	Request string
-	// WorkDir holds the connection of this run.
-	WorkDir string
-	// TerminationLog is where the result goes for the controller to read.
-	TerminationLog string
 }
 
 // NewVerifyOptions returns the defaults.
 func NewVerifyOptions() VerifyOptions {
-	return VerifyOptions{Options: manager.NewOptions("0", "0"), Percent: backupverification.DefaultPercent,
-		WorkDir: filepath.Join(os.TempDir(), "ferry-verify"), TerminationLog: "/dev/termination-log"}
+	return VerifyOptions{JobOptions: newJobOptions("ferry-verify"), Percent: backupverification.DefaultPercent}
 }
 
 // AddFlags registers the command's flags.
 func (o *VerifyOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
-	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "namespace Ferry is installed in")
+	o.addFlags(fs)
 	fs.StringVar(&o.Backup, "backup", o.Backup, "the Backup to verify")
 	fs.StringVar(&o.Location, "location", o.Location, "its backup storage location")
 	fs.Float64Var(&o.Percent, "percent", o.Percent, "percent of the files read back in full (0-100); the others are checked in the index")
 	fs.StringVar(&o.Request, "request", o.Request, "the request this run answers, echoed in the result")
-	fs.StringVar(&o.WorkDir, "work-dir", o.WorkDir, "directory for the repository connection")
-	fs.StringVar(&o.TerminationLog, "termination-log", o.TerminationLog, "file the result is written to (the container's termination message)")
 }
 
 // Validate reports invalid settings, naming their flags.
 func (o *VerifyOptions) Validate() error {
-	var errs []error
+	errs := o.validate()
 	if o.Backup == "" {
 		errs = append(errs, errors.New("--backup is required"))
 	}
@@ -70,12 +56,6 @@ func (o *VerifyOptions) Validate() error {
 	}
 	if o.Percent < 0 || o.Percent > 100 {
 		errs = append(errs, fmt.Errorf("--percent %g: want 0 to 100", o.Percent))
-	}
-	if !filepath.IsAbs(o.WorkDir) {
-		errs = append(errs, fmt.Errorf("--work-dir %q must be an absolute directory", o.WorkDir))
-	}
-	if o.Namespace == "" {
-		errs = append(errs, errors.New("--namespace is required"))
 	}
 	return errors.Join(errs...)
 }
@@ -92,11 +72,7 @@ func Verify(ctx context.Context, o VerifyOptions, out io.Writer) error {
 	if err != nil {
 		res.Message = err.Error()
 	}
-	line := backupverification.ResultLine(res)
-	fmt.Fprintln(out, line)
-	if werr := os.WriteFile(o.TerminationLog, []byte(line+"\n"), 0o644); werr != nil {
-		fmt.Fprintf(out, "ferry-server verify: write the result to %s: %v (the log's last line holds it)\n", o.TerminationLog, werr)
-	}
+	o.report(out, "verify", backupverification.ResultLine(res))
 	if err == nil && res.Errors > 0 {
 		err = fmt.Errorf("backup %s: %d damaged entries", o.Backup, res.Errors)
 	}
@@ -105,19 +81,10 @@ func Verify(ctx context.Context, o VerifyOptions, out io.Writer) error {
 
 // verify fills res.Volumes; the error says why not every volume could be verified.
 func verify(ctx context.Context, o VerifyOptions, res *velerov1.BackupVerification, out io.Writer) error {
-	cfg, err := o.RESTConfig()
+	_, access, err := o.connect()
 	if err != nil {
 		return err
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
-	if err != nil {
-		return err
-	}
-	lockWait := nodeconfig.Default().BackupRepositoryLockCheckTimeout
-	access := repoaccess.New(repoaccess.Options{
-		Client: c, Namespace: o.Namespace, WorkDir: o.WorkDir, Identity: Identity, CredentialsFile: o.CredentialsFile,
-		LockCheckTimeout: func() time.Duration { return lockWait },
-	})
 	defer access.Close(context.WithoutCancel(ctx))
 	// Without local caches: what is read must come from the store.
 	rep, release, err := access.Open(ctx, o.Location, repoaccess.ForReading)
