@@ -51,7 +51,7 @@ func TestTenantRacingWithSymlinksGetsNothingOutOfItsVolume(t *testing.T) {
 	must(t, err)
 	targets := []string{victimDir + "/private/secret.txt", victimDir + "/private", "/var/run/secrets/kubernetes.io/serviceaccount/token",
 		"/var/run/secrets/kubernetes.io/serviceaccount"}
-	loop := fmt.Sprintf(`cd /data; rm -f .stop; n=0
+	loop := fmt.Sprintf(`trap '' HUP; cd /data; rm -f .stop; n=0
 while [ ! -f .stop ]; do
   for i in 0 1 2 3 4 5 6 7 8 9 10 11; do
     t=$(echo %q | cut -d' ' -f$(( (n %% 4) + 1 )))
@@ -65,8 +65,14 @@ done
 `, strings.Join(targets, " "))
 	_, err = c.Kubectl(ctx, loop, "exec", "-i", "-n", ns, shop, "--", "sh", "-c", "cat > /tmp/attack.sh")
 	must(t, err)
-	_, err = c.Exec(ctx, ns, shop, "sh /tmp/attack.sh > /tmp/attack.log 2>&1 &") // the tools image has no nohup
+	_, err = c.Exec(ctx, ns, shop, "sh /tmp/attack.sh > /tmp/attack.log 2>&1 < /dev/null &") // the tools image has no nohup
 	must(t, err)
+	// The backups start once the attacker's loop runs (seen once: it never started).
+	must(t, c.Poll(ctx, time.Minute, "the attacker's loop running", func() (bool, string, error) {
+		swaps, _ := c.Exec(ctx, ns, shop, "cat /tmp/swaps 2>/dev/null")
+		log, _ := c.Exec(ctx, ns, shop, "cat /tmp/attack.log")
+		return strings.TrimSpace(swaps) != "", "attack.log: " + log, nil
+	}))
 	stopped := false
 	stop := func() {
 		if !stopped {
