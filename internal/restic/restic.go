@@ -161,3 +161,24 @@ func lastLine(s string) string {
 	}
 	return line
 }
+
+// Resolve returns the URL of the repository a restore reads: repoIdentifier (a PodVolumeRestore's
+// spec.repoIdentifier, which Velero fills) when it is the one Velero derives for namespace at
+// loc, lies below the location's config.resticRepoPrefix, or passes CheckURL; the derived one
+// when repoIdentifier is empty.
+func Resolve(loc repository.Location, namespace, repoIdentifier string) (string, error) {
+	derived, err := URLFor(loc, namespace)
+	switch {
+	case repoIdentifier == "":
+		return derived, err
+	case err == nil && repoIdentifier == derived:
+		return derived, nil
+	}
+	if prefix := strings.TrimSuffix(loc.Config["resticRepoPrefix"], "/"); prefix != "" && strings.HasPrefix(repoIdentifier, prefix+"/") {
+		return repoIdentifier, nil
+	}
+	if err := CheckURL(loc, repoIdentifier); err != nil {
+		return "", err
+	}
+	return repoIdentifier, nil
+}
