@@ -222,3 +222,50 @@ func TestMissingBinary(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+func TestResolve(t *testing.T) {
+	loc := repository.Location{Provider: repository.ProviderAWS, Bucket: "bkt", Prefix: "velero",
+		Config: map[string]string{"s3Url": "http://minio:9000", "resticRepoPrefix": ""}}
+	withPrefix := loc
+	withPrefix.Config = map[string]string{"s3Url": "http://minio:9000", "resticRepoPrefix": "s3:http://elsewhere/b/restic"}
+	for _, tc := range []struct {
+		loc              repository.Location
+		identifier, want string
+		wantErr          bool
+	}{
+		{loc, "", "s3:http://minio:9000/bkt/velero/restic/app", false},
+		{loc, "s3:http://minio:9000/bkt/velero/restic/app", "s3:http://minio:9000/bkt/velero/restic/app", false},
+		{loc, "s3:http://minio:9000/bkt/old/restic/app", "s3:http://minio:9000/bkt/old/restic/app", false},
+		{loc, "s3:http://other:9000/bkt/velero/restic/app", "", true},
+		{withPrefix, "", "s3:http://elsewhere/b/restic/app", false},
+		{withPrefix, "s3:http://elsewhere/b/restic/other", "s3:http://elsewhere/b/restic/other", false},
+		{withPrefix, "rclone:x", "", true},
+	} {
+		got, err := restic.Resolve(tc.loc, "app", tc.identifier)
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("Resolve(%q) = %q, %v; want %q (error %t)", tc.identifier, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
+func TestListingCorrectsTheArchive(t *testing.T) {
+	exact := time.Date(2020, 1, 2, 3, 4, 5, 6, time.UTC)
+	l := restic.NewListing([]restic.Node{
+		{Path: "d", Type: "dir", ModTime: exact}, {Path: "d/f", Type: "file", Size: 10, ModTime: exact},
+		{Path: "g", Type: "file", Size: 5}, {Path: "p", Type: "fifo"}, {Path: "s", Type: "socket"},
+		{Path: "c", Type: "chardev"}, {Path: "l", Type: "symlink", ModTime: exact},
+	})
+	if l.TotalBytes != 15 || l.TotalFiles != 2 {
+		t.Errorf("totals %d bytes %d files", l.TotalBytes, l.TotalFiles)
+	}
+	for name, want := range map[string]string{"d/": "", "d/f": "", "./l": "", "p": "FIFO", "s": "socket", "c": "character device", "unlisted": ""} {
+		h := &tar.Header{Name: name, ModTime: exact.Truncate(time.Second)}
+		skip, err := l.Header(h)
+		if err != nil || skip != want {
+			t.Errorf("%s: skip %q, %v; want %q", name, skip, err, want)
+		}
+		if want == "" && name != "unlisted" && !h.ModTime.Equal(exact) {
+			t.Errorf("%s: mtime %v, want %v", name, h.ModTime, exact)
+		}
+	}
+}
