@@ -304,3 +304,19 @@ func TestResticRestoreCancelAndTimeout(t *testing.T) {
 		})
 	}
 }
+
+// New backups never use restic: a PodVolumeBackup asking for the restic uploader fails saying so,
+// instead of storing a Kopia snapshot Velero would later hand to restic.
+func TestResticBackupIsRefused(t *testing.T) {
+	c := harness.New(t)
+	node := c.StartNode("node-a")
+	pod := c.CreatePod(node, c.Namespace("app"), "web", harness.VolumeSpec{Name: "data"})
+	if err := harness.FillVolume(pod.Dirs["data"], 2, 1<<10, 1); err != nil {
+		t.Fatal(err)
+	}
+	pvb := c.BackupVolume(pod, "data", "restic-backup", func(p *velerov1.PodVolumeBackup) { p.Spec.UploaderType = velerov1.UploaderTypeRestic })
+	c.WaitPhase(pvb, velerov1.PodVolumePhaseFailed, time.Minute)
+	if !strings.Contains(pvb.Status.Message, "Kopia only") || pvb.Status.SnapshotID != "" {
+		t.Errorf("status %+v", pvb.Status)
+	}
+}
