@@ -269,7 +269,9 @@ func TestResticRestoreCancelAndTimeout(t *testing.T) {
 		phase  velerov1.PodVolumePhase
 	}{
 		{"cancel", func(*velerov1.PodVolumeRestore) {}, velerov1.PodVolumePhaseCanceled},
-		{"timeout", func(p *velerov1.PodVolumeRestore) { p.Spec.OperationTimeout = &shared.Duration{Duration: 5 * time.Second} }, velerov1.PodVolumePhaseFailed},
+		{"timeout", func(p *velerov1.PodVolumeRestore) {
+			p.Spec.OperationTimeout = &shared.Duration{Duration: 5 * time.Second}
+		}, velerov1.PodVolumePhaseFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			id := fmt.Sprintf("%064x", 100+i)
