@@ -21,13 +21,21 @@ import (
 // root like any restore (uploader.RestoreArchive). Cancel and timeout end restic with the
 // operation's context.
 func (r *Reconciler) restoreRestic(ctx context.Context, pvr *velerov1.PodVolumeRestore, dir string) (uploader.ArchiveStats, error) {
+	st, err := r.readRestic(ctx, pvr, dir)
+	if err != nil {
+		err = fmt.Errorf("uploaderType restic: %w", err)
+	}
+	return st, err
+}
+
+func (r *Reconciler) readRestic(ctx context.Context, pvr *velerov1.PodVolumeRestore, dir string) (uploader.ArchiveStats, error) {
 	id := pvr.Spec.SnapshotID
 	if err := restic.CheckSnapshotID(id); err != nil {
-		return uploader.ArchiveStats{}, fmt.Errorf("uploaderType restic: %w", err)
+		return uploader.ArchiveStats{}, err
 	}
 	repo, passwords, err := r.resticRepository(ctx, pvr)
 	if err != nil {
-		return uploader.ArchiveStats{}, fmt.Errorf("uploaderType restic: %w", err)
+		return uploader.ArchiveStats{}, err
 	}
 	var nodes []restic.Node
 	for _, repo.Password = range passwords { // the first that opens the repository
