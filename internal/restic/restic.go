@@ -5,6 +5,7 @@
 package restic
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -146,16 +147,26 @@ func classify(repo Repository, snapshotID string, err error, stderr string) erro
 		strings.Contains(stderr, "repository does not exist"):
 		return fmt.Errorf("restic repository %s: %w%s", repo, ErrNoRepository, detail)
 	case strings.Contains(stderr, "no matching ID found"), strings.Contains(stderr, "no snapshot found"),
-		strings.Contains(stderr, "invalid id"):
+		strings.Contains(stderr, "invalid id"),
+		// restic 0.17 and later load a full ID's file directly
+		strings.Contains(stderr, "failed to load snapshot") &&
+			(strings.Contains(stderr, "does not exist") || strings.Contains(stderr, "no such file")):
 		return fmt.Errorf("restic repository %s: snapshot %s: %w", repo, snapshotID, ErrNoSnapshot)
 	}
 	return fmt.Errorf("restic repository %s: %w%s", repo, err, detail)
 }
 
-// lastLine is the last non-empty line of restic's error output, shortened.
+// lastLine is the last non-empty line of restic's error output, shortened; of a JSON line
+// (restic 0.17 and later with --json), its message.
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	line := strings.TrimSpace(lines[len(lines)-1])
+	var msg struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal([]byte(line), &msg) == nil && msg.Message != "" {
+		line = msg.Message
+	}
 	if len(line) > 300 {
 		line = line[:300] + "…"
 	}
