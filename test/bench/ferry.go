@@ -129,7 +129,7 @@ type ferryTool struct {
 }
 
 func newFerry(f *ferryTool) contender {
-	return contender{name: "ferry", repo: filepath.Join(f.dir, "repo"), tool: f}
+	return contender{name: "ferry", dir: f.dir, repo: filepath.Join(f.dir, "repo"), tool: f}
 }
 
 func (f *ferryTool) command(ctx context.Context, op string, args ...string) *exec.Cmd {
