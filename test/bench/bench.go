@@ -35,7 +35,7 @@ type bench struct {
 
 // binaries are the programs the contenders run.
 type binaries struct {
-	self, kopia, restic string
+	self, baseline, kopia, restic string
 }
 
 // runBench prepares the tools and runs the suite o asks for.
@@ -92,6 +92,7 @@ func (b *bench) setUp(ctx context.Context, o options) (binaries, error) {
 	if bins.self, err = os.Executable(); err != nil {
 		return bins, fmt.Errorf("find the benchmark's own executable: %w", err)
 	}
+	bins.baseline = o.baseline
 	if slices.ContainsFunc(b.tools, func(t string) bool { return t == toolKopia || t == toolKopiaBLAKE3 }) {
 		if bins.kopia, err = findKopia(ctx, o.kopia, root); err != nil {
 			return bins, err
@@ -102,8 +103,8 @@ func (b *bench) setUp(ctx context.Context, o options) (binaries, error) {
 			return bins, err
 		}
 	}
-	fmt.Fprintf(b.out, "tools: %v; ferry = this binary, -parallel %d; kopia %s; restic %s; GOMAXPROCS here %d\n",
-		b.tools, o.parallel, bins.kopia, bins.restic, gomaxprocs())
+	fmt.Fprintf(b.out, "tools: %v; ferry = this binary, -parallel %d; ferry-base %s; kopia %s; restic %s; GOMAXPROCS here %d\n",
+		b.tools, o.parallel, bins.baseline, bins.kopia, bins.restic, gomaxprocs())
 	return bins, nil
 }
 
@@ -118,6 +119,10 @@ func (b *bench) contenders(round int) []contender {
 		switch name {
 		case toolFerry:
 			cs = append(cs, newFerry(&ferryTool{self: b.bins.self, dir: dir, source: b.data, parallel: b.parallel}))
+		case toolFerryBase:
+			c := newFerry(&ferryTool{self: b.bins.baseline, dir: dir, source: b.data, parallel: b.parallel})
+			c.name = name
+			cs = append(cs, c)
 		case toolKopia:
 			cs = append(cs, newKopia(name, b.bins.kopia, dir, b.data, ""))
 		case toolKopiaBLAKE3:

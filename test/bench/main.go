@@ -34,15 +34,18 @@ const (
 	toolResticNoComp = "restic-nocomp"
 	// toolTar extracts a tar archive of the same tree: restores only.
 	toolTar = "tar"
+	// toolFerryBase is Ferry run by another build of this program (-baseline): how a change
+	// to Ferry costs, in the same rounds.
+	toolFerryBase = "ferry-base"
 )
 
 // ferryHash is the content hash of the repositories Ferry creates.
 const ferryHash = repository.HashBLAKE3
 
 var (
-	allTools     = []string{toolFerry, toolKopia, toolKopiaBLAKE3, toolRestic, toolResticNoComp, toolTar}
+	allTools     = []string{toolFerry, toolFerryBase, toolKopia, toolKopiaBLAKE3, toolRestic, toolResticNoComp, toolTar}
 	defaultTools = map[string][]string{
-		suiteCompare: allTools,
+		suiteCompare: {toolFerry, toolKopia, toolKopiaBLAKE3, toolRestic, toolResticNoComp, toolTar},
 		suiteScale:   {toolFerry, toolKopia, toolTar},
 	}
 )
@@ -55,6 +58,7 @@ type options struct {
 	tools    []string
 	factor   float64
 	shapes   []string
+	baseline string
 	dir      string
 	keep     bool
 	parallel int
@@ -77,6 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&tools, "tools", "", "comma-separated contenders, ferry first (default: the suite's; any of "+strings.Join(allTools, ",")+")")
 	fs.Float64Var(&o.factor, "factor", o.factor, "scale suite's size: 1 = the full shapes (2M files), 0.01 = a hundredth")
 	fs.StringVar(&shapes, "shapes", strings.Join(shapeNames(), ","), "scale suite's comma-separated shapes")
+	fs.StringVar(&o.baseline, "baseline", "", "another build of this program (e.g. of the previous revision): its Ferry runs as ferry-base, second in the first round")
 	fs.StringVar(&o.dir, "dir", "", "work directory (default: a new directory under $TMPDIR)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (dataset, repositories, restores)")
 	fs.IntVar(&o.parallel, "parallel", 0, "Ferry's upload and restore parallelism; 0 means Ferry's default")
@@ -103,6 +108,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	o.tools = defaultTools[o.suite]
 	if tools != "" {
 		o.tools = strings.Split(tools, ",")
+	}
+	if o.baseline != "" && !slices.Contains(o.tools, toolFerryBase) {
+		o.tools = slices.Insert(slices.Clone(o.tools), 1, toolFerryBase)
 	}
 	o.shapes = strings.Split(shapes, ",")
 	return o, o.validate()
@@ -131,6 +139,9 @@ func (o options) validate() error {
 		if !slices.Contains(allTools, t) || slices.Index(o.tools, t) != i {
 			return fmt.Errorf("-tools: unknown or repeated tool %q (want some of %s)", t, strings.Join(allTools, ","))
 		}
+	}
+	if slices.Contains(o.tools, toolFerryBase) && o.baseline == "" {
+		return fmt.Errorf("%s needs -baseline", toolFerryBase)
 	}
 	if o.factor <= 0 || o.factor > 10 {
 		return fmt.Errorf("-factor %g out of range (0, 10]", o.factor)

@@ -272,7 +272,7 @@ func (rs *runResults) summary() (string, error) {
 		for _, t := range op.tools {
 			walls := t.walls()
 			js := jsonSeries{WallS: round3(walls), MedianS: round3([]float64{median(walls)})[0],
-				MinS: slices.Min(walls), MaxS: slices.Max(walls), RSSMiB: round3(t.rssMiB()), CPUS: round3(t.cpuSeconds())}
+				MinS: round3([]float64{slices.Min(walls)})[0], MaxS: round3([]float64{slices.Max(walls)})[0], RSSMiB: round3(t.rssMiB()), CPUS: round3(t.cpuSeconds())}
 			if t.tool != toolFerry {
 				js.VsFerry = round3(op.ratios(t.tool))
 			}
