@@ -215,8 +215,8 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBuffer); ret
 
 // Large files are written by several workers at once. From splitSize bytes on, a file is cut
 // into segments of segmentSize bytes: the worker that writes the file takes them in order, and
-// helpers — at most one per restore worker, shared by the whole restore, taken only when free —
-// take the next ones. Each has its own reader of the file's object, positioned with Seek, and
+// helpers — at most one per restore worker, shared by the whole restore, taken only when free,
+// and only with at least minProcsForSegments CPUs — take the next ones. Each has its own reader of the file's object, positioned with Seek, and
 // writes with pwrite to the same open handle of the new temporary file, so nothing is opened
 // that the single-writer path does not open.
 const (

@@ -55,6 +55,10 @@ func DefaultRestoreParallel() int {
 const (
 	minRestoreParallel        = 4
 	maxDefaultRestoreParallel = 16
+	// minProcsForSegments is the GOMAXPROCS from which large files are written by several
+	// workers (output.go, segmentSize). Each segment re-reads the chunk it starts in, which
+	// costs CPU: with 2 CPUs a 100 MiB file restored 1.5x slower in segments (docs/performance.md).
+	minProcsForSegments = 4
 )
 
 // Restore writes snapshot snapshotID into dir, creating dir if needed. Pass a repository opened
@@ -90,7 +94,9 @@ func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, o
 	if parallel <= 0 {
 		parallel = DefaultRestoreParallel()
 	}
-	out.helpers = make(chan struct{}, parallel)
+	if runtime.GOMAXPROCS(0) >= minProcsForSegments {
+		out.helpers = make(chan struct{}, parallel)
+	}
 	cancel := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() { close(cancel) })
 	st, err := restore.Entry(ctx, rep, out, root, restore.Options{

@@ -25,6 +25,8 @@ func TestDefaultRestoreParallelScalesWithGOMAXPROCS(t *testing.T) {
 // Large files are cut into segments written by several workers: every byte, hole and length
 // must come out as with one writer, at any parallelism.
 func TestLargeFilesRestoredBySeveralWorkersAreIdentical(t *testing.T) {
+	runtime.GOMAXPROCS(4) // segments are written by several workers from 4 CPUs on
+	defer runtime.SetDefaultGOMAXPROCS()
 	src := t.TempDir()
 	writeRandom(t, filepath.Join(src, "odd.bin"), 40<<20+12345, 1) // 3 segments, the last short
 	writeRandom(t, filepath.Join(src, "even.bin"), 48<<20, 2)      // exactly 3 segments
@@ -73,6 +75,8 @@ func TestLargeFilesRestoredBySeveralWorkersAreIdentical(t *testing.T) {
 
 // A failure in any segment fails the restore of the file, and its temporary file is removed.
 func TestCorruptedLargeFileFailsItsRestoreAndLeavesNoTemporaryFile(t *testing.T) {
+	runtime.GOMAXPROCS(4)
+	defer runtime.SetDefaultGOMAXPROCS()
 	loc := repotest.Filesystem(t)
 	rep := openRepo(t, loc, "pw")
 	src := t.TempDir()
