@@ -81,9 +81,15 @@ image: ## Build Ferry's image offline and import it into the running cluster; pr
 
 ##@ Benchmark
 BENCH_SCALE ?= full
+BENCH_ROUNDS ?= 3
+BENCH_FACTOR ?= 0.01
 .PHONY: bench
-bench: ## Ferry vs the kopia CLI and restic on one generated dataset (BENCH_SCALE=small|full).
-	go run ./test/bench -scale $(BENCH_SCALE)
+bench: ## Ferry vs the kopia CLI (default and Ferry's hash), restic (default and no compression) and tar -x on one generated dataset, BENCH_ROUNDS interleaved rounds (BENCH_SCALE=small|full).
+	go run ./test/bench -scale $(BENCH_SCALE) -rounds $(BENCH_ROUNDS)
+
+.PHONY: bench-scale
+bench-scale: ## Many small files and one large file, Ferry vs the kopia CLI and tar -x, sized by BENCH_FACTOR (1 = 2M files; default 0.01), BENCH_ROUNDS rounds.
+	go run ./test/bench -suite scale -factor $(BENCH_FACTOR) -rounds $(BENCH_ROUNDS)
 
 ##@ Run
 DEMO_S3 ?= 0

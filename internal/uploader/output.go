@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -32,6 +33,8 @@ type treeOutput struct {
 	// owners sets uid and gid (only root may).
 	owners bool
 	sparse bool
+	// helpers are tokens for extra workers writing large files (see segmentSize); nil: none.
+	helpers chan struct{}
 }
 
 var _ restore.Output = (*treeOutput)(nil)
@@ -228,8 +231,22 @@ const copyBuffer = 1 << 20
 // one buffer per file.
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBuffer); return &b }}
 
+// Large files are written by several workers at once. From splitSize bytes on, a file is cut
+// into segments of segmentSize bytes: the worker that writes the file takes them in order, and
+// helpers — at most one per restore worker, shared by the whole restore, taken only when free,
+// and only with at least minProcsForSegments CPUs — take the next ones. Each has its own reader of the file's object, positioned with Seek, and
+// writes with pwrite to the same open handle of the new temporary file, so nothing is opened
+// that the single-writer path does not open.
+const (
+	segmentSize = 16 << 20
+	splitSize   = 2 * segmentSize
+)
+
 // writeContent copies the file's content; with sparse set, all-zero chunks become holes.
 func (o *treeOutput) writeContent(ctx context.Context, out *os.File, f fs.File, progress restore.FileWriteProgress) error {
+	if o.helpers != nil && f.Size() >= splitSize {
+		return o.writeSegments(ctx, out, f, progress)
+	}
 	in, err := f.Open(ctx)
 	if err != nil {
 		return err
@@ -238,34 +255,124 @@ func (o *treeOutput) writeContent(ctx context.Context, out *os.File, f fs.File, 
 	return o.copyContent(out, in, progress)
 }
 
-// copyContent copies in to out in chunks, calling progress (when set) after each.
+// copyContent copies in to out from its start, calling progress (when set) after each chunk.
 func (o *treeOutput) copyContent(out *os.File, in io.Reader, progress func(int64)) error {
-	bufp := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(bufp)
-	buf := *bufp
-	var written int64
-	for {
-		n, rerr := io.ReadFull(in, buf)
-		if n > 0 {
-			if err := o.writeChunk(out, buf[:n], written); err != nil {
-				return err
-			}
-			written += int64(n)
-			if progress != nil {
-				progress(int64(n))
-			}
-		}
-		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
-			break
-		}
-		if rerr != nil {
-			return rerr
-		}
+	written, err := o.copyRange(in, out, 0, -1, progress)
+	if err != nil {
+		return err
 	}
 	if o.sparse {
 		return out.Truncate(written) // a trailing hole
 	}
 	return nil
+}
+
+// writeSegments writes a large file with the help of free helpers (see segmentSize).
+func (o *treeOutput) writeSegments(ctx context.Context, out *os.File, f fs.File, progress restore.FileWriteProgress) error {
+	size := f.Size()
+	segments := (size + segmentSize - 1) / segmentSize
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		next  atomic.Int64
+		total atomic.Int64 // the file's length, known once the last segment is written
+		mu    sync.Mutex   // Kopia's progress callback is not safe for concurrent use
+	)
+	report := func(n int64) {
+		if progress != nil {
+			mu.Lock()
+			progress(n)
+			mu.Unlock()
+		}
+	}
+	work := func() error {
+		in, err := f.Open(ctx)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		for ctx.Err() == nil {
+			i := next.Add(1) - 1
+			if i >= segments {
+				return nil
+			}
+			off, n := i*segmentSize, min(segmentSize, size-i*segmentSize)
+			limit := n
+			if i == segments-1 {
+				limit = -1 // to the end, as the single-writer path does
+			}
+			if _, err := in.Seek(off, io.SeekStart); err != nil {
+				return fmt.Errorf("seek to %d: %w", off, err)
+			}
+			got, err := o.copyRange(in, out, off, limit, report)
+			if err != nil {
+				return err
+			}
+			if got < n {
+				return fmt.Errorf("short read: %d of %d bytes at offset %d", got, n, off)
+			}
+			if i == segments-1 {
+				total.Store(off + got)
+			}
+		}
+		return context.Cause(ctx)
+	}
+	var wg sync.WaitGroup
+start:
+	for range segments - 1 {
+		select {
+		case o.helpers <- struct{}{}:
+			wg.Go(func() {
+				defer func() { <-o.helpers }()
+				if err := work(); err != nil {
+					cancel(err)
+				}
+			})
+		default:
+			break start // no helper free: the others are busy with files of their own
+		}
+	}
+	if err := work(); err != nil {
+		cancel(err)
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	if o.sparse {
+		return out.Truncate(total.Load()) // a trailing hole
+	}
+	return nil
+}
+
+// copyRange copies n bytes (all that is left, for n < 0) from in to out at offset off, in
+// chunks of copyBuffer; it returns the number of bytes copied.
+func (o *treeOutput) copyRange(in io.Reader, out *os.File, off, n int64, progress restore.FileWriteProgress) (int64, error) {
+	if n >= 0 {
+		in = io.LimitReader(in, n)
+	}
+	bufp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bufp)
+	buf := *bufp
+	var written int64
+	for {
+		k, rerr := io.ReadFull(in, buf)
+		if k > 0 {
+			if err := o.writeChunk(out, buf[:k], off+written); err != nil {
+				return written, err
+			}
+			written += int64(k)
+			if progress != nil {
+				progress(int64(k))
+			}
+		}
+		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			return written, nil
+		}
+		if rerr != nil {
+			return written, rerr
+		}
+	}
 }
 
 // sparseBlock is the granularity of holes.
@@ -274,7 +381,7 @@ const sparseBlock = 4096
 // writeChunk writes chunk at offset; with sparse set, its all-zero blocks are left as holes.
 func (o *treeOutput) writeChunk(out *os.File, chunk []byte, offset int64) error {
 	if !o.sparse {
-		_, err := out.Write(chunk)
+		_, err := out.WriteAt(chunk, offset)
 		return err
 	}
 	for start := 0; start < len(chunk); {

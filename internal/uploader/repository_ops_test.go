@@ -101,9 +101,21 @@ func TestCorruptedPackIsDetectedOnRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	corruptPacks(t, loc)
+	fresh := openRepo(t, loc, "pw") // no cache that could hide the damage
+	_, err = uploader.Restore(t.Context(), fresh, res.SnapshotID, t.TempDir(), uploader.RestoreOptions{})
+	if err == nil {
+		t.Fatal("restore of a corrupted pack succeeded")
+	}
+	t.Logf("restore reported: %v", err)
+}
+
+// corruptPacks flips bytes in the middle of every pack blob of the filesystem repository at loc.
+func corruptPacks(t testing.TB, loc repository.Location) {
+	t.Helper()
 	corrupted := 0
 	root := filepath.Join(loc.Config["path"], loc.Bucket, loc.Prefix)
-	err = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 		rel, _ := filepath.Rel(root, p)
 		if err != nil || d.IsDir() || !strings.HasPrefix(rel, "p") { // pack blobs, sharded into directories
 			return err
@@ -121,12 +133,6 @@ func TestCorruptedPackIsDetectedOnRestore(t *testing.T) {
 	if err != nil || corrupted == 0 {
 		t.Fatalf("corrupt pack blobs: %d corrupted, %v", corrupted, err)
 	}
-	fresh := openRepo(t, loc, "pw") // no cache that could hide the damage
-	_, err = uploader.Restore(t.Context(), fresh, res.SnapshotID, t.TempDir(), uploader.RestoreOptions{})
-	if err == nil {
-		t.Fatal("restore of a corrupted pack succeeded")
-	}
-	t.Logf("restore reported: %v", err)
 }
 
 func TestRestoreNeverWritesOutsideTheTarget(t *testing.T) {

@@ -32,7 +32,7 @@ type VerifyOptions struct {
 	Packs map[string]struct{}
 	// MaxErrors is how many errors the result keeps (default 10); all are counted.
 	MaxErrors int
-	// Parallel is the number of files checked at once (default 2).
+	// Parallel is the number of files checked at once (default DefaultRestoreParallel()).
 	Parallel int
 }
 
@@ -125,7 +125,7 @@ func newVerifier(rep repo.Repository, opts VerifyOptions) *verifier {
 	}
 	parallel := min(opts.Parallel, MaxParallel)
 	if parallel <= 0 {
-		parallel = DefaultRestoreParallel
+		parallel = DefaultRestoreParallel()
 	}
 	seed := opts.Seed
 	if seed == 0 {

@@ -8,22 +8,37 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 )
 
 // marker marks a directory as a benchmark work directory, which a later run may empty.
 const marker = ".ferry-bench"
 
-// bench runs the operations of every contender on one dataset.
+// bench runs the operations of every contender in interleaved rounds.
 type bench struct {
-	out        io.Writer
-	work       string
-	data       string
-	keep       bool
-	contenders []contender
+	out      io.Writer
+	work     string
+	data     string
+	keep     bool
+	rounds   int
+	parallel int
+	// tools are the contenders' names, in the first round's order; bins holds the binaries.
+	tools []string
+	bins  binaries
+	// sp is the compare suite's dataset; shapes and factor are the scale suite's.
+	sp     spec
+	shapes []string
+	factor float64
+	rs     *runResults
 }
 
-// runBench generates the dataset, runs every operation of every tool and prints the results.
+// binaries are the programs the contenders run.
+type binaries struct {
+	self, baseline, kopia, restic string
+}
+
+// runBench prepares the tools and runs the suite o asks for.
 func runBench(ctx context.Context, o options, out io.Writer) (err error) {
 	work, err := prepareWorkDir(o.dir)
 	if err != nil {
@@ -36,61 +51,167 @@ func runBench(ctx context.Context, o options, out io.Writer) (err error) {
 		}
 		err = errors.Join(err, emptyDir(work, o.dir == ""))
 	}()
-	b := &bench{out: out, work: work, data: filepath.Join(work, "data"), keep: o.keep}
-	fmt.Fprintf(out, "bench: scale %s, work directory %s\n", o.scale, work)
-	if b.contenders, err = b.setUp(ctx, o); err != nil {
+	b := &bench{out: out, work: work, data: filepath.Join(work, "data"), keep: o.keep, rounds: o.rounds,
+		parallel: o.parallel, tools: o.tools, sp: specs[o.scale], shapes: o.shapes, factor: o.factor}
+	b.rs = &runResults{suite: o.suite, scale: o.scale, factor: o.factor, rounds: o.rounds, tools: o.tools}
+	if o.suite == suiteScale {
+		fmt.Fprintf(out, "bench: scale suite, factor %g, %d rounds, work directory %s\n", o.factor, o.rounds, work)
+	} else {
+		fmt.Fprintf(out, "bench: scale %s, %d rounds, work directory %s\n", o.scale, o.rounds, work)
+	}
+	if b.bins, err = b.setUp(ctx, o); err != nil {
 		return err
 	}
-	ds, stats, err := b.prepareData(specs[o.scale])
+	if o.suite == suiteScale {
+		err = b.runScale(ctx)
+	} else {
+		err = b.runCompare(ctx)
+	}
 	if err != nil {
 		return err
 	}
-	for _, c := range b.contenders {
-		if err := c.tool.initRepo(ctx); err != nil {
-			return fmt.Errorf("%s: create repository: %w", c.name, err)
-		}
+	b.rs.print(out)
+	if o.suite == suiteCompare {
+		b.rs.printTargets(out)
 	}
-	rs, err := b.runAll(ctx, ds, stats)
+	line, err := b.rs.summary()
 	if err != nil {
 		return err
 	}
-	rs.printTargets(out)
-	fmt.Fprintln(out, rs.summary())
+	fmt.Fprintln(out, line)
 	return nil
 }
 
-// setUp finds the three tools' binaries.
-func (b *bench) setUp(ctx context.Context, o options) ([]contender, error) {
+// setUp finds the binaries the chosen tools need.
+func (b *bench) setUp(ctx context.Context, o options) (binaries, error) {
+	var bins binaries
 	root, err := findModuleRoot()
 	if err != nil {
-		return nil, err
+		return bins, err
 	}
-	kopia, err := findKopia(ctx, o.kopia, root)
-	if err != nil {
-		return nil, err
+	if bins.self, err = os.Executable(); err != nil {
+		return bins, fmt.Errorf("find the benchmark's own executable: %w", err)
 	}
-	restic, err := findRestic(ctx, o.restic, root)
-	if err != nil {
-		return nil, err
+	bins.baseline = o.baseline
+	if slices.ContainsFunc(b.tools, func(t string) bool { return t == toolKopia || t == toolKopiaBLAKE3 }) {
+		if bins.kopia, err = findKopia(ctx, o.kopia, root); err != nil {
+			return bins, err
+		}
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find the benchmark's own executable: %w", err)
+	if slices.ContainsFunc(b.tools, func(t string) bool { return t == toolRestic || t == toolResticNoComp }) {
+		if bins.restic, err = findRestic(ctx, o.restic, root); err != nil {
+			return bins, err
+		}
 	}
-	ferry := &ferryTool{self: self, dir: filepath.Join(b.work, "ferry"), source: b.data, parallel: o.parallel, notes: b.out}
-	fmt.Fprintf(b.out, "tools: ferry (this binary, -parallel %d), kopia %s, restic %s\n", o.parallel, kopia, restic)
-	return []contender{
-		newFerry(ferry),
-		newKopia(kopia, filepath.Join(b.work, "kopia"), b.data),
-		newRestic(restic, filepath.Join(b.work, "restic"), b.data),
-	}, nil
+	fmt.Fprintf(b.out, "tools: %v; ferry = this binary, -parallel %d; ferry-base %s; kopia %s; restic %s; GOMAXPROCS here %d\n",
+		b.tools, o.parallel, bins.baseline, bins.kopia, bins.restic, gomaxprocs())
+	return bins, nil
 }
 
-// prepareData writes the dataset and reads it once, untimed, so that every tool sees a warm
-// cache.
-func (b *bench) prepareData(sp spec) (*dataset, treeStats, error) {
+// contenders makes fresh contenders (no repository, no snapshot) for one round, in the order
+// of the round: the first round's order rotated by round, so every tool goes first once in
+// len(tools) rounds.
+func (b *bench) contenders(round int) []contender {
+	order := rotate(b.tools, round)
+	cs := make([]contender, 0, len(order))
+	for _, name := range order {
+		dir := filepath.Join(b.work, name)
+		switch name {
+		case toolFerry:
+			cs = append(cs, newFerry(&ferryTool{self: b.bins.self, dir: dir, source: b.data, parallel: b.parallel}))
+		case toolFerryBase:
+			c := newFerry(&ferryTool{self: b.bins.baseline, dir: dir, source: b.data, parallel: b.parallel})
+			c.name = name
+			cs = append(cs, c)
+		case toolKopia:
+			cs = append(cs, newKopia(name, b.bins.kopia, dir, b.data, ""))
+		case toolKopiaBLAKE3:
+			cs = append(cs, newKopia(name, b.bins.kopia, dir, b.data, ferryHash))
+		case toolRestic:
+			cs = append(cs, newRestic(name, b.bins.restic, dir, b.data, false))
+		case toolResticNoComp:
+			cs = append(cs, newRestic(name, b.bins.restic, dir, b.data, true))
+		case toolTar:
+			cs = append(cs, newUntar(dir, b.data))
+		}
+	}
+	return cs
+}
+
+// rotate returns s rotated left by n.
+func rotate(s []string, n int) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	n %= len(s)
+	return append(slices.Clone(s[n:]), s[:n]...)
+}
+
+// runCompare runs the compare suite: in every round a freshly generated dataset, fresh
+// repositories, the initial, no-change and 1%-change backups and a verified restore.
+func (b *bench) runCompare(ctx context.Context) error {
+	for round := range b.rounds {
+		if err := os.RemoveAll(b.data); err != nil {
+			return fmt.Errorf("remove the dataset: %w", err)
+		}
+		ds, stats, err := b.prepareData(func(root string) (*dataset, error) { return generate(root, b.sp) })
+		if err != nil {
+			return err
+		}
+		cs, err := b.startRound(ctx, round)
+		if err != nil {
+			return err
+		}
+		if err := b.backups(ctx, cs, round, "", opBackupInitial, stats); err != nil {
+			return err
+		}
+		if err := b.backups(ctx, cs, round, "", opBackupNoChange, stats); err != nil {
+			return err
+		}
+		change, err := ds.applyChange(stats.bytes)
+		if err != nil {
+			return fmt.Errorf("change the dataset: %w", err)
+		}
+		if stats, err = scan(b.data); err != nil {
+			return err
+		}
+		fmt.Fprintf(b.out, "change: %s (%.2f%% of the bytes), the same for every tool\n",
+			change, 100*float64(change.total())/float64(stats.bytes))
+		if err := b.backups(ctx, cs, round, "", opBackupChanged, stats); err != nil {
+			return err
+		}
+		if err := b.restores(ctx, cs, round, "", stats); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startRound removes the previous round's repositories and creates new ones (untimed).
+func (b *bench) startRound(ctx context.Context, round int) ([]contender, error) {
+	cs := b.contenders(round)
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = c.name
+		if err := os.RemoveAll(c.dir); err != nil {
+			return nil, fmt.Errorf("remove %s: %w", c.dir, err)
+		}
+		if err := os.MkdirAll(c.dir, 0o755); err != nil {
+			return nil, fmt.Errorf("create %s: %w", c.dir, err)
+		}
+		if err := c.tool.initRepo(ctx); err != nil {
+			return nil, fmt.Errorf("%s: create repository: %w", c.name, err)
+		}
+	}
+	fmt.Fprintf(b.out, "\n-- round %d of %d, order %v --\n", round+1, b.rounds, names)
+	return cs, nil
+}
+
+// prepareData writes a dataset with gen and reads it once, untimed, so that every tool sees a
+// warm cache.
+func (b *bench) prepareData(gen func(root string) (*dataset, error)) (*dataset, treeStats, error) {
 	start := time.Now()
-	ds, err := generate(b.data, sp)
+	ds, err := gen(b.data)
 	if err != nil {
 		return nil, treeStats{}, fmt.Errorf("generate the dataset: %w", err)
 	}
@@ -98,95 +219,79 @@ func (b *bench) prepareData(sp spec) (*dataset, treeStats, error) {
 	if err != nil {
 		return nil, stats, err
 	}
-	fmt.Fprintf(b.out, "dataset: %s (generated in %.1f s, fixed seed)\n", stats, time.Since(start).Seconds())
+	genTime := time.Since(start)
 	start = time.Now()
 	n, err := warm(b.data)
 	if err != nil {
 		return nil, stats, err
 	}
-	fmt.Fprintf(b.out, "warm cache: read %.1f MiB once in %.1f s, untimed; the page cache is not dropped, "+
-		"so every tool runs with the dataset in memory\n", float64(n)/mib, time.Since(start).Seconds())
+	fmt.Fprintf(b.out, "dataset: %s (generated in %.1f s, fixed seed; read once, untimed, in %.1f s: %.1f MiB)\n",
+		stats, genTime.Seconds(), time.Since(start).Seconds(), float64(n)/mib)
 	return ds, stats, nil
 }
 
-// runAll runs the initial and no-change backups of every tool, applies the 1% change, then runs
-// every tool's 1%-change backup and restore.
-func (b *bench) runAll(ctx context.Context, ds *dataset, stats treeStats) (runResults, error) {
-	var rs runResults
-	var err error
-	if rs.initial, err = b.backups(ctx, "initial backup", stats); err != nil {
-		return rs, err
-	}
-	if rs.noChange, err = b.backups(ctx, "no-change backup", stats); err != nil {
-		return rs, err
-	}
-	change, err := ds.applyChange(stats.bytes)
-	if err != nil {
-		return rs, fmt.Errorf("change the dataset: %w", err)
-	}
-	if stats, err = scan(b.data); err != nil {
-		return rs, err
-	}
-	fmt.Fprintf(b.out, "\nchange: %s (%.2f%% of the bytes), the same for every tool\n",
-		change, 100*float64(change.total())/float64(stats.bytes))
-	if rs.changed, err = b.backups(ctx, "1%-change backup", stats); err != nil {
-		return rs, err
-	}
-	if rs.restore, err = b.restores(ctx, stats); err != nil {
-		return rs, err
-	}
-	return rs, nil
-}
-
-// backups runs one backup of each tool and measures the bytes it added to its repository.
-func (b *bench) backups(ctx context.Context, title string, stats treeStats) (*opReport, error) {
-	r := &opReport{title: title, data: stats}
-	for _, c := range b.contenders {
+// backups runs one backup of each contender (restore-only ones excluded) and measures the
+// bytes it added to its repository.
+func (b *bench) backups(ctx context.Context, cs []contender, round int, shape, op string, stats treeStats) error {
+	for _, c := range cs {
+		if c.restoreOnly {
+			continue
+		}
 		before, err := diskUsage(c.repo)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		m, err := c.tool.backup(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s: %w", c.name, title, err)
+			return fmt.Errorf("%s: %s: %w", c.name, op, err)
 		}
 		after, err := diskUsage(c.repo)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		fmt.Fprintf(b.out, "  %s %s: %.2f s\n", c.name, title, m.wall.Seconds())
-		r.results = append(r.results, result{tool: c.name, m: m, repoAdded: after - before})
+		fmt.Fprintf(b.out, "  %-14s %-17s %7.2f s %7.1f MiB RSS %7.2f CPU s\n", c.name, op, m.wall.Seconds(),
+			float64(m.maxRSSKiB)/kib, m.cpu.Seconds())
+		b.rs.add(shape, op, stats, c.name, round, m, after-before)
 	}
-	r.print(b.out)
-	return r, nil
+	return nil
 }
 
-// restores restores each tool's latest snapshot into an empty directory and verifies it.
-func (b *bench) restores(ctx context.Context, stats treeStats) (*opReport, error) {
-	r := &opReport{title: "restore of the latest snapshot", data: stats}
-	for _, c := range b.contenders {
+// restores restores each contender's latest snapshot into an empty directory and verifies it.
+// A restore-only contender (tar) first writes its archive of the source, untimed.
+func (b *bench) restores(ctx context.Context, cs []contender, round int, shape string, stats treeStats) error {
+	for _, c := range cs {
+		if c.restoreOnly {
+			if _, err := c.tool.backup(ctx); err != nil {
+				return fmt.Errorf("%s: archive the source: %w", c.name, err)
+			}
+		}
+	}
+	for _, c := range cs {
 		target := filepath.Join(b.work, "restore-"+c.name)
+		if err := os.RemoveAll(target); err != nil {
+			return fmt.Errorf("remove restore directory: %w", err)
+		}
 		if err := os.Mkdir(target, 0o755); err != nil {
-			return nil, fmt.Errorf("create restore directory: %w", err)
+			return fmt.Errorf("create restore directory: %w", err)
 		}
 		root, m, err := c.tool.restore(ctx, target)
 		if err != nil {
-			return nil, fmt.Errorf("%s: restore: %w", c.name, err)
+			return fmt.Errorf("%s: restore: %w", c.name, err)
 		}
-		fmt.Fprintf(b.out, "  %s restore: %.2f s\n", c.name, m.wall.Seconds())
+		fmt.Fprintf(b.out, "  %-14s %-17s %7.2f s %7.1f MiB RSS %7.2f CPU s", c.name, opRestoreTree, m.wall.Seconds(),
+			float64(m.maxRSSKiB)/kib, m.cpu.Seconds())
 		if err := verifyTree(b.data, root); err != nil {
-			return nil, fmt.Errorf("%s: restore verification: %w", c.name, err)
+			return fmt.Errorf("%s: restore verification: %w", c.name, err)
 		}
-		fmt.Fprintf(b.out, "  %s restore verified: equals the source byte for byte (contents, sizes, modes, symlinks)\n", c.name)
+		fmt.Fprintln(b.out, ", verified")
 		if !b.keep {
 			if err := os.RemoveAll(target); err != nil {
-				return nil, fmt.Errorf("remove restore directory: %w", err)
+				return fmt.Errorf("remove restore directory: %w", err)
 			}
 		}
-		r.results = append(r.results, result{tool: c.name, m: m, repoAdded: -1})
+		b.rs.add(shape, opRestoreTree, stats, c.name, round, m, -1)
 	}
-	r.print(b.out)
-	return r, nil
+	return nil
 }
 
 // prepareWorkDir returns the absolute work directory: dir, created if missing, or a new

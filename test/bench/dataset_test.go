@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,5 +109,55 @@ func TestVerifyTreeFindsEveryDifference(t *testing.T) {
 				t.Fatalf("verifyTree() = %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestRotateGivesEveryToolEveryPlace(t *testing.T) {
+	tools := []string{"a", "b", "c"}
+	want := [][]string{{"a", "b", "c"}, {"b", "c", "a"}, {"c", "a", "b"}, {"a", "b", "c"}}
+	for round, w := range want {
+		if got := rotate(tools, round); strings.Join(got, "") != strings.Join(w, "") {
+			t.Errorf("rotate(round %d) = %v, want %v", round, got, w)
+		}
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, tt := range []struct {
+		in   []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(tt.in); got != tt.want {
+			t.Errorf("median(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestShapesScale(t *testing.T) {
+	sh := shapes["235k-100B"].scaled(0.001)
+	if sh.files != 235 || sh.dirs != 137 || sh.size != 100 {
+		t.Errorf("235k-100B × 0.001 = %+v", sh)
+	}
+	if l := shapes["large"].scaled(0.001); l.files != 1 || l.size != int64(math.Round(10<<30*0.001)) {
+		t.Errorf("large × 0.001 = %+v", l)
+	}
+	root := filepath.Join(t.TempDir(), "data")
+	if err := generateShape(root, sh); err != nil {
+		t.Fatal(err)
+	}
+	st, err := scan(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 137 directories below one top-level directory.
+	if st.files != 235 || st.dirs != 138 || st.bytes != 23500 {
+		t.Errorf("generated %v, want 235 files of 100 B in 137 directories (+1 top level)", st)
+	}
+	again := filepath.Join(t.TempDir(), "data")
+	if err := generateShape(again, sh); err != nil {
+		t.Fatal(err)
+	}
+	if err := verifyTree(root, again); err != nil {
+		t.Errorf("two generations differ: %v", err)
 	}
 }

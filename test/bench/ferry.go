@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 
@@ -36,6 +37,8 @@ type ferryOp struct {
 	target   string
 	snapshot string
 	parallel int
+	// cpuProfile, when set, receives a CPU profile of the whole operation (go tool pprof).
+	cpuProfile string
 }
 
 func (o ferryOp) validate() error {
@@ -72,6 +75,20 @@ type ferryOutput struct {
 
 // runFerryOp runs o in this process and prints its outcome as one JSON line.
 func runFerryOp(ctx context.Context, o ferryOp) (err error) {
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("CPU profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("CPU profile: %w", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			err = errors.Join(err, f.Close())
+		}()
+	}
 	rep, err := repository.Open(ctx, repository.Options{
 		Location: repository.Location{
 			Provider: repository.ProviderFilesystem,
@@ -129,7 +146,7 @@ type ferryTool struct {
 }
 
 func newFerry(f *ferryTool) contender {
-	return contender{name: "ferry", repo: filepath.Join(f.dir, "repo"), tool: f}
+	return contender{name: "ferry", dir: f.dir, repo: filepath.Join(f.dir, "repo"), tool: f}
 }
 
 func (f *ferryTool) command(ctx context.Context, op string, args ...string) *exec.Cmd {

@@ -11,11 +11,54 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/ferry-backup/ferry/internal/repository"
+)
+
+// The suites: compare (make bench) and scale (make bench-scale).
+const (
+	suiteCompare = "compare"
+	suiteScale   = "scale"
+)
+
+// The contenders.
+const (
+	toolFerry = "ferry"
+	// toolKopia is the kopia CLI with its defaults; toolKopiaBLAKE3 with Ferry's hash, so that
+	// the tool and the setting are told apart.
+	toolKopia       = "kopia"
+	toolKopiaBLAKE3 = "kopia-blake3"
+	// toolRestic is restic with its defaults (compression auto); toolResticNoComp with
+	// --compression off, as Ferry and kopia store data.
+	toolRestic       = "restic"
+	toolResticNoComp = "restic-nocomp"
+	// toolTar extracts a tar archive of the same tree: restores only.
+	toolTar = "tar"
+	// toolFerryBase is Ferry run by another build of this program (-baseline): how a change
+	// to Ferry costs, in the same rounds.
+	toolFerryBase = "ferry-base"
+)
+
+// ferryHash is the content hash of the repositories Ferry creates.
+const ferryHash = repository.HashBLAKE3
+
+var (
+	allTools     = []string{toolFerry, toolFerryBase, toolKopia, toolKopiaBLAKE3, toolRestic, toolResticNoComp, toolTar}
+	defaultTools = map[string][]string{
+		suiteCompare: {toolFerry, toolKopia, toolKopiaBLAKE3, toolRestic, toolResticNoComp, toolTar},
+		suiteScale:   {toolFerry, toolKopia, toolTar},
+	}
 )
 
 // options configure a benchmark run, or (with ferryOp.op set) one of Ferry's child operations.
 type options struct {
+	suite    string
 	scale    string
+	rounds   int
+	tools    []string
+	factor   float64
+	shapes   []string
+	baseline string
 	dir      string
 	keep     bool
 	parallel int
@@ -25,13 +68,20 @@ type options struct {
 }
 
 // hiddenFlags are the child-process flags, left out of the usage text.
-var hiddenFlags = []string{"ferry-op", "repo", "workdir", "source", "target", "snapshot"}
+var hiddenFlags = []string{"ferry-op", "repo", "workdir", "source", "target", "snapshot", "cpuprofile"}
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
-	o := options{scale: "full"}
+	o := options{suite: suiteCompare, scale: "full", rounds: 3, factor: 0.01}
+	var tools, shapes string
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.scale, "scale", o.scale, "dataset size: full (≈2 GiB, 100k files) or small (≈115 MiB)")
+	fs.StringVar(&o.suite, "suite", o.suite, "compare (one mixed dataset, every tool) or scale (many small files, one large file, against the kopia CLI)")
+	fs.StringVar(&o.scale, "scale", o.scale, "compare suite's dataset size: full (≈2 GiB, 100k files) or small (≈115 MiB)")
+	fs.IntVar(&o.rounds, "rounds", o.rounds, "interleaved rounds: each round rotates the tools' order and starts with fresh repositories")
+	fs.StringVar(&tools, "tools", "", "comma-separated contenders, ferry first (default: the suite's; any of "+strings.Join(allTools, ",")+")")
+	fs.Float64Var(&o.factor, "factor", o.factor, "scale suite's size: 1 = the full shapes (2M files), 0.01 = a hundredth")
+	fs.StringVar(&shapes, "shapes", strings.Join(shapeNames(), ","), "scale suite's comma-separated shapes")
+	fs.StringVar(&o.baseline, "baseline", "", "another build of this program (e.g. of the previous revision): its Ferry runs as ferry-base, second in the first round")
 	fs.StringVar(&o.dir, "dir", "", "work directory (default: a new directory under $TMPDIR)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (dataset, repositories, restores)")
 	fs.IntVar(&o.parallel, "parallel", 0, "Ferry's upload and restore parallelism; 0 means Ferry's default")
@@ -43,8 +93,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.ferryOp.source, "source", "", "internal: directory to back up")
 	fs.StringVar(&o.ferryOp.target, "target", "", "internal: directory to restore into")
 	fs.StringVar(&o.ferryOp.snapshot, "snapshot", "", "internal: snapshot to restore")
+	fs.StringVar(&o.ferryOp.cpuProfile, "cpuprofile", "", "internal: write a CPU profile of the operation to this file")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: go run ./test/bench [-scale full|small] [-dir DIR] [-keep] [-parallel N]")
+		fmt.Fprintln(stderr, "usage: go run ./test/bench [-suite compare|scale] [-scale full|small] [-factor F] [-rounds N] [-tools LIST] [-dir DIR] [-keep] [-parallel N]")
 		fs.VisitAll(func(f *flag.Flag) {
 			if !slices.Contains(hiddenFlags, f.Name) {
 				fmt.Fprintf(stderr, "  -%s\n    \t%s\n", f.Name, f.Usage)
@@ -55,6 +106,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, err
 	}
 	o.ferryOp.parallel = o.parallel
+	o.tools = defaultTools[o.suite]
+	if tools != "" {
+		o.tools = strings.Split(tools, ",")
+	}
+	if o.baseline != "" && !slices.Contains(o.tools, toolFerryBase) {
+		o.tools = slices.Insert(slices.Clone(o.tools), 1, toolFerryBase)
+	}
+	o.shapes = strings.Split(shapes, ",")
 	return o, o.validate()
 }
 
@@ -62,11 +121,36 @@ func (o options) validate() error {
 	if o.ferryOp.op != "" {
 		return o.ferryOp.validate()
 	}
+	if o.suite != suiteCompare && o.suite != suiteScale {
+		return fmt.Errorf("unknown -suite %q (want %s or %s)", o.suite, suiteCompare, suiteScale)
+	}
 	if _, ok := specs[o.scale]; !ok {
 		return fmt.Errorf("unknown -scale %q (want full or small)", o.scale)
 	}
 	if o.parallel < 0 {
 		return errors.New("-parallel must not be negative")
+	}
+	if o.rounds < 1 {
+		return errors.New("-rounds must be at least 1")
+	}
+	if len(o.tools) == 0 || o.tools[0] != toolFerry {
+		return fmt.Errorf("-tools %q must start with %s: every ratio is against Ferry", strings.Join(o.tools, ","), toolFerry)
+	}
+	for i, t := range o.tools {
+		if !slices.Contains(allTools, t) || slices.Index(o.tools, t) != i {
+			return fmt.Errorf("-tools: unknown or repeated tool %q (want some of %s)", t, strings.Join(allTools, ","))
+		}
+	}
+	if slices.Contains(o.tools, toolFerryBase) && o.baseline == "" {
+		return fmt.Errorf("%s needs -baseline", toolFerryBase)
+	}
+	if o.factor <= 0 || o.factor > 10 {
+		return fmt.Errorf("-factor %g out of range (0, 10]", o.factor)
+	}
+	for _, s := range o.shapes {
+		if _, ok := shapes[s]; !ok {
+			return fmt.Errorf("unknown shape %q (want some of %s)", s, strings.Join(shapeNames(), ","))
+		}
 	}
 	return nil
 }

@@ -24,24 +24,31 @@ type tool interface {
 	restore(ctx context.Context, target string) (string, measurement, error)
 }
 
-// contender is a tool with its name and the directory that holds its repository.
+// contender is a tool with its name and the directory that holds its repository (and all its
+// other state, removed before every round).
 type contender struct {
 	name string
+	dir  string
 	repo string
 	tool tool
+	// restoreOnly contenders take part in restores only (tar: the physical write limit).
+	restoreOnly bool
 }
 
 // kopiaCLI runs the kopia command with its defaults, except for automatic maintenance: Ferry
-// never runs maintenance as part of a backup, so the CLI does not either.
+// never runs maintenance as part of a backup, so the CLI does not either. hash, when set, is
+// the repository's content hash instead of the CLI's default.
 type kopiaCLI struct {
 	bin    string
 	dir    string // holds the config file, cache, logs and repository
 	source string
+	hash   string
 	latest string // ID of the last snapshot
 }
 
-func newKopia(bin, dir, source string) contender {
-	return contender{name: "kopia", repo: filepath.Join(dir, "repo"), tool: &kopiaCLI{bin: bin, dir: dir, source: source}}
+func newKopia(name, bin, dir, source, hash string) contender {
+	return contender{name: name, dir: dir, repo: filepath.Join(dir, "repo"),
+		tool: &kopiaCLI{bin: bin, dir: dir, source: source, hash: hash}}
 }
 
 func (k *kopiaCLI) command(ctx context.Context, args ...string) *exec.Cmd {
@@ -56,11 +63,15 @@ func (k *kopiaCLI) command(ctx context.Context, args ...string) *exec.Cmd {
 }
 
 func (k *kopiaCLI) initRepo(ctx context.Context) error {
-	_, err := run(k.command(ctx, "repository", "create", "filesystem",
-		"--path="+filepath.Join(k.dir, "repo"),
-		"--cache-directory="+filepath.Join(k.dir, "cache"),
+	args := []string{"repository", "create", "filesystem",
+		"--path=" + filepath.Join(k.dir, "repo"),
+		"--cache-directory=" + filepath.Join(k.dir, "cache"),
 		"--override-hostname=bench", "--override-username=kopia",
-		"--no-persist-credentials"))
+		"--no-persist-credentials"}
+	if k.hash != "" {
+		args = append(args, "--block-hash="+k.hash)
+	}
+	_, err := run(k.command(ctx, args...))
 	return err
 }
 
@@ -91,15 +102,18 @@ func (k *kopiaCLI) restore(ctx context.Context, target string) (string, measurem
 	return target, m, err
 }
 
-// resticCLI runs restic with its defaults. Its cache lives next to its repository.
+// resticCLI runs restic with its defaults. Its cache lives next to its repository. noCompress
+// backs up with --compression off.
 type resticCLI struct {
-	bin    string
-	dir    string
-	source string
+	bin        string
+	dir        string
+	source     string
+	noCompress bool
 }
 
-func newRestic(bin, dir, source string) contender {
-	return contender{name: "restic", repo: filepath.Join(dir, "repo"), tool: &resticCLI{bin: bin, dir: dir, source: source}}
+func newRestic(name, bin, dir, source string, noCompress bool) contender {
+	return contender{name: name, dir: dir, repo: filepath.Join(dir, "repo"),
+		tool: &resticCLI{bin: bin, dir: dir, source: source, noCompress: noCompress}}
 }
 
 func (r *resticCLI) command(ctx context.Context, args ...string) *exec.Cmd {
@@ -115,7 +129,11 @@ func (r *resticCLI) initRepo(ctx context.Context) error {
 }
 
 func (r *resticCLI) backup(ctx context.Context) (measurement, error) {
-	m, err := run(r.command(ctx, "backup", "--host=bench", "--json", r.source))
+	args := []string{"backup", "--host=bench", "--json", r.source}
+	if r.noCompress {
+		args = append(args, "--compression=off")
+	}
+	m, err := run(r.command(ctx, args...))
 	if err != nil {
 		return m, err
 	}
@@ -136,6 +154,29 @@ func (r *resticCLI) backup(ctx context.Context) (measurement, error) {
 func (r *resticCLI) restore(ctx context.Context, target string) (string, measurement, error) {
 	m, err := run(r.command(ctx, "restore", "latest", "--host=bench", "--target="+target))
 	return filepath.Join(target, r.source), m, err
+}
+
+// untar extracts a tar archive of the source made before the restores (untimed): the time it
+// takes to write the same tree without any backup program, the physical limit for a restore.
+type untar struct {
+	dir    string
+	source string
+}
+
+func newUntar(dir, source string) contender {
+	return contender{name: "tar", dir: dir, repo: filepath.Join(dir, "archive.tar"), tool: &untar{dir: dir, source: source}, restoreOnly: true}
+}
+
+func (u *untar) initRepo(context.Context) error { return nil }
+
+// backup writes the archive; the benchmark calls it untimed, right before the restores.
+func (u *untar) backup(ctx context.Context) (measurement, error) {
+	return run(exec.CommandContext(ctx, "tar", "-C", u.source, "-cf", filepath.Join(u.dir, "archive.tar"), "."))
+}
+
+func (u *untar) restore(ctx context.Context, target string) (string, measurement, error) {
+	m, err := run(exec.CommandContext(ctx, "tar", "-C", target, "-xpf", filepath.Join(u.dir, "archive.tar")))
+	return target, m, err
 }
 
 // findKopia returns the kopia binary: the one given, or the pinned build of hack/install-tool.sh.

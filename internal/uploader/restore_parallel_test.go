@@ -1,0 +1,105 @@
+package uploader_test
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/ferry-backup/ferry/internal/repository"
+	"github.com/ferry-backup/ferry/internal/repository/repotest"
+	"github.com/ferry-backup/ferry/internal/uploader"
+)
+
+func TestDefaultRestoreParallelScalesWithGOMAXPROCS(t *testing.T) {
+	defer runtime.SetDefaultGOMAXPROCS()
+	for _, tt := range []struct{ procs, want int }{{1, 4}, {2, 4}, {3, 6}, {8, 16}, {64, 16}} {
+		runtime.GOMAXPROCS(tt.procs)
+		if got := uploader.DefaultRestoreParallel(); got != tt.want {
+			t.Errorf("GOMAXPROCS %d: DefaultRestoreParallel() = %d, want %d", tt.procs, got, tt.want)
+		}
+	}
+}
+
+// Large files are cut into segments written by several workers: every byte, hole and length
+// must come out as with one writer, at any parallelism.
+func TestLargeFilesRestoredBySeveralWorkersAreIdentical(t *testing.T) {
+	runtime.GOMAXPROCS(4) // segments are written by several workers from 4 CPUs on
+	defer runtime.SetDefaultGOMAXPROCS()
+	src := t.TempDir()
+	writeRandom(t, filepath.Join(src, "odd.bin"), 40<<20+12345, 1) // 3 segments, the last short
+	writeRandom(t, filepath.Join(src, "even.bin"), 48<<20, 2)      // exactly 3 segments
+	writeRandom(t, filepath.Join(src, "sub", "small.bin"), 100<<10, 3)
+	sparse, err := os.Create(filepath.Join(src, "sparse.img")) // data inside the second segment only
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sparse.WriteAt([]byte("middle"), 20<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := sparse.Truncate(70 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := sparse.Close(); err != nil {
+		t.Fatal(err)
+	}
+	loc := repotest.Filesystem(t)
+	rep := openRepo(t, loc, "pw")
+	res, err := uploader.Backup(t.Context(), rep, src, uploader.BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	restorer := openRepoWith(t, loc, "pw", func(o *repository.Options) { o.NoCache = true })
+	for _, parallel := range []int{1, 3, 0} {
+		for _, sparse := range []bool{false, true} {
+			dst := filepath.Join(t.TempDir(), "restore")
+			var last uploader.Progress
+			st, err := uploader.Restore(t.Context(), restorer, res.SnapshotID, dst, uploader.RestoreOptions{
+				Parallel: parallel, WriteSparseFiles: sparse, Progress: func(p uploader.Progress) { last = p },
+			})
+			if err != nil {
+				t.Fatalf("parallel %d, sparse %v: %v", parallel, sparse, err)
+			}
+			if st.Bytes != res.Stats.Bytes || last.BytesDone != res.Stats.Bytes {
+				t.Errorf("parallel %d, sparse %v: restored %d bytes, progress %d, backed up %d",
+					parallel, sparse, st.Bytes, last.BytesDone, res.Stats.Bytes)
+			}
+			requireSameTree(t, src, dst)
+			if got := allocatedBytes(t, filepath.Join(dst, "sparse.img")); sparse && got > 1<<20 {
+				t.Errorf("parallel %d: sparse file restored with %d bytes allocated", parallel, got)
+			}
+		}
+	}
+}
+
+// A failure in any segment fails the restore of the file, and its temporary file is removed.
+func TestCorruptedLargeFileFailsItsRestoreAndLeavesNoTemporaryFile(t *testing.T) {
+	runtime.GOMAXPROCS(4)
+	defer runtime.SetDefaultGOMAXPROCS()
+	loc := repotest.Filesystem(t)
+	rep := openRepo(t, loc, "pw")
+	src := t.TempDir()
+	writeRandom(t, filepath.Join(src, "large.bin"), 64<<20, 4)
+	res, err := uploader.Backup(t.Context(), rep, src, uploader.BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	corruptPacks(t, loc)
+	fresh := openRepoWith(t, loc, "pw", func(o *repository.Options) { o.NoCache = true })
+	dst := t.TempDir()
+	if _, err := uploader.Restore(t.Context(), fresh, res.SnapshotID, dst, uploader.RestoreOptions{Parallel: 4}); err == nil {
+		t.Fatal("restore of a corrupted large file succeeded")
+	} else {
+		t.Logf("restore reported: %v", err)
+	}
+	err = filepath.WalkDir(dst, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), ".ferry-restore-") {
+			t.Errorf("temporary file left behind: %s", p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
