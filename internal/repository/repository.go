@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -235,7 +236,7 @@ func connect(ctx context.Context, st blob.Storage, dir string, opts Options) (bo
 			ContentCacheSizeBytes: opts.ContentCacheMB << 20, MetadataCacheSizeBytes: opts.MetadataCacheMB << 20,
 		}
 	}
-	err := repo.Connect(ctx, configFile(dir), st, opts.Password, connectOpts)
+	err := writeConnection(ctx, configFile(dir), st, connectOpts)
 	if !errors.Is(err, repo.ErrRepositoryNotInitialized) {
 		if err != nil {
 			return false, fmt.Errorf("connect to repository at %s: %w", opts.Location, passwordError(err))
@@ -251,8 +252,8 @@ func connect(ctx context.Context, st blob.Storage, dir string, opts Options) (bo
 	} else if err != nil {
 		return false, err
 	}
-	if err := repo.Connect(ctx, configFile(dir), st, opts.Password, connectOpts); err != nil {
-		return false, fmt.Errorf("connect to new repository at %s: %w", opts.Location, passwordError(err))
+	if err := writeConnection(ctx, configFile(dir), st, connectOpts); err != nil {
+		return false, fmt.Errorf("connect to new repository at %s: %w", opts.Location, err)
 	}
 	if !created {
 		return false, nil
@@ -264,6 +265,39 @@ func connect(ctx context.Context, st blob.Storage, dir string, opts Options) (bo
 		return true, writeVeleroMarker(ctx, st)
 	}
 	return true, nil
+}
+
+// writeConnection writes Kopia's connection file for st, as repo.Connect does, without its
+// check that the repository opens with the password: Connect opens it once for that, and the
+// caller opens it again, and each open derives the format key from the password with scrypt —
+// most of the CPU of a small restore. The caller's open is the check. The repository must exist
+// (repo.ErrRepositoryNotInitialized otherwise).
+func writeConnection(ctx context.Context, file string, st blob.Storage, opts *repo.ConnectOptions) error {
+	if _, err := st.GetMetadata(ctx, format.KopiaRepositoryBlobID); errors.Is(err, blob.ErrBlobNotFound) {
+		return repo.ErrRepositoryNotInitialized
+	} else if err != nil {
+		return fmt.Errorf("read the format blob: %w", err)
+	}
+	ci := st.ConnectionInfo()
+	lc := repo.LocalConfig{Storage: &ci, Caching: &content.CachingOptions{},
+		ClientOptions: opts.ClientOptions.ApplyDefaults(ctx, "Repository in "+st.DisplayName())}
+	if opts.CachingOptions.ContentCacheSizeBytes != 0 {
+		lc.Caching = opts.CachingOptions.CloneOrDefault()
+		// Kopia reads a relative cache directory as relative to the connection file's.
+		abs, err := filepath.Abs(lc.Caching.CacheDirectory)
+		if err != nil {
+			return fmt.Errorf("cache directory: %w", err)
+		}
+		lc.Caching.CacheDirectory = abs
+	}
+	data, err := json.MarshalIndent(lc, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		return fmt.Errorf("write the connection file: %w", err)
+	}
+	return nil
 }
 
 // initialize creates a repository with Ferry's formats.
