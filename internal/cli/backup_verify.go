@@ -62,11 +62,9 @@ func (vo *backupVerifyOptions) run(ctx context.Context, c client.Client, name st
 	if err := vo.get(ctx, c, "backup", name, b); err != nil {
 		return err
 	}
-	request := strconv.FormatFloat(vo.Percent, 'f', -1, 64) + "@" + time.Now().UTC().Format(time.RFC3339Nano)
-	patch := client.MergeFrom(b.DeepCopy())
-	metav1.SetMetaDataAnnotation(&b.ObjectMeta, velerov1.AnnotationVerifyRequested, request)
-	if err := c.Patch(ctx, b, patch); err != nil {
-		return fmt.Errorf("ask for the verification of backup %s: %w", name, err)
+	request, err := requestVerification(ctx, c, b, vo.Percent)
+	if err != nil {
+		return err
 	}
 	if !vo.Wait {
 		_, err := fmt.Fprintf(vo.Out, "Verification of backup %s requested; its result will be in the annotation %s\n", name, velerov1.AnnotationLastVerification)
@@ -87,6 +85,17 @@ func (vo *backupVerifyOptions) run(ctx context.Context, c client.Client, name st
 		return &verificationFailedError{res}
 	}
 	return nil
+}
+
+// requestVerification asks for the backup's verification and returns the request.
+func requestVerification(ctx context.Context, c client.Client, b *velerov1.Backup, percent float64) (string, error) {
+	request := strconv.FormatFloat(percent, 'f', -1, 64) + "@" + time.Now().UTC().Format(time.RFC3339Nano)
+	patch := client.MergeFrom(b.DeepCopy())
+	metav1.SetMetaDataAnnotation(&b.ObjectMeta, velerov1.AnnotationVerifyRequested, request)
+	if err := c.Patch(ctx, b, patch); err != nil {
+		return "", fmt.Errorf("ask for the verification of backup %s: %w", b.Name, err)
+	}
+	return request, nil
 }
 
 // waitVerification reads the Backup until its last verification answers request.
