@@ -85,7 +85,7 @@ func (vo *repoVerifyOptions) run(ctx context.Context, c client.Client, name stri
 			return err
 		}
 		fmt.Fprintf(vo.Out, "\nBackup %s:\n", backups[i].Name)
-		printVerification(vo.Options, res)
+		printVerification(vo.Out, res, "")
 		if res.Failed() {
 			failed = append(failed, &verificationFailedError{res})
 		}
