@@ -39,9 +39,9 @@ type DataMoveOperationProgress struct {
 	// Estimated is true while TotalBytes and TotalFiles are an estimate (the source's walk, or
 	// the parent snapshot's size). An estimate never shrinks while the work runs and is raised
 	// when what was done exceeds it (BytesDone <= TotalBytes always); at the end the totals are
-	// what was done.
+	// what was done. Always written with the other figures, so that the end clears it.
 	// +optional
-	Estimated bool `json:"estimated,omitempty"`
+	Estimated *bool `json:"estimated,omitempty"`
 
 	// BytesHashed and FilesHashed count what a backup read and hashed; BytesCached and
 	// FilesCached what it found unchanged since the parent snapshot and did not read. BytesDone

@@ -50,8 +50,10 @@ type Stats struct {
 	Files, Dirs int64
 	// Bytes is the size of all files in the snapshot.
 	Bytes int64
-	// HashedBytes were read and hashed; CachedBytes were unchanged since the parent and not read.
+	// HashedBytes were read and hashed; CachedBytes were unchanged since the parent and not read;
+	// CachedFiles counts those files.
 	HashedBytes, CachedBytes int64
+	CachedFiles              int64
 	// UploadedBytes were written to the repository's storage (after dedup, compression, encryption).
 	UploadedBytes int64
 	// Errors counts entries that could not be read; ErrorMessages holds the first few.
@@ -223,7 +225,7 @@ func statsOf(man *snapshot.Manifest, prog *uploadProgress, final Progress, d tim
 	errCount, errs := prog.errorSummary()
 	return Stats{
 		Files: final.FilesDone, Dirs: int64(man.Stats.TotalDirectoryCount),
-		Bytes: man.Stats.TotalFileSize, HashedBytes: final.BytesHashed, CachedBytes: final.BytesCached,
+		Bytes: man.Stats.TotalFileSize, HashedBytes: final.BytesHashed, CachedBytes: final.BytesCached, CachedFiles: final.FilesCached,
 		UploadedBytes: final.BytesUploaded, Errors: max(errCount, int(man.Stats.ErrorCount)), ErrorMessages: errs,
 		Duration: d,
 	}

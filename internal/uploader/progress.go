@@ -34,6 +34,26 @@ type Progress struct {
 	Stage shared.ProgressStage
 }
 
+// Status is the progress as the status of a PodVolumeBackup, DataUpload, PodVolumeRestore or
+// DataDownload records it.
+func (p Progress) Status() shared.DataMoveOperationProgress {
+	return shared.DataMoveOperationProgress{
+		TotalBytes: p.TotalBytes, BytesDone: p.BytesDone, IncrementalBytes: p.BytesUploaded,
+		TotalFiles: p.TotalFiles, FilesDone: p.FilesDone, BytesPerSecond: p.BytesPerSecond,
+		Stage: p.Stage, Estimated: &p.Estimated,
+		BytesHashed: p.BytesHashed, FilesHashed: p.FilesHashed, BytesCached: p.BytesCached, FilesCached: p.FilesCached,
+	}
+}
+
+// Progress is the status progress of the completed backup: stage Done, the totals what was done.
+func (s Stats) Progress() shared.DataMoveOperationProgress {
+	return shared.DataMoveOperationProgress{
+		TotalBytes: s.Bytes, BytesDone: s.Bytes, IncrementalBytes: s.UploadedBytes, TotalFiles: s.Files, FilesDone: s.Files,
+		Stage: shared.ProgressStageDone, Estimated: new(bool), BytesHashed: s.HashedBytes, FilesHashed: max(0, s.Files-s.CachedFiles),
+		BytesCached: s.CachedBytes, FilesCached: s.CachedFiles,
+	}
+}
+
 // DefaultProgressInterval is how often a progress callback runs at most.
 const DefaultProgressInterval = time.Second
 

@@ -67,14 +67,13 @@ func (r *Reconciler) restore(ctx context.Context, pvr *velerov1.PodVolumeRestore
 	}
 	defer release()
 	logger.Info("restore started", "path", vol.Dir, "snapshotID", pvr.Spec.SnapshotID, "repository", rep.Location().String())
+	defer metrics.ForgetProgress(metrics.KindRestore, pvr.Namespace, pvr.Name)
 	st, err := uploader.Restore(ctx, rep, pvr.Spec.SnapshotID, vol.Dir, uploader.RestoreOptions{
 		WriteSparseFiles: setting(pvr, "WriteSparseFiles") == "true",
 		Parallel:         r.parallel(pvr),
 		Progress: func(p uploader.Progress) {
-			_ = operation.PatchStatus(ctx, r.Client, pvr, operation.Status{Progress: &shared.DataMoveOperationProgress{
-				TotalBytes: p.TotalBytes, BytesDone: p.BytesDone, TotalFiles: p.TotalFiles, FilesDone: p.FilesDone,
-				BytesPerSecond: p.BytesPerSecond,
-			}}) // the next tick retries
+			metrics.SetProgress(metrics.KindRestore, pvr.Namespace, pvr.Name, p.Status())
+			_ = operation.PatchStatus(ctx, r.Client, pvr, operation.Status{Progress: operation.Ptr(p.Status())}) // the next tick retries
 		},
 	})
 	if err != nil {
@@ -156,7 +155,8 @@ func (r *Reconciler) done(ctx context.Context, pvr *velerov1.PodVolumeRestore, s
 func (r *Reconciler) finish(ctx context.Context, pvr *velerov1.PodVolumeRestore, phase velerov1.PodVolumePhase, msg string, st *uploader.RestoreStats) error {
 	var extra *operation.Status
 	if st != nil {
-		extra = &operation.Status{Progress: &shared.DataMoveOperationProgress{TotalBytes: st.Bytes, BytesDone: st.Bytes, TotalFiles: st.Files, FilesDone: st.Files}}
+		extra = &operation.Status{Progress: &shared.DataMoveOperationProgress{TotalBytes: st.Bytes, BytesDone: st.Bytes, TotalFiles: st.Files, FilesDone: st.Files,
+			Stage: shared.ProgressStageDone}}
 	}
 	return r.reporter().Finish(ctx, pvr, phase, msg, extra, pvr.Status.StartTimestamp)
 }
