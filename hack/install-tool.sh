@@ -3,15 +3,18 @@
 # and print the path of the binary. Tools:
 #   versitygw  S3-compatible server (Apache-2.0) the S3 tests run against
 #   kopia      the kopia CLI, for compatibility tests and the benchmark
+#   restic     the restic CLI shipped in Ferry's image as /restic (restores of Velero's restic
+#              backups; the tests use the distribution's restic, hack/install-restic.sh)
 # Binaries are cached in ${FERRY_CACHE:-~/.cache/ferry}/tools/<name>-<version>.
 #
 # Why a wrapper module: `go install pkg@version` refuses modules with replace directives and the
 # proxy refuses kopia's version list; a tiny main module that requires the tool builds fine.
 set -euo pipefail
-name=${1:?usage: install-tool.sh versitygw|kopia}
+name=${1:?usage: install-tool.sh versitygw|kopia|restic}
 case "$name" in
   versitygw) module=github.com/versity/versitygw; version=${VERSITYGW_VERSION:-v1.8.0}; pkg=$module/cmd/versitygw ;;
   kopia)     module=github.com/kopia/kopia;       version=${KOPIA_VERSION:-v0.22.3};    pkg=$module ;;
+  restic)    module=github.com/restic/restic;     version=${RESTIC_VERSION:-v0.18.1};   pkg=$module/cmd/restic ;;
   *) echo "install-tool.sh: unknown tool $name" >&2; exit 2 ;;
 esac
 cache=${FERRY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ferry}/tools

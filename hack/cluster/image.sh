@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # image.sh — build Ferry's container image offline and import it into the cluster's containerd.
 # The image holds the static programs at its root (/ferry-server, /ferry-node-agent,
-# /ferry-datamover, /ferry), the CA bundle of this machine, and a /tmp; the tag is the content
-# hash, so a changed build is a new image and `ferry install` rolls the pods. Prints the
-# reference, for `ferry install --image REF --image-pull-policy Never`.
+# /ferry-datamover, /ferry, and /restic, the pinned restic CLI of hack/install-tool.sh that the
+# node-agent runs for restores of Velero's restic backups), the CA bundle of this machine, and a
+# /tmp; the tag is the content hash, so a changed build is a new image and `ferry install` rolls
+# the pods. Prints the reference, for `ferry install --image REF --image-pull-policy Never`.
 #
 # Usage: image.sh              # build + import (the cluster must be up)
 #        IMPORT=0 image.sh     # build the archive only ($CACHE/images/ferry.tar is not imported at up)
@@ -20,6 +21,8 @@ root=$(mktemp -d); trap 'rm -rf "$root"' EXIT
 # build cache (-s -w only changes the link).
 (cd "$ROOT" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -ldflags "-s -w" -o "$root/" \
   ./cmd/ferry-server ./cmd/ferry-node-agent ./cmd/ferry-datamover ./cmd/ferry) || die "go build failed"
+restic=$("$ROOT/hack/install-tool.sh" restic) || die "building restic failed"
+cp "$restic" "$root/restic"
 mkdir -p "$root/tmp" "$root/etc/ssl/certs" "$root/var/cache/ferry"
 [ -f /etc/ssl/certs/ca-certificates.crt ] && cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
 printf 'root:x:0:0:root:/:/ferry\nnobody:x:65534:65534:nobody:/:/ferry\nnonroot:x:65532:65532:nonroot:/:/ferry\n' >"$root/etc/passwd"

@@ -25,8 +25,10 @@ type Record struct {
 	// Expiration is when the backup expires; zero (records of older versions) never expires.
 	Expiration time.Time `json:"expiration,omitzero"`
 	// Spec is the Backup's spec, so that backup sync recreates the object as it was.
-	Spec    *velerov1.BackupSpec `json:"spec,omitempty"`
-	Volumes []Volume             `json:"volumes"`
+	Spec *velerov1.BackupSpec `json:"spec,omitempty"`
+	// Labels are the Backup's labels (its schedule's among them), which sync gives back.
+	Labels  map[string]string `json:"labels,omitempty"`
+	Volumes []Volume          `json:"volumes"`
 	// Skipped says which volumes were not backed up and why.
 	Skipped []string `json:"skipped,omitempty"`
 }

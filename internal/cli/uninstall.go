@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -114,6 +115,9 @@ func (o *uninstallOptions) run(ctx context.Context, c client.Client) error {
 	if err := u.wait(ctx, u.podsLeft); err != nil {
 		return err
 	}
+	if err := u.deleteJobs(ctx); err != nil {
+		return err
+	}
 	if err := u.stripServerFinalizers(ctx); err != nil {
 		return err
 	}
@@ -164,6 +168,20 @@ func (u *uninstall) deleteCRDs(ctx context.Context) error {
 		return err
 	}
 	return u.wait(ctx, func(ctx context.Context, detail bool) ([]string, error) { return u.crdsLeft(ctx, crds, detail) })
+}
+
+// deleteJobs deletes the Jobs ferry-server ran in the namespace (repository maintenance, backup
+// verification), with their pods: a maintenance run cut short leaves the repository as it was.
+func (u *uninstall) deleteJobs(ctx context.Context) error {
+	jobs := &batchv1.JobList{}
+	if err := u.c.List(ctx, jobs, client.InNamespace(u.Namespace), client.MatchingLabels{"app.kubernetes.io/part-of": "ferry"}); err != nil {
+		return fmt.Errorf("list Ferry's Jobs in %s: %w", u.Namespace, err)
+	}
+	objs := make([]client.Object, len(jobs.Items))
+	for i := range jobs.Items {
+		objs[i] = &jobs.Items[i]
+	}
+	return u.delete(ctx, objs...)
 }
 
 // stripServerFinalizers removes serverFinalizers from every Backup in every namespace, so that

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -116,6 +117,9 @@ func TestUninstallRemovesWhatInstallCreated(t *testing.T) {
 	// An older Ferry's agent, left beside the new one (ferry install of this version deletes it).
 	legacy := legacyDaemonSet(t, ns)
 	objs = append(objs, legacy)
+	// A maintenance Job of ferry-server's goes; someone else's Job in the namespace stays.
+	maintain, other := job(t, ns, "default-kopia-maintain-x7k2p", true), job(t, ns, "someone-elses", false)
+	objs = append(objs, maintain)
 
 	out, err := ferry(t, "uninstall", "--namespace", ns, "--keep-crds", "--wait", "30s")
 	if err != nil {
@@ -128,12 +132,16 @@ func TestUninstallRemovesWhatInstallCreated(t *testing.T) {
 	for _, line := range []string{`deployment.apps "ferry-server" deleted`, `daemonset.apps "node-agent" deleted`,
 		`daemonset.apps "ferry-node-agent" deleted`,
 		`clusterrolebinding.rbac.authorization.k8s.io "ferry-node-agent-` + ns + `" deleted`, `serviceaccount "ferry-server" deleted`,
+		`job.batch "default-kopia-maintain-x7k2p" deleted`,
 		`backup.velero.io "kept" in namespace ` + ns + `: finalizer ` + legacyBackupFinalizer + ` removed`,
 		`backup.velero.io "kept" in namespace ` + ns + `: finalizer ` + velerov1.FinalizerUnfinished + ` removed`,
 		"namespace " + ns + " kept: it holds the repository password Secret " + passwordSecret} {
 		if !strings.Contains(out, line) {
 			t.Errorf("output lacks %q:\n%s", line, out)
 		}
+	}
+	if there := present(t, other); len(there) != 1 {
+		t.Errorf("uninstall deleted a Job that is not Ferry's")
 	}
 	if there := present(t, deleted); len(there) > 0 {
 		t.Errorf("the deleted Backup still waits for its finalizer")
@@ -155,6 +163,23 @@ func TestUninstallRemovesWhatInstallCreated(t *testing.T) {
 	if err != nil || !strings.Contains(out, "nothing left to uninstall") {
 		t.Errorf("second uninstall: %v\n%s", err, out)
 	}
+}
+
+// job creates a Job in ns, labelled as ferry-server labels its Jobs when ours.
+func job(t *testing.T, ns, name string, ours bool) *batchv1.Job {
+	t.Helper()
+	labels := map[string]string{"app.kubernetes.io/name": "ferry-maintenance", "app.kubernetes.io/part-of": "ferry"}
+	if !ours {
+		labels = map[string]string{"app": "reports"}
+	}
+	never := corev1.RestartPolicyNever
+	j := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels}, Spec: batchv1.JobSpec{
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+			Spec: corev1.PodSpec{RestartPolicy: never, Containers: []corev1.Container{{Name: "c", Image: "img"}}}}}}
+	if err := testenv.Get(t).Client.Create(testenv.Context(t), j); err != nil {
+		t.Fatal(err)
+	}
+	return j
 }
 
 func slicesEqual(got []string, want ...string) bool {

@@ -32,6 +32,7 @@ import (
 	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/internal/podvolume"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/restic"
 	"github.com/ferry-backup/ferry/internal/scheme"
 	"github.com/ferry-backup/ferry/internal/slot"
 )
@@ -59,6 +60,10 @@ type Options struct {
 	// Mover describes the data mover pods: the image with /ferry-datamover (default: $FERRY_IMAGE,
 	// which `ferry install` sets to its own image), pull policy and ServiceAccount.
 	Mover exposer.Mover
+	// Restic runs the restic program for restores of Velero's restic backups: Binary is
+	// --restic-binary (default: "restic" in PATH, else next to this program, as in Ferry's
+	// image), Environ this process's environment.
+	Restic restic.CLI
 }
 
 // NewOptions returns the defaults, taking the node name from $NODE_NAME.
@@ -71,6 +76,7 @@ func NewOptions() Options {
 		Mover: exposer.Mover{Image: os.Getenv("FERRY_IMAGE"), ServiceAccount: "ferry-datamover",
 			PullPolicy: corev1.PullPolicy(os.Getenv("FERRY_IMAGE_PULL_POLICY")),
 			Resources:  exposer.DefaultMoverResources(), WorkDirSizeLimit: exposer.DefaultMoverWorkDirSizeLimit()},
+		Restic: restic.CLI{Environ: os.Environ()},
 	}
 }
 
@@ -82,6 +88,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.WorkDir, "work-dir", o.WorkDir, "directory for repository connections and caches")
 	fs.StringVar(&o.Mover.Image, "mover-image", o.Mover.Image, "image of the data mover pods (default: $FERRY_IMAGE)")
 	fs.StringVar(&o.Mover.ServiceAccount, "mover-service-account", o.Mover.ServiceAccount, "ServiceAccount of the data mover pods")
+	fs.StringVar(&o.Restic.Binary, "restic-binary", o.Restic.Binary,
+		"the restic program, for restores of Velero's restic backups (default: restic in PATH, else next to this program)")
 }
 
 // Validate reports the invalid settings, naming their flags.
@@ -172,7 +180,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	restores := &podvolumerestore.Reconciler{
 		Client: mgr.GetClient(), Recorder: recorder, Clock: clock.RealClock{}, Node: o.NodeName,
-		Volumes: locator, Repositories: access, Runner: runner, Config: config.Current,
+		Volumes: locator, Repositories: access, Runner: runner, Config: config.Current, Restic: o.Restic,
 	}
 	// The exposer reads snapshots, claims and volumes of any namespace one at a time: uncached.
 	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})

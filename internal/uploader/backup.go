@@ -1,6 +1,7 @@
 package uploader
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,6 +39,10 @@ type BackupOptions struct {
 	// CheckpointInterval is how often a checkpoint is saved, from which an interrupted backup
 	// resumes without re-reading what it already uploaded (default 5m, at most 45m).
 	CheckpointInterval time.Duration
+	// FlushContents is how many contents are written between two flushes to the store, which
+	// bounds the memory of a backup of many small files (default DefaultFlushContents; negative:
+	// only Kopia's own flushes).
+	FlushContents int64
 	// FlushTimeout bounds saving the checkpoint once ctx ended: the upload stops at once, and
 	// the checkpoint and the data uploaded so far must be written within this time, or the
 	// backup gives up on them (default DefaultFlushTimeout).
@@ -139,10 +144,13 @@ func Backup(ctx context.Context, rep repo.Repository, dir string, opts BackupOpt
 	defer stopFlush()
 	err = repo.WriteSession(wctx, rep, repo.WriteSessionOptions{Purpose: "ferry: backup", FlushOnFailure: true, OnUpload: prog.uploaded},
 		func(wctx context.Context, w repo.RepositoryWriter) error {
-			u := newUploader(w, opts, prog)
+			flusher, stopFlusher := flushEvery(wctx, w, prog, cmp.Or(opts.FlushContents, DefaultFlushContents))
+			defer stopFlusher()
+			u := newUploader(w, opts, flusher)
 			stop := context.AfterFunc(ctx, u.Cancel)
 			defer stop()
 			man, err = u.Upload(wctx, root, policyTree, source, previous...)
+			stopFlusher()
 			if err != nil {
 				sessionErr = fmt.Errorf("upload %s: %w", dir, err)
 				flushing()

@@ -111,23 +111,55 @@ type fileID struct{ dev, ino uint64 }
 
 func idOf(st *unix.Stat_t) fileID { return fileID{st.Dev, st.Ino} }
 
+// fileSet is a set of files, compact for the common case of one file system: an entry costs
+// about 10 bytes, which matters for volumes of a million directories.
+type fileSet struct {
+	dev   uint64
+	inos  map[uint64]struct{} // files on dev
+	other map[fileID]struct{} // files on other devices (mounts beneath the volume)
+}
+
+func newFileSet() *fileSet {
+	return &fileSet{inos: map[uint64]struct{}{}, other: map[fileID]struct{}{}}
+}
+
+func (s *fileSet) has(id fileID) bool {
+	if len(s.inos) > 0 && id.dev == s.dev {
+		_, ok := s.inos[id.ino]
+		return ok
+	}
+	_, ok := s.other[id]
+	return ok
+}
+
+func (s *fileSet) add(id fileID) {
+	if len(s.inos) == 0 {
+		s.dev = id.dev
+	}
+	if id.dev == s.dev {
+		s.inos[id.ino] = struct{}{}
+		return
+	}
+	s.other[id] = struct{}{}
+}
+
 // metadataReport collects a backup's NotPreserved.
 type metadataReport struct {
 	mu      sync.Mutex
-	counted map[fileID]bool // directories whose entries were counted
+	counted *fileSet        // directories whose entries were counted
 	linked  map[fileID]bool // files with several links, already counted
 	n       NotPreserved
 }
 
 func newMetadataReport() *metadataReport {
-	return &metadataReport{counted: map[fileID]bool{}, linked: map[fileID]bool{}}
+	return &metadataReport{counted: newFileSet(), linked: map[fileID]bool{}}
 }
 
 // isCounted reports whether the entries of directory id were counted already.
 func (m *metadataReport) isCounted(id fileID) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.counted[id]
+	return m.counted.has(id)
 }
 
 // dirFindings are what one listing of a directory found.
@@ -146,10 +178,10 @@ type linkFinding struct {
 func (m *metadataReport) commit(id fileID, f *dirFindings) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.counted[id] {
+	if m.counted.has(id) {
 		return
 	}
-	m.counted[id] = true
+	m.counted.add(id)
 	for _, l := range f.links {
 		if !m.linked[l.id] {
 			m.linked[l.id] = true

@@ -84,17 +84,35 @@ func (o *treeOutput) FinishDirectory(_ context.Context, rel string, e fs.Directo
 	return o.setAttributes(fd, rel, e)
 }
 
+// attributes are what a restore sets on an entry besides its content.
+type attributes struct {
+	uid, gid int
+	// mode holds the permission bits with setuid, setgid and sticky, as stat has them.
+	mode  uint32
+	mtime time.Time
+}
+
+func attributesOf(e fs.Entry) attributes {
+	return attributes{uid: int(e.Owner().UserID), gid: int(e.Owner().GroupID), mode: unixMode(e.Mode()), mtime: e.ModTime()}
+}
+
 // setAttributes sets owner (as root), then mode (chown clears setuid and setgid), then times.
 func (o *treeOutput) setAttributes(fd int, rel string, e fs.Entry) error {
+	return o.apply(fd, rel, attributesOf(e))
+}
+
+// apply sets a's owner (as root), then its mode (chown clears setuid and setgid), then its time
+// on the open file fd.
+func (o *treeOutput) apply(fd int, rel string, a attributes) error {
 	if o.owners {
-		if err := unix.Fchown(fd, int(e.Owner().UserID), int(e.Owner().GroupID)); err != nil {
+		if err := unix.Fchown(fd, a.uid, a.gid); err != nil {
 			return o.t.pathError("chown", rel, err)
 		}
 	}
-	if err := unix.Fchmod(fd, unixMode(e.Mode())); err != nil {
+	if err := unix.Fchmod(fd, a.mode); err != nil {
 		return o.t.pathError("chmod", rel, err)
 	}
-	return o.t.pathError("set times of", rel, futimens(fd, e.ModTime()))
+	return o.t.pathError("set times of", rel, futimens(fd, a.mtime))
 }
 
 // futimens sets the access and modification times of an open file.
@@ -217,6 +235,11 @@ func (o *treeOutput) writeContent(ctx context.Context, out *os.File, f fs.File, 
 		return err
 	}
 	defer in.Close()
+	return o.copyContent(out, in, progress)
+}
+
+// copyContent copies in to out in chunks, calling progress (when set) after each.
+func (o *treeOutput) copyContent(out *os.File, in io.Reader, progress func(int64)) error {
 	bufp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bufp)
 	buf := *bufp
@@ -308,6 +331,12 @@ func (o *treeOutput) CreateSymlink(ctx context.Context, rel string, l fs.Symlink
 	if err != nil {
 		return err
 	}
+	return o.symlink(rel, target, attributesOf(l))
+}
+
+// symlink makes a link to target at rel, with a's owner and time (a symlink has no mode of
+// its own).
+func (o *treeOutput) symlink(rel, target string, a attributes) error {
 	dir, name, err := o.t.parent(rel)
 	if err != nil {
 		return err
@@ -317,10 +346,10 @@ func (o *treeOutput) CreateSymlink(ctx context.Context, rel string, l fs.Symlink
 	if err := unix.Symlinkat(target, dir, tmp); err != nil {
 		return o.t.pathError("symlink", rel, err)
 	}
-	ts := []unix.Timespec{unix.NsecToTimespec(l.ModTime().UnixNano()), unix.NsecToTimespec(l.ModTime().UnixNano())}
+	ts := []unix.Timespec{unix.NsecToTimespec(a.mtime.UnixNano()), unix.NsecToTimespec(a.mtime.UnixNano())}
 	err = unix.UtimesNanoAt(dir, tmp, ts, unix.AT_SYMLINK_NOFOLLOW)
 	if err == nil && o.owners {
-		err = unix.Fchownat(dir, tmp, int(l.Owner().UserID), int(l.Owner().GroupID), unix.AT_SYMLINK_NOFOLLOW)
+		err = unix.Fchownat(dir, tmp, a.uid, a.gid, unix.AT_SYMLINK_NOFOLLOW)
 	}
 	if err != nil {
 		_ = unix.Unlinkat(dir, tmp, 0)

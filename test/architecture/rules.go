@@ -35,6 +35,7 @@ var layers = []struct {
 	{"internal/uploader", 3},
 	{"internal/exposer", 3},
 	{"internal/repoaccess", 3},
+	{"internal/restic", 3},
 	{"internal/operation", 3},
 	{"internal/podvolume", 3},
 	{"internal/serverjob", 3},

@@ -46,7 +46,14 @@ func TestDeletionIsExplicitAndSyncBringsBackupsBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := newBackup(t, c, "first", "", ns) // the default location, by omission
+	// The default location, by omission; made by a schedule, whose label sync must give back.
+	yes := true
+	first := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "first",
+		Labels: map[string]string{velerov1.LabelScheduleName: "nightly", "team": "web"}},
+		Spec: velerov1.BackupSpec{IncludedNamespaces: []string{ns}, DefaultVolumesToFsBackup: &yes}}
+	if err := c.Client.Create(context.Background(), first); err != nil {
+		t.Fatal(err)
+	}
 	waitBackup(t, c, first, velerov1.BackupPhaseCompleted)
 	if first.Spec.StorageLocation != "default" {
 		t.Errorf("spec.storageLocation = %q, want the default location the server resolved", first.Spec.StorageLocation)
@@ -65,6 +72,7 @@ func TestDeletionIsExplicitAndSyncBringsBackupsBack(t *testing.T) {
 				"the Backup is not back yet: " + string(first.Status.Phase)
 		})
 		if first.Annotations[velerov1.AnnotationSyncedFrom] != "default" || first.Labels[velerov1.LabelStorageLocation] != "default" ||
+			first.Labels[velerov1.LabelScheduleName] != "nightly" || first.Labels["team"] != "web" ||
 			first.Status.PodVolumeBackups == nil || first.Status.PodVolumeBackups.Completed != 2 || first.Status.Expiration == nil ||
 			len(first.Spec.IncludedNamespaces) != 1 {
 			t.Errorf("synced Backup: meta %v %v, spec %+v, status %+v", first.Annotations, first.Labels, first.Spec, first.Status)

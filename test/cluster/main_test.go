@@ -7,8 +7,9 @@ import (
 
 	"github.com/ferry-backup/ferry/internal/repository/repotest"
 	"github.com/ferry-backup/ferry/internal/testenv"
+	"github.com/ferry-backup/ferry/test/harness"
 )
 
 func TestMain(m *testing.M) {
-	testenv.RunWith(m, testenv.Options{SnapshotAPI: true}, repotest.Stop)
+	testenv.RunWith(m, testenv.Options{SnapshotAPI: true}, repotest.Stop, harness.Stop)
 }

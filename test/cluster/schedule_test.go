@@ -70,4 +70,54 @@ func TestScheduleTakesBackupsOneAtATime(t *testing.T) {
 	if s.Status.Phase != velerov1.SchedulePhaseEnabled || s.Status.LastBackup == nil {
 		t.Fatalf("schedule status %+v", s.Status)
 	}
+
+	// A restore of the schedule restores its latest Completed backup; of a schedule without
+	// backups, it fails validation naming it.
+	pause := client.MergeFrom(s.DeepCopy())
+	s.Spec.Paused = true
+	if err := c.Client.Patch(ctx, s, pause); err != nil {
+		t.Fatal(err)
+	}
+	c.Eventually(time.Minute, func() (bool, string) {
+		list := &velerov1.BackupList{}
+		if err := c.Client.List(ctx, list, client.InNamespace(c.Install), client.MatchingLabels{velerov1.LabelScheduleName: s.Name}); err != nil {
+			return false, err.Error()
+		}
+		for _, b := range list.Items {
+			if !b.Status.Phase.Ended() {
+				return false, "backup " + b.Name + " still " + string(b.Status.Phase)
+			}
+		}
+		latest := ""
+		for _, b := range list.Items {
+			if b.Status.Phase == velerov1.BackupPhaseCompleted && b.Name > latest {
+				latest = b.Name
+			}
+		}
+		done = []velerov1.Backup{{ObjectMeta: metav1.ObjectMeta{Name: latest}}}
+		return true, ""
+	})
+	rs := &velerov1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "from-often"}, Spec: velerov1.RestoreSpec{ScheduleName: s.Name}}
+	none := &velerov1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "from-never"}, Spec: velerov1.RestoreSpec{ScheduleName: "never"}}
+	for _, r := range []*velerov1.Restore{rs, none} {
+		if err := c.Client.Create(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Eventually(2*time.Minute, func() (bool, string) {
+		for _, r := range []*velerov1.Restore{rs, none} {
+			if err := c.Client.Get(ctx, client.ObjectKeyFromObject(r), r); err != nil {
+				return false, err.Error()
+			}
+		}
+		return rs.Status.Phase == velerov1.RestorePhaseCompleted && none.Status.Phase == velerov1.RestorePhaseFailedValidation,
+			fmt.Sprintf("restore of the schedule: %s (backup %q, %s); of a schedule without backups: %s",
+				rs.Status.Phase, rs.Spec.BackupName, rs.Status.FailureReason, none.Status.Phase)
+	})
+	if rs.Spec.BackupName != done[0].Name {
+		t.Errorf("restore of schedule %s restored backup %q, want its latest Completed one %s", s.Name, rs.Spec.BackupName, done[0].Name)
+	}
+	if len(none.Status.ValidationErrors) != 1 || !strings.Contains(none.Status.ValidationErrors[0], "spec.scheduleName: schedule never has no Completed backup") {
+		t.Errorf("restore of a schedule without backups: %v", none.Status.ValidationErrors)
+	}
 }

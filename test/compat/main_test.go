@@ -7,8 +7,9 @@ import (
 	"testing"
 
 	"github.com/ferry-backup/ferry/internal/testenv"
+	"github.com/ferry-backup/ferry/test/harness"
 )
 
 func TestMain(m *testing.M) {
-	testenv.RunWith(m, testenv.Options{VeleroCRDs: true})
+	testenv.RunWith(m, testenv.Options{VeleroCRDs: true}, harness.Stop)
 }

@@ -26,7 +26,7 @@ import (
 	"github.com/ferry-backup/ferry/test/harness"
 )
 
-func TestMain(m *testing.M) { testenv.Run(m, repotest.Stop) }
+func TestMain(m *testing.M) { testenv.Run(m, repotest.Stop, harness.Stop) }
 
 func say(format string, args ...any) { fmt.Printf(format+"\n", args...) }
 

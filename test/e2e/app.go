@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -24,6 +25,8 @@ type App struct {
 	Volumes []AppVolume
 	// ClaimSize is the size of each PVC.
 	ClaimSize string
+	// WebClass is the storage class of the web-content claim; empty: the cluster's class.
+	WebClass string
 }
 
 // AppVolume is one volume of the application, seen from inside its pod.
@@ -68,7 +71,7 @@ spec:
 apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {name: web-content, namespace: %[1]s}
-spec: {accessModes: [ReadWriteOnce], storageClassName: %[3]s, resources: {requests: {storage: %[4]s}}}
+spec: {accessModes: [ReadWriteOnce], storageClassName: %[5]s, resources: {requests: {storage: %[4]s}}}
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -87,7 +90,7 @@ spec:
         command: [/bin/sh, -c, "trap 'exit 0' TERM; while true; do sleep 1; done"]
         volumeMounts: [{name: content, mountPath: /content}]
       volumes: [{name: content, persistentVolumeClaim: {claimName: web-content}}]
-`, a.Namespace, a.c.Env["CLUSTER_TOOLS_IMAGE"], a.c.Env["CLUSTER_STORAGE_CLASS"], a.ClaimSize)
+`, a.Namespace, a.c.Env["CLUSTER_TOOLS_IMAGE"], a.c.Env["CLUSTER_STORAGE_CLASS"], a.ClaimSize, cmp.Or(a.WebClass, a.c.Env["CLUSTER_STORAGE_CLASS"]))
 }
 
 // Deploy applies the manifests and waits until both pods run.

@@ -12,6 +12,7 @@ import (
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -200,4 +201,24 @@ func (c *Cluster) SetNodeAgentConfig(t *testing.T, key, value, applied string) {
 			t.Errorf("put the node-agent ConfigMap back: %v", err)
 		}
 	})
+}
+
+// LateBindingClass creates a storage class of the cluster's CSI driver whose volumes are made
+// only once a pod uses their claim (WaitForFirstConsumer, as most production classes are), and
+// deletes it when the test ends.
+func (c *Cluster) LateBindingClass(t *testing.T, name string) string {
+	t.Helper()
+	ctx := t.Context()
+	base := &storagev1.StorageClass{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Name: c.Env["CLUSTER_STORAGE_CLASS"]}, base); err != nil {
+		t.Fatal(err)
+	}
+	late := storagev1.VolumeBindingWaitForFirstConsumer
+	class := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Provisioner: base.Provisioner,
+		ReclaimPolicy: base.ReclaimPolicy, VolumeBindingMode: &late}
+	if err := c.Client.Create(ctx, class); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Client.Delete(context.WithoutCancel(ctx), class) })
+	return name
 }

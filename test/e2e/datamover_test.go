@@ -112,6 +112,10 @@ func TestBackupMovesSnapshotsAndRestoresIntoAnEmptyNamespace(t *testing.T) {
 	c, ns := story(t, "moved")
 	ctx := t.Context()
 	app := c.NewApp(ns)
+	// web-content's class binds late, as most production classes do: the claim made for the
+	// restore and the re-created target claim bind only when the mover pod and then the
+	// application's pod use them.
+	app.WebClass = c.LateBindingClass(t, ns+"-late")
 	t.Cleanup(app.Discard)
 	must(t, app.Deploy(ctx))
 	must(t, app.Fill(ctx, 200, 16))
@@ -180,6 +184,7 @@ func TestBackupMovesSnapshotsAndRestoresIntoAnEmptyNamespace(t *testing.T) {
 
 	// The same backup into a namespace that never existed, by namespaceMapping.
 	mapped := c.NewApp(ns + "-mapped")
+	mapped.WebClass = app.WebClass
 	t.Cleanup(mapped.Discard)
 	rm := &velerov1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: InstallNamespace, Name: ns + "-mapped"},
 		Spec: velerov1.RestoreSpec{BackupName: b.Name, NamespaceMapping: map[string]string{ns: mapped.Namespace}}}

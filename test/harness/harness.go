@@ -74,6 +74,14 @@ func build() (string, error) {
 	return buildDir, buildErr
 }
 
+// Stop removes the programs build compiled; give it to testenv.Run as a cleanup of every test
+// binary that uses the harness.
+func Stop() {
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+}
+
 // New returns a cluster with the install namespace, the repository password Secret and a
 // filesystem BackupStorageLocation named "default".
 func New(t testing.TB) *Cluster {

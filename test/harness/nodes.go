@@ -24,13 +24,15 @@ type Node struct {
 	LogPath string
 	// MetricsAddr is where the agent serves Prometheus metrics.
 	MetricsAddr string
+	// Flags are added to the agent's command line.
+	Flags []string
 }
 
-// StartNode starts a node-agent for a new node.
-func (c *Cluster) StartNode(name string) *Node {
+// StartNode starts a node-agent for a new node, with flags added to its command line.
+func (c *Cluster) StartNode(name string, flags ...string) *Node {
 	c.t.Helper()
 	n := &Node{Name: name, Root: filepath.Join(c.Dir, "nodes", name, "pods"), c: c,
-		LogPath: filepath.Join(c.Dir, "nodes", name, "node-agent.log"), MetricsAddr: freeAddr(c.t)}
+		LogPath: filepath.Join(c.Dir, "nodes", name, "node-agent.log"), MetricsAddr: freeAddr(c.t), Flags: flags}
 	if err := os.MkdirAll(n.Root, 0o755); err != nil {
 		c.t.Fatal(err)
 	}
@@ -49,11 +51,11 @@ func (n *Node) Start() {
 	if err != nil {
 		n.c.t.Fatal(err)
 	}
-	n.cmd = exec.Command(filepath.Join(n.c.binDir, "ferry-node-agent"),
-		"--node-name", n.Name, "--host-pods-root", n.Root,
+	args := []string{"--node-name", n.Name, "--host-pods-root", n.Root,
 		"--work-dir", filepath.Join(n.c.Dir, "nodes", n.Name, "work"),
 		"--kubeconfig", n.c.Env.Kubeconfig, "--namespace", n.c.Install,
-		"--metrics-bind-address", n.MetricsAddr, "--health-probe-bind-address", "0", "--log-level", "info")
+		"--metrics-bind-address", n.MetricsAddr, "--health-probe-bind-address", "0", "--log-level", "info"}
+	n.cmd = exec.Command(filepath.Join(n.c.binDir, "ferry-node-agent"), append(args, n.Flags...)...)
 	n.cmd.Stdout, n.cmd.Stderr = logFile, logFile
 	if err := n.cmd.Start(); err != nil {
 		n.c.t.Fatalf("harness: start node-agent %s: %v", n.Name, err)

@@ -162,7 +162,7 @@ func eventType(phase velerov1.BackupPhase) string {
 func (r *Reconciler) record(ctx context.Context, b *velerov1.Backup, pvbs []velerov1.PodVolumeBackup, dus []velerov2alpha1.DataUpload,
 	phase velerov1.BackupPhase) backuprecord.Record {
 	rec := backuprecord.Record{Name: b.Name, UID: string(b.UID), StorageLocation: b.Spec.StorageLocation,
-		Phase: string(phase), Completed: r.Clock.Now().UTC(), Spec: b.Spec.DeepCopy()}
+		Phase: string(phase), Completed: r.Clock.Now().UTC(), Spec: b.Spec.DeepCopy(), Labels: b.Labels}
 	if b.Status.Expiration != nil {
 		rec.Expiration = b.Status.Expiration.UTC()
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -172,8 +173,12 @@ func (r *Reconciler) recreate(ctx context.Context, rep *repository.Repository, b
 		}
 		return err
 	}
-	b := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: bsl.Namespace, Name: name,
-		Labels:      map[string]string{velerov1.LabelStorageLocation: bsl.Name},
+	labels := maps.Clone(rec.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[velerov1.LabelStorageLocation] = bsl.Name
+	b := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: bsl.Namespace, Name: name, Labels: labels,
 		Annotations: map[string]string{velerov1.AnnotationSyncedFrom: bsl.Name}}}
 	if rec.Spec != nil {
 		b.Spec = *rec.Spec.DeepCopy()

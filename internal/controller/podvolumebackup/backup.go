@@ -41,10 +41,18 @@ func (r *Reconciler) operation(pvb *velerov1.PodVolumeBackup) operation.Spec {
 }
 
 // backup runs one backup with a slot held.
+// errResticBackup is the failure of a backup asked of the restic uploader: a Kopia snapshot
+// recorded as restic's could not be restored by Velero.
+var errResticBackup = errors.New("uploaderType restic: Ferry makes new backups with Kopia only (restic backups are deprecated in Velero; " +
+	"install Velero with --uploader-type=kopia); restores of earlier restic backups are supported")
+
 func (r *Reconciler) backup(ctx context.Context, pvb *velerov1.PodVolumeBackup) (uploader.BackupResult, error) {
 	logger := log.FromContext(ctx).WithValues("podVolumeBackup", pvb.Namespace+"/"+pvb.Name, "node", r.Node)
 	if err := r.reporter().Start(ctx, pvb, pvb.Status.StartTimestamp, pvb.Status.Attempts); err != nil {
 		return uploader.BackupResult{}, err
+	}
+	if pvb.Spec.UploaderType == velerov1.UploaderTypeRestic {
+		return uploader.BackupResult{}, errResticBackup
 	}
 	vol, err := r.Volumes.Find(ctx, pvb.Spec.Pod, pvb.Spec.Volume)
 	if err != nil {

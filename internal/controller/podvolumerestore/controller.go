@@ -23,6 +23,7 @@ import (
 	"github.com/ferry-backup/ferry/internal/operation"
 	"github.com/ferry-backup/ferry/internal/podvolume"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
+	"github.com/ferry-backup/ferry/internal/restic"
 )
 
 // Least privilege: the operations and the Secrets, locations and ConfigMap of the install
@@ -51,8 +52,10 @@ type Reconciler struct {
 	Node         string
 	Volumes      podvolume.Locator
 	Repositories *repoaccess.Access
-	Runner       *operation.Runner
-	Config       func() nodeconfig.Config
+	// Restic runs the restic program for restores of Velero's restic backups.
+	Restic restic.CLI
+	Runner *operation.Runner
+	Config func() nodeconfig.Config
 }
 
 // SetupWithManager registers the controller. Besides its PodVolumeRestores it watches the pods

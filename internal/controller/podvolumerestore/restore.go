@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,11 +23,8 @@ import (
 // errInterrupted is the failure of a restore whose node-agent stopped while it ran.
 var errInterrupted = errors.New("interrupted: the node-agent stopped while this restore ran")
 
-// errResticUnsupported is the failure of a restore of a legacy restic backup.
-var errResticUnsupported = errors.New("uploaderType restic: restoring backups made by the restic uploader is not supported by this version of Ferry")
-
 func (r *Reconciler) operation(pvr *velerov1.PodVolumeRestore) operation.Spec {
-	var stats uploader.RestoreStats
+	var stats uploader.ArchiveStats
 	return operation.Spec{
 		Name:     operationName(client.ObjectKeyFromObject(pvr)),
 		Timeout:  operation.Timeout(pvr.Spec.OperationTimeout),
@@ -43,39 +41,29 @@ func (r *Reconciler) operation(pvr *velerov1.PodVolumeRestore) operation.Spec {
 	}
 }
 
-func (r *Reconciler) restore(ctx context.Context, pvr *velerov1.PodVolumeRestore) (uploader.RestoreStats, error) {
+func (r *Reconciler) restore(ctx context.Context, pvr *velerov1.PodVolumeRestore) (uploader.ArchiveStats, error) {
 	logger := log.FromContext(ctx).WithValues("podVolumeRestore", pvr.Namespace+"/"+pvr.Name, "node", r.Node)
+	ctx = log.IntoContext(ctx, logger)
 	earlier := pvr.Status.Attempts // Start writes the new count into pvr
 	if err := r.reporter().Start(ctx, pvr, pvr.Status.StartTimestamp, earlier); err != nil {
-		return uploader.RestoreStats{}, err
-	}
-	if pvr.Spec.UploaderType == velerov1.UploaderTypeRestic {
-		return uploader.RestoreStats{}, errResticUnsupported
+		return uploader.ArchiveStats{}, err
 	}
 	vol, err := r.Volumes.Find(ctx, pvr.Spec.Pod, pvr.Spec.Volume)
 	if err != nil {
-		return uploader.RestoreStats{}, err
+		return uploader.ArchiveStats{}, err
 	}
 	if earlier > 0 && !heldByRestoreWait(vol.Pod) {
 		// An earlier attempt was interrupted, and the pod's containers may use what it wrote.
-		return uploader.RestoreStats{}, fmt.Errorf("%w (attempt %d); the volume may hold a partial restore and its pod may be using it, so it is not restored again over live data: restore again into a new pod", errInterrupted, earlier)
+		return uploader.ArchiveStats{}, fmt.Errorf("%w (attempt %d); the volume may hold a partial restore and its pod may be using it, so it is not restored again over live data: restore again into a new pod", errInterrupted, earlier)
 	}
 	r.Recorder.Eventf(pvr, corev1.EventTypeNormal, "Started", "restoring snapshot %s into %s", pvr.Spec.SnapshotID, vol.Dir)
-	rep, release, err := r.Repositories.OpenFor(repository.WithLogger(ctx, logger), pvr.Spec.BackupStorageLocation, sourceNamespace(pvr), repoaccess.ForRestore)
-	if err != nil {
-		return uploader.RestoreStats{}, err
-	}
-	defer release()
-	logger.Info("restore started", "path", vol.Dir, "snapshotID", pvr.Spec.SnapshotID, "repository", rep.Location().String())
+	var st uploader.ArchiveStats
 	defer metrics.ForgetProgress(metrics.KindRestore, pvr.Namespace, pvr.Name)
-	st, err := uploader.Restore(ctx, rep, pvr.Spec.SnapshotID, vol.Dir, uploader.RestoreOptions{
-		WriteSparseFiles: setting(pvr, "WriteSparseFiles") == "true",
-		Parallel:         r.parallel(pvr),
-		Progress: func(p uploader.Progress) {
-			metrics.SetProgress(metrics.KindRestore, pvr.Namespace, pvr.Name, p.Status())
-			_ = operation.PatchStatus(ctx, r.Client, pvr, operation.Status{Progress: operation.Ptr(p.Status())}) // the next tick retries
-		},
-	})
+	if pvr.Spec.UploaderType == velerov1.UploaderTypeRestic {
+		st, err = r.restoreRestic(ctx, pvr, vol.Dir)
+	} else {
+		st.RestoreStats, err = r.restoreKopia(ctx, pvr, vol.Dir)
+	}
 	if err != nil {
 		return st, err
 	}
@@ -83,6 +71,30 @@ func (r *Reconciler) restore(ctx context.Context, pvr *velerov1.PodVolumeRestore
 		return st, nil
 	}
 	return st, markDone(vol.Dir, pvr)
+}
+
+// restoreKopia restores a snapshot of Ferry's or Velero's Kopia repository into dir.
+func (r *Reconciler) restoreKopia(ctx context.Context, pvr *velerov1.PodVolumeRestore, dir string) (uploader.RestoreStats, error) {
+	logger := log.FromContext(ctx)
+	rep, release, err := r.Repositories.OpenFor(repository.WithLogger(ctx, logger), pvr.Spec.BackupStorageLocation, sourceNamespace(pvr), repoaccess.ForRestore)
+	if err != nil {
+		return uploader.RestoreStats{}, err
+	}
+	defer release()
+	logger.Info("restore started", "path", dir, "snapshotID", pvr.Spec.SnapshotID, "repository", rep.Location().String())
+	return uploader.Restore(ctx, rep, pvr.Spec.SnapshotID, dir, uploader.RestoreOptions{
+		WriteSparseFiles: setting(pvr, "WriteSparseFiles") == "true",
+		Parallel:         r.parallel(pvr),
+		Progress:         r.progress(ctx, pvr),
+	})
+}
+
+// progress writes a running restore's progress into its status.
+func (r *Reconciler) progress(ctx context.Context, pvr *velerov1.PodVolumeRestore) func(uploader.Progress) {
+	return func(p uploader.Progress) {
+		metrics.SetProgress(metrics.KindRestore, pvr.Namespace, pvr.Name, p.Status())
+		_ = operation.PatchStatus(ctx, r.Client, pvr, operation.Status{Progress: operation.Ptr(p.Status())}) // the next tick retries
+	}
 }
 
 // sourceNamespace is the namespace the volume was backed up from, whose repository holds the
@@ -132,14 +144,19 @@ func markDone(dir string, pvr *velerov1.PodVolumeRestore) error {
 	return nil
 }
 
-func (r *Reconciler) done(ctx context.Context, pvr *velerov1.PodVolumeRestore, st uploader.RestoreStats, err error) error {
+func (r *Reconciler) done(ctx context.Context, pvr *velerov1.PodVolumeRestore, st uploader.ArchiveStats, err error) error {
 	switch {
 	case err == nil:
 		metrics.Bytes.WithLabelValues(metrics.KindRestore).Add(float64(st.Bytes))
 		metrics.Files.WithLabelValues(metrics.KindRestore).Add(float64(st.Files))
 		msg := fmt.Sprintf("restored %d files, %d directories, %d symlinks, %d bytes in %s",
 			st.Files, st.Dirs, st.Symlinks, st.Bytes, st.Duration.Round(1e6))
-		return r.finish(ctx, pvr, velerov1.PodVolumePhaseCompleted, msg, &st)
+		if n := st.NotRestored; n.Count > 0 {
+			msg += fmt.Sprintf("; %d entries not restored (FIFOs, devices, sockets, hard links are not created in volumes): %s",
+				n.Count, strings.Join(n.First, ", "))
+			r.Recorder.Eventf(pvr, corev1.EventTypeWarning, "NotRestored", "%d entries not restored: %s", n.Count, strings.Join(n.First, ", "))
+		}
+		return r.finish(ctx, pvr, velerov1.PodVolumePhaseCompleted, msg, &st.RestoreStats)
 	case errors.Is(err, operation.ErrCanceled):
 		return r.finish(ctx, pvr, velerov1.PodVolumePhaseCanceled, "canceled on request (spec.cancel); the volume holds a partial restore", nil)
 	case errors.Is(err, context.Canceled):

@@ -90,6 +90,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 }
 
 func (r *Reconciler) start(ctx context.Context, rs *velerov1.Restore) error {
+	if rs.Spec.BackupName == "" && rs.Spec.ScheduleName != "" {
+		return r.pickScheduledBackup(ctx, rs)
+	}
 	rec, problem, err := r.backupRecord(ctx, rs)
 	if err != nil {
 		return err
@@ -160,7 +163,7 @@ func (r *Reconciler) start(ctx context.Context, rs *velerov1.Restore) error {
 // validation error to report.
 func (r *Reconciler) backupRecord(ctx context.Context, rs *velerov1.Restore) (backuprecord.Record, string, error) {
 	if rs.Spec.BackupName == "" {
-		return backuprecord.Record{}, "spec.backupName: restoring the latest backup of a schedule is not supported yet", nil
+		return backuprecord.Record{}, "spec.backupName: required (or spec.scheduleName)", nil
 	}
 	b := &velerov1.Backup{}
 	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: rs.Namespace, Name: rs.Spec.BackupName}, b); err != nil {
@@ -234,3 +237,38 @@ func included(rs *velerov1.Restore, ns string) bool {
 }
 
 func (r *Reconciler) now() metav1.Time { return metav1.NewTime(r.Clock.Now().Truncate(time.Second)) }
+
+// pickScheduledBackup turns a restore of a schedule into a restore of its latest Completed
+// backup, as Velero does: spec.backupName is written, so every later look sees the same backup.
+// A schedule without one fails validation, naming it.
+func (r *Reconciler) pickScheduledBackup(ctx context.Context, rs *velerov1.Restore) error {
+	list := &velerov1.BackupList{}
+	if err := r.Client.List(ctx, list, client.InNamespace(rs.Namespace), client.MatchingLabels{velerov1.LabelScheduleName: rs.Spec.ScheduleName}); err != nil {
+		return err
+	}
+	var latest *velerov1.Backup
+	for i := range list.Items {
+		b := &list.Items[i]
+		if b.Status.Phase != velerov1.BackupPhaseCompleted || b.Status.StartTimestamp == nil || b.DeletionTimestamp != nil {
+			continue
+		}
+		// Start times have 1 s resolution; a schedule's backup names end in their time.
+		if latest == nil || b.Status.StartTimestamp.After(latest.Status.StartTimestamp.Time) ||
+			b.Status.StartTimestamp.Equal(latest.Status.StartTimestamp) && b.Name > latest.Name {
+			latest = b
+		}
+	}
+	if latest == nil {
+		problem := fmt.Sprintf("spec.scheduleName: schedule %s has no Completed backup", rs.Spec.ScheduleName)
+		r.Recorder.Event(rs, corev1.EventTypeWarning, "FailedValidation", problem)
+		return operation.PatchStatus(ctx, r.Client, rs, map[string]any{
+			"phase": velerov1.RestorePhaseFailedValidation, "validationErrors": []string{problem}, "completionTimestamp": r.now()})
+	}
+	patch := client.MergeFrom(rs.DeepCopy())
+	rs.Spec.BackupName = latest.Name
+	if err := r.Client.Patch(ctx, rs, patch); err != nil {
+		return fmt.Errorf("set spec.backupName of restore %s to %s: %w", rs.Name, latest.Name, err)
+	}
+	log.FromContext(ctx).Info("restore of a schedule", "restore", rs.Name, "schedule", rs.Spec.ScheduleName, "backup", latest.Name)
+	return nil // the update brings the restore back
+}

@@ -235,3 +235,19 @@ func randomSuffix() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// Restic returns the restic program (the distribution's package, installed once per machine with
+// hack/install-restic.sh): the tests create with it the repositories Velero's restic uploader
+// wrote.
+func Restic(t testing.TB) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	script := filepath.Join(filepath.Dir(file), "..", "..", "..", "hack", "install-restic.sh")
+	cmd := exec.Command(script)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("repotest: %s: %v", script, err)
+	}
+	return strings.TrimSpace(string(out))
+}
