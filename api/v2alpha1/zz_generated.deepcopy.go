@@ -118,7 +118,7 @@ func (in *DataDownloadStatus) DeepCopyInto(out *DataDownloadStatus) {
 		in, out := &in.CompletionTimestamp, &out.CompletionTimestamp
 		*out = (*in).DeepCopy()
 	}
-	out.Progress = in.Progress
+	in.Progress.DeepCopyInto(&out.Progress)
 	if in.AcceptedTimestamp != nil {
 		in, out := &in.AcceptedTimestamp, &out.AcceptedTimestamp
 		*out = (*in).DeepCopy()
@@ -251,7 +251,7 @@ func (in *DataUploadStatus) DeepCopyInto(out *DataUploadStatus) {
 		in, out := &in.CompletionTimestamp, &out.CompletionTimestamp
 		*out = (*in).DeepCopy()
 	}
-	out.Progress = in.Progress
+	in.Progress.DeepCopyInto(&out.Progress)
 	if in.AcceptedTimestamp != nil {
 		in, out := &in.AcceptedTimestamp, &out.AcceptedTimestamp
 		*out = (*in).DeepCopy()

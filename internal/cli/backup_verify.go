@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -62,11 +63,9 @@ func (vo *backupVerifyOptions) run(ctx context.Context, c client.Client, name st
 	if err := vo.get(ctx, c, "backup", name, b); err != nil {
 		return err
 	}
-	request := strconv.FormatFloat(vo.Percent, 'f', -1, 64) + "@" + time.Now().UTC().Format(time.RFC3339Nano)
-	patch := client.MergeFrom(b.DeepCopy())
-	metav1.SetMetaDataAnnotation(&b.ObjectMeta, velerov1.AnnotationVerifyRequested, request)
-	if err := c.Patch(ctx, b, patch); err != nil {
-		return fmt.Errorf("ask for the verification of backup %s: %w", name, err)
+	request, err := requestVerification(ctx, c, b, vo.Percent)
+	if err != nil {
+		return err
 	}
 	if !vo.Wait {
 		_, err := fmt.Fprintf(vo.Out, "Verification of backup %s requested; its result will be in the annotation %s\n", name, velerov1.AnnotationLastVerification)
@@ -82,11 +81,22 @@ func (vo *backupVerifyOptions) run(ctx context.Context, c client.Client, name st
 	if err != nil {
 		return err
 	}
-	printVerification(vo.Options, res)
+	printVerification(vo.Out, res, "")
 	if res.Failed() {
 		return &verificationFailedError{res}
 	}
 	return nil
+}
+
+// requestVerification asks for the backup's verification and returns the request.
+func requestVerification(ctx context.Context, c client.Client, b *velerov1.Backup, percent float64) (string, error) {
+	request := strconv.FormatFloat(percent, 'f', -1, 64) + "@" + time.Now().UTC().Format(time.RFC3339Nano)
+	patch := client.MergeFrom(b.DeepCopy())
+	metav1.SetMetaDataAnnotation(&b.ObjectMeta, velerov1.AnnotationVerifyRequested, request)
+	if err := c.Patch(ctx, b, patch); err != nil {
+		return "", fmt.Errorf("ask for the verification of backup %s: %w", b.Name, err)
+	}
+	return request, nil
 }
 
 // waitVerification reads the Backup until its last verification answers request.
@@ -116,28 +126,29 @@ func waitVerification(ctx context.Context, c client.Client, b *velerov1.Backup, 
 	}
 }
 
-// printVerification prints a table of the volumes, then the damaged entries.
-func printVerification(o *Options, res velerov1.BackupVerification) {
-	w := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "VOLUME\tSNAPSHOT\tFILES\tREAD\tBYTES READ\tERRORS")
+// printVerification prints a table of the volumes, then the damaged entries, each line after
+// indent.
+func printVerification(out io.Writer, res velerov1.BackupVerification, indent string) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, indent+"VOLUME\tSNAPSHOT\tFILES\tREAD\tBYTES READ\tERRORS")
 	for _, v := range res.Volumes {
 		errs := strconv.FormatInt(v.Errors, 10)
 		if v.Message != "" {
 			errs += " (" + v.Message + ")"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\n", v.Volume, v.SnapshotID, v.Files, v.FilesRead, v.BytesRead, errs)
+		fmt.Fprintf(w, "%s%s\t%s\t%d\t%d\t%d\t%s\n", indent, v.Volume, v.SnapshotID, v.Files, v.FilesRead, v.BytesRead, errs)
 	}
 	_ = w.Flush()
 	for _, v := range res.Volumes {
 		for _, e := range v.FirstErrors {
-			fmt.Fprintf(o.Out, "volume %s: %s\n", v.Volume, e)
+			fmt.Fprintf(out, "%svolume %s: %s\n", indent, v.Volume, e)
 		}
 		if shown := int64(len(v.FirstErrors)); v.Errors > shown {
-			fmt.Fprintf(o.Out, "volume %s: %d more damaged entries (the log of Job %s names them)\n", v.Volume, v.Errors-shown, res.Job)
+			fmt.Fprintf(out, "%svolume %s: %d more damaged entries (the log of Job %s names them)\n", indent, v.Volume, v.Errors-shown, res.Job)
 		}
 	}
 	if res.Message != "" {
-		fmt.Fprintln(o.Out, "Note:", res.Message)
+		fmt.Fprintln(out, indent+"Note:", res.Message)
 	}
 }
 

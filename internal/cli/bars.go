@@ -11,6 +11,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 	"k8s.io/utils/clock"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 )
 
@@ -100,7 +101,17 @@ func (d *barDisplay) Update(op operation) {
 			d.volumes[key] = r
 		}
 		p := v.Progress
-		r.set(v.Target(), volumeState(op, v), counts(p.BytesDone, p.TotalBytes), rateText(rate(v, now), p.BytesDone, p.TotalBytes))
+		count, rt := counts(p.BytesDone, p.TotalBytes), rateText(rate(v, now), p.BytesDone, p.TotalBytes)
+		switch {
+		case p.Stage == shared.ProgressStageScanning: // the total is not known yet: no ETA
+			count, rt = byteSize(p.BytesDone)+" / ?", rateText(rate(v, now), 0, 0)
+		case estimated(p):
+			count = byteSize(p.BytesDone) + " / " + totalText(p, p.TotalBytes)
+		}
+		if p.IncrementalBytes > 0 && !v.terminal() && (p.BytesHashed > 0 || p.BytesCached > 0) {
+			count += ", " + byteSize(p.IncrementalBytes) + " uploaded"
+		}
+		r.set(v.Target(), volumeState(op, v), count, rt)
 		r.progress(p.BytesDone, p.TotalBytes, v.terminal(), v.Phase == string(velerov1.PodVolumePhaseCompleted))
 	}
 	t := sum(op.Volumes, now)

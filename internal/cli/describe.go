@@ -50,6 +50,7 @@ func newDescribeCommand(o *Options, kind string) *cobra.Command {
 func describeOperation(ctx context.Context, o *Options, c client.Client, kind, name string, details bool) error {
 	var fields []field
 	var load loader
+	var annotations map[string]string
 	if kind == "restore" {
 		r := &velerov1.Restore{}
 		if err := o.get(ctx, c, "restore", name, r); err != nil {
@@ -62,6 +63,7 @@ func describeOperation(ctx context.Context, o *Options, c client.Client, kind, n
 			return err
 		}
 		fields, load = backupFields(b), backupLoader(o, c, name)
+		annotations = b.Annotations
 	}
 	op, err := load(ctx)
 	if err != nil {
@@ -69,7 +71,11 @@ func describeOperation(ctx context.Context, o *Options, c client.Client, kind, n
 	}
 	now := time.Now()
 	fields = append(fields, outcomeFields(op, now)...)
-	return writeDescription(o.Out, fields, op, details, now)
+	if err := writeDescription(o.Out, fields, op, details, now); err != nil || kind == "restore" {
+		return err
+	}
+	describeVerification(o.Out, name, annotations, now)
+	return nil
 }
 
 func backupFields(b *velerov1.Backup) []field {

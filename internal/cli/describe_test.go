@@ -78,6 +78,36 @@ func TestDescribeBackup(t *testing.T) {
 			t.Errorf("describe --details lacks %q:\n%s", want, details)
 		}
 	}
+	if !strings.Contains(out, "Last verification:  <none> (`ferry backup verify b` runs one)") {
+		t.Errorf("describe of a backup never verified:\n%s", out)
+	}
+
+	// The last verification, with its damaged volume, and a newer request not answered yet.
+	end := time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Second)
+	res, _ := json.Marshal(velerov1.BackupVerification{Request: "100@2026-11-20T10:00:00Z", Backup: "b", Percent: 100, Job: "b-verify-x1y2z",
+		Start: end.Add(-42 * time.Second), End: end, Completed: true, Errors: 2, Volumes: []velerov1.VolumeVerification{
+			{Volume: "app/web-0/data", SnapshotID: "k7f3a9", Files: 5, FilesRead: 5, BytesRead: 10 * mib, Errors: 2,
+				FirstErrors: []string{"/d0/f1.bin: content 3f9c in pack p0a1: invalid checksum"}},
+			{Volume: "app/pvc/db-data", Message: "no snapshot: the volume failed"}}})
+	patch := client.MergeFrom(b.DeepCopy())
+	metav1.SetMetaDataAnnotation(&b.ObjectMeta, velerov1.AnnotationLastVerification, string(res))
+	metav1.SetMetaDataAnnotation(&b.ObjectMeta, velerov1.AnnotationVerifyRequested, "10@2026-11-21T10:00:00Z")
+	if err := c.Patch(ctx, b, patch); err != nil {
+		t.Fatal(err)
+	}
+	out = mustFerry(t, "-n", ns, "backup", "describe", "b")
+	t.Logf("describe after a verification:\n%s", out)
+	for _, want := range []string{
+		`Last verification:  Damaged, 2 damaged entries\n  Ended: .* \((2h|1[0-9][0-9]m) ago\), took 42s\n  Files read back:  100%\n  Job:\s+b-verify-x1y2z\n`,
+		`A newer verification was requested \(10@2026-11-21T10:00:00Z\) and is not answered yet`,
+		`  VOLUME\s+SNAPSHOT\s+FILES\s+READ\s+BYTES READ\s+ERRORS\n  app/web-0/data\s+k7f3a9\s+5\s+5\s+10485760\s+2\n`,
+		`  app/pvc/db-data\s+0\s+0\s+0\s+0 \(no snapshot: the volume failed\)`,
+		`  volume app/web-0/data: /d0/f1.bin: content 3f9c in pack p0a1: invalid checksum\n  volume app/web-0/data: 1 more damaged entries`,
+	} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("describe lacks %s", want)
+		}
+	}
 	if _, err := ferry(t, "-n", ns, "backup", "describe", "nope"); err == nil || !strings.Contains(err.Error(), `backup "nope" not found in namespace `+ns) {
 		t.Errorf("describe of a missing backup: %v", err)
 	}

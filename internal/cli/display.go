@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"k8s.io/utils/clock"
+
+	"github.com/ferry-backup/ferry/api/shared"
 )
 
 // display shows a followed backup or restore to a person: Update with each fresh reading of the
@@ -88,14 +90,22 @@ func volumeText(op operation, v volume, now time.Time) string {
 		}
 		return strings.Join(parts, " ")
 	}
-	parts = append(parts, fmt.Sprintf("%s of %s%s", byteSize(p.BytesDone), byteSize(p.TotalBytes), percent(p.BytesDone, p.TotalBytes)))
+	scanning := p.Stage == shared.ProgressStageScanning
+	if scanning {
+		parts = append(parts, byteSize(p.BytesDone)+" so far, total not known yet")
+	} else {
+		parts = append(parts, fmt.Sprintf("%s of %s%s", byteSize(p.BytesDone), totalText(p, p.TotalBytes), percent(p.BytesDone, p.TotalBytes)))
+	}
 	text := strings.Join(parts, " ")
-	if p.TotalFiles > 0 {
+	if p.TotalFiles > 0 && !scanning {
 		text += fmt.Sprintf(", %d/%d files", p.FilesDone, p.TotalFiles)
+	}
+	if w := workText(p); w != "" {
+		text += " (" + w + ")"
 	}
 	if r := rate(v, now); r > 0 {
 		text += fmt.Sprintf(", %s/s", byteSize(int64(r)))
-		if left, ok := eta(p.BytesDone, p.TotalBytes, r); ok {
+		if left, ok := eta(p.BytesDone, p.TotalBytes, r); ok && !scanning {
 			text += ", ETA " + left.String()
 		}
 	}
@@ -103,6 +113,33 @@ func volumeText(op operation, v volume, now time.Time) string {
 		text += ": " + v.Message
 	}
 	return text
+}
+
+// estimated reports whether the progress' totals are an estimate.
+func estimated(p shared.DataMoveOperationProgress) bool { return p.Estimated != nil && *p.Estimated }
+
+// totalText is the total, "~" before it while it is an estimate.
+func totalText(p shared.DataMoveOperationProgress, total int64) string {
+	if estimated(p) {
+		return "~" + byteSize(total)
+	}
+	return byteSize(total)
+}
+
+// workText says what a backup did with the bytes done, e.g. "8.0 MiB hashed, 2.0 MiB unchanged,
+// 3.1 MiB uploaded"; empty when the node did not say.
+func workText(p shared.DataMoveOperationProgress) string {
+	var parts []string
+	if p.BytesHashed > 0 {
+		parts = append(parts, byteSize(p.BytesHashed)+" hashed")
+	}
+	if p.BytesCached > 0 {
+		parts = append(parts, byteSize(p.BytesCached)+" unchanged")
+	}
+	if p.IncrementalBytes > 0 && (p.BytesHashed > 0 || p.BytesCached > 0) {
+		parts = append(parts, byteSize(p.IncrementalBytes)+" uploaded")
+	}
+	return strings.Join(parts, ", ")
 }
 
 func percent(done, total int64) string {

@@ -78,3 +78,35 @@ func TestETA(t *testing.T) {
 		}
 	}
 }
+
+// TestLineDisplayStages shows the stage the node reports, "~" before an estimated total, what a
+// backup did with its bytes (hashed, unchanged, uploaded), and no total nor ETA while scanning.
+func TestLineDisplayStages(t *testing.T) {
+	clk := clocktesting.NewFakePassiveClock(started.Time)
+	var out bytes.Buffer
+	d := newLineDisplay(&out, clk)
+	yes := true
+	for _, s := range []struct {
+		p    shared.DataMoveOperationProgress
+		want string
+	}{
+		{shared.DataMoveOperationProgress{Stage: shared.ProgressStageScanning, BytesDone: 10 * mib, TotalBytes: 10 * mib, TotalFiles: 3, FilesDone: 3,
+			BytesHashed: 10 * mib, BytesPerSecond: 5 * mib},
+			"scanning 10.0 MiB so far, total not known yet (10.0 MiB hashed), 5.0 MiB/s"},
+		{shared.DataMoveOperationProgress{Stage: shared.ProgressStageUploading, Estimated: &yes, BytesDone: 60 * mib, TotalBytes: 100 * mib,
+			TotalFiles: 10, FilesDone: 6, BytesHashed: 40 * mib, BytesCached: 20 * mib, IncrementalBytes: 12 * mib, BytesPerSecond: 20 * mib},
+			"uploading 60.0 MiB of ~100.0 MiB (60%), 6/10 files (40.0 MiB hashed, 20.0 MiB unchanged, 12.0 MiB uploaded), 20.0 MiB/s, ETA 2s"},
+		{shared.DataMoveOperationProgress{Stage: shared.ProgressStageFlushing, BytesDone: 100 * mib, TotalBytes: 100 * mib, BytesHashed: 80 * mib,
+			BytesCached: 20 * mib, IncrementalBytes: 30 * mib},
+			"flushing 100.0 MiB of 100.0 MiB (100%) (80.0 MiB hashed, 20.0 MiB unchanged, 30.0 MiB uploaded), 33.3 MiB/s, ETA 0s"},
+	} {
+		clk.SetTime(clk.Now().Add(time.Second))
+		v := volume{Kind: "PodVolumeBackup", Name: "b-web-0", Path: pathFileSystem, Namespace: "app", Pod: "web-0", Vol: "data",
+			Node: "node-1", Phase: "InProgress", Start: at(0), Progress: s.p}
+		before := out.Len()
+		d.Update(operation{Kind: "backup", Name: "b", Phase: "InProgress", Start: at(0), Volumes: []volume{v}})
+		if got := out.String()[before:]; !strings.Contains(got, "  app/web-0:data (file system, node-1): "+s.want+"\n") {
+			t.Errorf("printed\n%s\nwant the line\n%s", got, s.want)
+		}
+	}
+}

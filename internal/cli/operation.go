@@ -3,11 +3,13 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 )
 
@@ -90,12 +92,17 @@ func restoreLoader(o *Options, c client.Client, name string) loader {
 }
 
 // volumeState is what a person sees of a volume's phase while following: waiting (New,
-// Accepted, Prepared), uploading or restoring (InProgress), canceling, completed, failed, canceled.
+// Accepted, Prepared), the stage of the work while InProgress (scanning, uploading, flushing,
+// finalizing, restoring; uploading or restoring when the node did not say), canceling,
+// completed, failed, canceled.
 func volumeState(op operation, v volume) string {
 	switch v.Phase {
 	case "", string(velerov1.PodVolumePhaseNew), string(velerov1.PodVolumePhaseAccepted), string(velerov1.PodVolumePhasePrepared):
 		return "waiting"
 	case string(velerov1.PodVolumePhaseInProgress):
+		if s := v.Progress.Stage; s != "" && s != shared.ProgressStageDone {
+			return strings.ToLower(string(s)) // scanning, uploading, flushing, finalizing, restoring
+		}
 		return op.moving()
 	case string(velerov1.PodVolumePhaseCanceling):
 		return "canceling"

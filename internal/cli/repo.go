@@ -17,9 +17,9 @@ func newRepoCommand(o *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "repo",
 		Aliases: []string{"repos", "backup-repository"},
-		Short:   "Show the backup repositories (Ferry keeps one per storage location)",
+		Short:   "Show, maintain and verify the backup repositories (Ferry keeps one per storage location)",
 	}
-	cmd.AddCommand(newRepoGetCommand(o), newRepoDescribeCommand(o))
+	cmd.AddCommand(newRepoGetCommand(o), newRepoDescribeCommand(o), newRepoMaintainCommand(o), newRepoVerifyCommand(o))
 	return cmd
 }
 

@@ -162,6 +162,27 @@ func TestTerminalProgress(t *testing.T) {
 		t.Errorf("the bars were not redrawn in place:\n%s", screen)
 	}
 
+	// The node says the stage of the work and what it did with the bytes: the bars say it too,
+	// with "~" before an estimated total, and no ETA while the source is still scanned.
+	yes := true
+	for pvb, p := range map[*velerov1.PodVolumeBackup]shared.DataMoveOperationProgress{
+		web: {BytesDone: 180 * mib, TotalBytes: 200 * mib, Estimated: &yes, Stage: shared.ProgressStageFlushing, BytesHashed: 150 * mib,
+			BytesCached: 30 * mib, IncrementalBytes: 40 * mib, BytesPerSecond: 25 * mib},
+		db: {BytesDone: 20 * mib, TotalBytes: 20 * mib, Stage: shared.ProgressStageScanning, BytesHashed: 20 * mib, BytesPerSecond: 10 * mib},
+	} {
+		if err := setStatus(ctx, c, pvb, func() { pvb.Status.Progress = p }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	screen, err = p.waitFor(ctx, "flushing", "180.0 MiB / ~200.0 MiB, 40.0 MiB uploaded", "25.0 MiB/s ETA 1s", "scanning", "20.0 MiB / ?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screen, one volume flushing, one scanning:\n%s", screen)
+	if regexp.MustCompile(`20\.0 MiB / \?.*ETA`).MatchString(screen) {
+		t.Errorf("an ETA while the total is not known:\n%s", screen)
+	}
+
 	progress(web, velerov1.PodVolumePhaseCompleted, 200, 200, 0)
 	progress(db, velerov1.PodVolumePhaseCompleted, 100, 100, 0)
 	end := metav1.NewTime(now.Add(12 * time.Second))

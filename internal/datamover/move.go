@@ -45,7 +45,7 @@ func (m *mover) upload(ctx context.Context, access *repoaccess.Access, du *veler
 		Source:   fmt.Sprintf("/%s/pvc/%s", du.Spec.SourceNamespace, du.Spec.SourcePVC),
 		Parallel: m.opts.Parallel,
 		Tags:     tags,
-		Progress: func(p uploader.Progress) { m.progress(ctx, progressOf(p)) },
+		Progress: func(p uploader.Progress) { m.progress(ctx, p.Status()) },
 	}
 	if rep.Location().Namespace != "" { // Velero's layout: the snapshot Velero's data mover would write
 		opts = opts.AsVelero(uploader.VeleroDataMoverRequester, du.Spec.SourceNamespace+"/"+du.Spec.SourcePVC)
@@ -55,8 +55,7 @@ func (m *mover) upload(ctx context.Context, access *repoaccess.Access, du *veler
 		return m.failed(ctx, err)
 	}
 	st := res.Stats
-	p := shared.DataMoveOperationProgress{TotalBytes: st.Bytes, BytesDone: st.Bytes, IncrementalBytes: st.UploadedBytes,
-		TotalFiles: st.Files, FilesDone: st.Files}
+	p := st.Progress()
 	msg := fmt.Sprintf("snapshot %s: %d files, %d bytes, %d bytes uploaded in %s", res.SnapshotID, st.Files, st.Bytes,
 		st.UploadedBytes, st.Duration.Round(time.Millisecond))
 	if st.Errors > 0 {
@@ -77,12 +76,12 @@ func (m *mover) download(ctx context.Context, access *repoaccess.Access, dd *vel
 	defer release()
 	st, err := uploader.Restore(ctx, rep, dd.Spec.SnapshotID, m.opts.VolumePath, uploader.RestoreOptions{
 		Parallel: m.opts.Parallel,
-		Progress: func(p uploader.Progress) { m.progress(ctx, progressOf(p)) },
+		Progress: func(p uploader.Progress) { m.progress(ctx, p.Status()) },
 	})
 	if err != nil {
 		return m.failed(ctx, err)
 	}
-	p := shared.DataMoveOperationProgress{TotalBytes: st.Bytes, BytesDone: st.Bytes, TotalFiles: st.Files, FilesDone: st.Files}
+	p := shared.DataMoveOperationProgress{TotalBytes: st.Bytes, BytesDone: st.Bytes, TotalFiles: st.Files, FilesDone: st.Files, Stage: shared.ProgressStageDone}
 	return exposer.Result{Phase: exposer.ReasonCompleted, Progress: p, Message: fmt.Sprintf("restored %d files, %d directories, %d symlinks, %d bytes in %s",
 		st.Files, st.Dirs, st.Symlinks, st.Bytes, st.Duration.Round(time.Millisecond))}
 }
@@ -105,11 +104,6 @@ func snapshotName(du *velerov2alpha1.DataUpload) string {
 		return du.Spec.CSISnapshot.VolumeSnapshot
 	}
 	return ""
-}
-
-func progressOf(p uploader.Progress) shared.DataMoveOperationProgress {
-	return shared.DataMoveOperationProgress{TotalBytes: p.TotalBytes, BytesDone: p.BytesDone, IncrementalBytes: p.BytesUploaded,
-		TotalFiles: p.TotalFiles, FilesDone: p.FilesDone, BytesPerSecond: p.BytesPerSecond}
 }
 
 // progress updates the Progress Event, at most every progressInterval.

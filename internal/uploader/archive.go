@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ferry-backup/ferry/api/shared"
 )
 
 // ArchiveOptions tune RestoreArchive.
@@ -61,7 +63,7 @@ func RestoreArchive(ctx context.Context, r io.Reader, dir string, opts ArchiveOp
 	x := &extraction{
 		out:  &treeOutput{t: t, overwrite: !opts.KeepExisting, owners: os.Geteuid() == 0, sparse: opts.WriteSparseFiles},
 		opts: opts, made: map[string]bool{"": true},
-		rpt: newReporter(opts.Progress, opts.ProgressInterval),
+		rpt: newReporter(opts.Progress, opts.ProgressInterval, shared.ProgressStageRestoring),
 	}
 	x.rpt.totalBytes.Store(opts.TotalBytes)
 	x.rpt.totalFiles.Store(opts.TotalFiles)
@@ -71,6 +73,9 @@ func RestoreArchive(ctx context.Context, r io.Reader, dir string, opts ArchiveOp
 	}
 	if ctx.Err() != nil {
 		err = fmt.Errorf("%w: %w", ErrCanceled, context.Cause(ctx))
+	}
+	if err == nil {
+		x.rpt.setStage(shared.ProgressStageDone)
 	}
 	x.rpt.finish(err == nil)
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"github.com/kopia/kopia/snapshot"
 	"github.com/kopia/kopia/snapshot/policy"
 	"github.com/kopia/kopia/snapshot/upload"
+
+	"github.com/ferry-backup/ferry/api/shared"
 )
 
 // BackupOptions tune one backup.
@@ -53,8 +55,10 @@ type Stats struct {
 	Files, Dirs int64
 	// Bytes is the size of all files in the snapshot.
 	Bytes int64
-	// HashedBytes were read and hashed; CachedBytes were unchanged since the parent and not read.
+	// HashedBytes were read and hashed; CachedBytes were unchanged since the parent and not read;
+	// CachedFiles counts those files.
 	HashedBytes, CachedBytes int64
+	CachedFiles              int64
 	// UploadedBytes were written to the repository's storage (after dedup, compression, encryption).
 	UploadedBytes int64
 	// Errors counts entries that could not be read; ErrorMessages holds the first few.
@@ -118,13 +122,17 @@ func Backup(ctx context.Context, rep repo.Repository, dir string, opts BackupOpt
 		return BackupResult{}, fmt.Errorf("read policy: %w", err)
 	}
 
-	rpt := newReporter(opts.Progress, opts.ProgressInterval)
-	prog := &uploadProgress{r: rpt, estimate: true}
-	if parent := latestComplete(previous); parent != nil {
+	parent := latestComplete(previous)
+	stage := shared.ProgressStageScanning
+	if parent != nil {
+		stage = shared.ProgressStageUploading
+	}
+	rpt := newReporter(opts.Progress, opts.ProgressInterval, stage)
+	prog := &uploadProgress{r: rpt, estimate: parent == nil}
+	if parent != nil {
 		// The parent's size is a good estimate and saves Kopia a walk of the whole source.
-		rpt.totalBytes.Store(parent.Stats.TotalFileSize)
-		rpt.totalFiles.Store(int64(parent.Stats.TotalFileCount))
-		prog.estimate = false
+		// Kopia counts the files it found unchanged apart from the others.
+		rpt.estimate(int64(parent.Stats.TotalFileCount)+int64(parent.Stats.CachedFiles), parent.Stats.TotalFileSize)
 	}
 	var man *snapshot.Manifest
 	var id manifest.ID
@@ -148,6 +156,7 @@ func Backup(ctx context.Context, rep repo.Repository, dir string, opts BackupOpt
 				flushing()
 				return sessionErr
 			}
+			rpt.setStage(shared.ProgressStageFlushing)
 			man.Tags, man.Description, man.Pins = opts.Tags, opts.Description, opts.Pins
 			if id, err = snapshot.SaveSnapshot(wctx, w, man); err != nil {
 				sessionErr = fmt.Errorf("save snapshot: %w", err)
@@ -157,6 +166,7 @@ func Backup(ctx context.Context, rep repo.Repository, dir string, opts BackupOpt
 			return nil
 		})
 	err = sessionError(wctx, sessionErr, err)
+	rpt.setStage(shared.ProgressStageFinalizing)
 	final := rpt.finish(err == nil && man.IncompleteReason == "")
 	if err != nil && ctx.Err() != nil {
 		return BackupResult{}, fmt.Errorf("back up %s: %w (%w): %w", dir, ErrCanceled, context.Cause(ctx), err)
@@ -223,7 +233,7 @@ func statsOf(man *snapshot.Manifest, prog *uploadProgress, final Progress, d tim
 	errCount, errs := prog.errorSummary()
 	return Stats{
 		Files: final.FilesDone, Dirs: int64(man.Stats.TotalDirectoryCount),
-		Bytes: man.Stats.TotalFileSize, HashedBytes: prog.hashed.Load(), CachedBytes: prog.cached.Load(),
+		Bytes: man.Stats.TotalFileSize, HashedBytes: final.BytesHashed, CachedBytes: final.BytesCached, CachedFiles: final.FilesCached,
 		UploadedBytes: final.BytesUploaded, Errors: max(errCount, int(man.Stats.ErrorCount)), ErrorMessages: errs,
 		Duration: d,
 	}

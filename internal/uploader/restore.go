@@ -18,6 +18,8 @@ import (
 	"github.com/kopia/kopia/snapshot/restore"
 	"github.com/kopia/kopia/snapshot/snapshotfs"
 	"golang.org/x/sys/unix"
+
+	"github.com/ferry-backup/ferry/api/shared"
 )
 
 // RestoreOptions tune one restore.
@@ -87,7 +89,7 @@ func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, o
 	defer t.Close()
 	out := &treeOutput{t: t, overwrite: !opts.KeepExisting, owners: os.Geteuid() == 0, sparse: opts.WriteSparseFiles}
 
-	rpt := newReporter(opts.Progress, opts.ProgressInterval)
+	rpt := newReporter(opts.Progress, opts.ProgressInterval, shared.ProgressStageRestoring)
 	rpt.totalBytes.Store(man.Stats.TotalFileSize)
 	rpt.totalFiles.Store(int64(man.Stats.TotalFileCount))
 	parallel := min(opts.Parallel, MaxParallel)
@@ -114,6 +116,9 @@ func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, o
 	}
 	if err == nil {
 		err = fixDirectoryTimes(ctx, rep, man, t)
+	}
+	if err == nil {
+		rpt.setStage(shared.ProgressStageDone)
 	}
 	rpt.finish(err == nil)
 	if err != nil {

@@ -67,11 +67,12 @@ type Reconciler struct {
 	ServerDeployment string
 }
 
-// SetupWithManager registers the controller. Spec changes (and creations) wake it, and changes of
-// its maintenance Jobs, not its own status and annotation writes: the next run is the schedule's
-// to decide (Reconcile asks to come back when it is due).
+// SetupWithManager registers the controller. Spec changes (and creations) wake it, a new
+// maintenance request, and changes of its maintenance Jobs, not its own status and annotation
+// writes: the next run is the schedule's to decide (Reconcile asks to come back when it is due).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).For(&velerov1.BackupRepository{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&velerov1.BackupRepository{}, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, requestChanged))).
 		Owns(&batchv1.Job{}).Named("backuprepository").Complete(r)
 }
 
@@ -115,7 +116,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	if readOnly {
-		return ctrl.Result{}, nil // never maintained: maintenance writes
+		// Never maintained: maintenance writes. A request is answered so that no one waits.
+		if value := pendingRequest(br, nil); value != "" {
+			now := r.Clock.Now()
+			return ctrl.Result{}, r.answer(ctx, br, velerov1.MaintenanceAnswer{Request: value, Start: now, End: now,
+				Message: fmt.Sprintf("location %s is read-only: its repository is not maintained", bsl.Name)})
+		}
+		return ctrl.Result{}, nil
 	}
 	return r.maintain(ctx, br)
 }
@@ -173,14 +180,25 @@ func (r *Reconciler) maintain(ctx context.Context, br *velerov1.BackupRepository
 	if running != "" {
 		return ctrl.Result{}, nil // the Job's end wakes this; its deadline bounds it
 	}
-	if wait := nextMaintenance(br, every).Sub(now); wait > 0 {
-		return ctrl.Result{RequeueAfter: wait}, nil
+	request, mode, err := r.requested(ctx, br, jobs)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
-	mode := repository.MaintenanceQuick
-	if r.fullDue(br, now) {
-		mode = repository.MaintenanceFull
+	if request == "" {
+		if wait := nextMaintenance(br, every).Sub(now); wait > 0 {
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
+		mode = string(repository.MaintenanceQuick)
+		if r.fullDue(br, now) {
+			mode = string(repository.MaintenanceFull)
+		}
 	}
-	job, err := r.newJob(ctx, br, string(mode))
+	job, err := r.newJob(ctx, br, mode, request)
+	if err != nil && request != "" {
+		// A request is answered rather than kept waiting; the schedule retries on its own.
+		return ctrl.Result{RequeueAfter: retryNotReady}, r.answer(ctx, br, velerov1.MaintenanceAnswer{Request: request, Mode: mode,
+			Start: now, End: now, Message: "maintenance cannot start: " + err.Error()})
+	}
 	if errors.Is(err, serverjob.ErrNoTemplate) {
 		// The repository stays usable; only its maintenance waits, and says why.
 		log.FromContext(ctx).Info("maintenance cannot start", "backupRepository", br.Namespace+"/"+br.Name, "reason", err.Error())
@@ -196,7 +214,7 @@ func (r *Reconciler) maintain(ctx context.Context, br *velerov1.BackupRepository
 	if err := r.Client.Create(ctx, job); err != nil {
 		return ctrl.Result{}, fmt.Errorf("create a maintenance Job for %s: %w", br.Name, err)
 	}
-	log.FromContext(ctx).Info("maintenance started", "backupRepository", br.Namespace+"/"+br.Name, "mode", mode, "job", job.Name)
+	log.FromContext(ctx).Info("maintenance started", "backupRepository", br.Namespace+"/"+br.Name, "mode", mode, "job", job.Name, "request", request)
 	if strings.HasPrefix(br.Status.Message, "maintenance cannot start") {
 		return ctrl.Result{}, operation.PatchStatus(ctx, r.Client, br, map[string]any{"message": "maintenance started again, in Job " + job.Name})
 	}

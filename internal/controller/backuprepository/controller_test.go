@@ -36,43 +36,7 @@ func TestMaintenanceRunsInJobsWhenTheScheduleSays(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := testenv.Context(t)
 	ns := testenv.Namespace(t, "maintenance")
-	serverLabels := map[string]string{"app": "ferry-server"}
-	for _, obj := range []client.Object{
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repoaccess.PasswordSecret},
-			StringData: map[string]string{repoaccess.PasswordKey: "maintenance-test-password"}},
-		&velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"},
-			Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderFilesystem, Config: map[string]string{"path": t.TempDir()},
-				StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "b"}}}},
-		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ferry-server"},
-			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: serverLabels},
-				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: serverLabels}, Spec: corev1.PodSpec{
-					ServiceAccountName: "ferry-server", AutomountServiceAccountToken: new(bool),
-					Containers: []corev1.Container{{Name: "ferry-server", Image: "example.invalid/ferry:1", Command: []string{"/ferry-server"},
-						Args: []string{"--namespace=" + ns, "--work-dir=/var/cache/ferry", "--leader-elect"},
-						Env:  []corev1.EnvVar{{Name: "AWS_SHARED_CREDENTIALS_FILE", Value: "/credentials/cloud"}}}}}}}},
-	} {
-		if err := env.Client.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-	}
-	br := &velerov1.BackupRepository{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default-kopia"},
-		Spec: velerov1.BackupRepositorySpec{BackupStorageLocation: "default", RepositoryType: velerov1.RepositoryTypeKopia,
-			VolumeNamespace: ns, MaintenanceFrequency: shared.Duration{Duration: time.Hour}}}
-	if err := env.Client.Create(ctx, br); err != nil {
-		t.Fatal(err)
-	}
-	// Full maintenance is not due (it ran just before): every run here is a quick one.
-	start := time.Now().UTC().Truncate(time.Second)
-	br.Annotations = map[string]string{AnnotationLastFull: start.Add(-time.Minute).Format(time.RFC3339)}
-	if err := env.Client.Update(ctx, br); err != nil {
-		t.Fatal(err)
-	}
-	clock := clocktesting.NewFakePassiveClock(start)
-	config := nodeconfig.Default()
-	config.MaintenanceJobTimeout = 2 * time.Hour
-	r := &Reconciler{Client: env.Client, Clock: clock, Config: func() nodeconfig.Config { return config }, Pods: env.Client, ServerDeployment: "ferry-server",
-		Repositories: repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns, WorkDir: t.TempDir(), Create: true})}
-	t.Cleanup(func() { r.Repositories.Close(context.Background()) })
+	r, br, clock, start := newMaintained(t, ns)
 	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(br)}
 	reconcile := func(at time.Duration) ctrl.Result {
 		t.Helper()
@@ -371,4 +335,50 @@ func TestResultLineFitsTheTerminationMessage(t *testing.T) {
 			t.Errorf("read back %+v, %v", back, ok)
 		}
 	}
+}
+
+// newMaintained makes a location, the server's Deployment and a BackupRepository in ns, whose
+// full maintenance is not due, and a Reconciler with a fake clock at start.
+func newMaintained(t *testing.T, ns string) (*Reconciler, *velerov1.BackupRepository, *clocktesting.FakePassiveClock, time.Time) {
+	t.Helper()
+	env := testenv.Get(t)
+	ctx := testenv.Context(t)
+	serverLabels := map[string]string{"app": "ferry-server"}
+	for _, obj := range []client.Object{
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: repoaccess.PasswordSecret},
+			StringData: map[string]string{repoaccess.PasswordKey: "maintenance-test-password"}},
+		&velerov1.BackupStorageLocation{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"},
+			Spec: velerov1.BackupStorageLocationSpec{Provider: velerov1.ProviderFilesystem, Config: map[string]string{"path": t.TempDir()},
+				StorageType: velerov1.StorageType{ObjectStorage: &velerov1.ObjectStorageLocation{Bucket: "b"}}}},
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ferry-server"},
+			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: serverLabels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: serverLabels}, Spec: corev1.PodSpec{
+					ServiceAccountName: "ferry-server", AutomountServiceAccountToken: new(bool),
+					Containers: []corev1.Container{{Name: "ferry-server", Image: "example.invalid/ferry:1", Command: []string{"/ferry-server"},
+						Args: []string{"--namespace=" + ns, "--work-dir=/var/cache/ferry", "--leader-elect"},
+						Env:  []corev1.EnvVar{{Name: "AWS_SHARED_CREDENTIALS_FILE", Value: "/credentials/cloud"}}}}}}}},
+	} {
+		if err := env.Client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	br := &velerov1.BackupRepository{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default-kopia"},
+		Spec: velerov1.BackupRepositorySpec{BackupStorageLocation: "default", RepositoryType: velerov1.RepositoryTypeKopia,
+			VolumeNamespace: ns, MaintenanceFrequency: shared.Duration{Duration: time.Hour}}}
+	if err := env.Client.Create(ctx, br); err != nil {
+		t.Fatal(err)
+	}
+	// Full maintenance is not due (it ran just before): every run here is a quick one.
+	start := time.Now().UTC().Truncate(time.Second)
+	br.Annotations = map[string]string{AnnotationLastFull: start.Add(-time.Minute).Format(time.RFC3339)}
+	if err := env.Client.Update(ctx, br); err != nil {
+		t.Fatal(err)
+	}
+	clock := clocktesting.NewFakePassiveClock(start)
+	config := nodeconfig.Default()
+	config.MaintenanceJobTimeout = 2 * time.Hour
+	r := &Reconciler{Client: env.Client, Clock: clock, Config: func() nodeconfig.Config { return config }, Pods: env.Client, ServerDeployment: "ferry-server",
+		Repositories: repoaccess.New(repoaccess.Options{Client: env.Client, Namespace: ns, WorkDir: t.TempDir(), Create: true})}
+	t.Cleanup(func() { r.Repositories.Close(context.Background()) })
+	return r, br, clock, start
 }

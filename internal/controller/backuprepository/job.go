@@ -7,6 +7,7 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -121,12 +122,20 @@ func (r *Reconciler) recordJob(ctx context.Context, br *velerov1.BackupRepositor
 	if err := r.annotate(ctx, br, res); err != nil {
 		return err
 	}
+	if request := j.Annotations[AnnotationRequest]; request != "" {
+		a := velerov1.MaintenanceAnswer{Request: request, Mode: j.Labels[LabelMode], Job: j.Name, Start: res.Start, End: res.End,
+			Succeeded: res.Succeeded, Message: res.Message}
+		if err := r.answer(ctx, br, a); err != nil {
+			return err
+		}
+	}
 	return serverjob.MarkRecorded(ctx, r.Client, j, AnnotationRecorded)
 }
 
 // newJob makes the Job that runs one maintenance of the repository: the server's own pod
 // running `ferry-server maintain`, with the resources and deadline of the node-agent ConfigMap.
-func (r *Reconciler) newJob(ctx context.Context, br *velerov1.BackupRepository, mode string) (*batchv1.Job, error) {
+// A requested run carries the request it answers.
+func (r *Reconciler) newJob(ctx context.Context, br *velerov1.BackupRepository, mode, request string) (*batchv1.Job, error) {
 	cfg := r.Config()
 	labels := map[string]string{LabelRepository: br.Name, LabelMode: mode,
 		"app.kubernetes.io/name": "ferry-maintenance", "app.kubernetes.io/part-of": "ferry"}
@@ -139,6 +148,9 @@ func (r *Reconciler) newJob(ctx context.Context, br *velerov1.BackupRepository, 
 	})
 	if err != nil {
 		return nil, err
+	}
+	if request != "" {
+		metav1.SetMetaDataAnnotation(&job.ObjectMeta, AnnotationRequest, request)
 	}
 	if err := controllerutil.SetControllerReference(br, job, r.Client.Scheme()); err != nil {
 		return nil, err

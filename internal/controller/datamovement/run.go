@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -79,6 +80,11 @@ func (r *Reconciler) watch(ctx context.Context, v view, nudge <-chan struct{}) (
 	}
 	op := r.moverOp(v)
 	last := v.progress
+	kind := metrics.KindDownload
+	if v.upload {
+		kind = metrics.KindUpload
+	}
+	defer metrics.ForgetProgress(kind, v.obj.GetNamespace(), v.obj.GetName())
 	recreated := 0
 	ticker := time.NewTicker(resync)
 	defer ticker.Stop()
@@ -107,7 +113,8 @@ func (r *Reconciler) watch(ctx context.Context, v view, nudge <-chan struct{}) (
 				logger.Error(err, "recreate the mover pod")
 			}
 		}
-		if p, ok := r.progress(ctx, v); ok && p != last {
+		if p, ok := r.progress(ctx, v); ok && !equality.Semantic.DeepEqual(p, last) {
+			metrics.SetProgress(kind, v.obj.GetNamespace(), v.obj.GetName(), p)
 			if err := r.patch(ctx, v.obj, status{Progress: &p}); err == nil {
 				last = p
 			}

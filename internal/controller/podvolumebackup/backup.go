@@ -12,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/metrics"
 	"github.com/ferry-backup/ferry/internal/operation"
@@ -68,12 +67,14 @@ func (r *Reconciler) backup(ctx context.Context, pvb *velerov1.PodVolumeBackup) 
 		return uploader.BackupResult{}, err
 	}
 	defer release()
+	defer metrics.ForgetProgress(metrics.KindBackup, pvb.Namespace, pvb.Name)
 	opts := uploader.BackupOptions{
 		Source:   vol.Source,
 		Parallel: r.parallel(pvb),
 		Tags:     tags(pvb, vol.ClaimName),
 		Progress: func(p uploader.Progress) {
-			_ = operation.PatchStatus(ctx, r.Client, pvb, operation.Status{Progress: operation.Ptr(progressOf(p))}) // next tick retries
+			metrics.SetProgress(metrics.KindBackup, pvb.Namespace, pvb.Name, p.Status())
+			_ = operation.PatchStatus(ctx, r.Client, pvb, operation.Status{Progress: operation.Ptr(p.Status())}) // next tick retries
 		},
 	}
 	if rep.Location().Namespace != "" { // Velero's layout: the snapshot Velero's agent would write
@@ -131,10 +132,7 @@ func (r *Reconciler) done(ctx context.Context, pvb *velerov1.PodVolumeBackup, re
 func (r *Reconciler) finish(ctx context.Context, pvb *velerov1.PodVolumeBackup, phase velerov1.PodVolumePhase, msg string, res *uploader.BackupResult) error {
 	var extra *operation.Status
 	if res != nil {
-		extra = &operation.Status{SnapshotID: res.SnapshotID, IncrementalBytes: operation.Ptr(res.Stats.UploadedBytes), Progress: &shared.DataMoveOperationProgress{
-			TotalBytes: res.Stats.Bytes, BytesDone: res.Stats.Bytes, IncrementalBytes: res.Stats.UploadedBytes,
-			TotalFiles: res.Stats.Files, FilesDone: res.Stats.Files,
-		}}
+		extra = &operation.Status{SnapshotID: res.SnapshotID, IncrementalBytes: operation.Ptr(res.Stats.UploadedBytes), Progress: operation.Ptr(res.Stats.Progress())}
 		now := metav1.NewTime(r.Clock.Now().Truncate(time.Second))
 		var conditions []metav1.Condition
 		if res.Stats.Errors > 0 {
@@ -155,13 +153,6 @@ func (r *Reconciler) finish(ctx context.Context, pvb *velerov1.PodVolumeBackup, 
 
 func (r *Reconciler) reporter() operation.Reporter {
 	return operation.Reporter{Client: r.Client, Recorder: r.Recorder, Kind: metrics.KindBackup, Now: r.Clock.Now}
-}
-
-func progressOf(p uploader.Progress) shared.DataMoveOperationProgress {
-	return shared.DataMoveOperationProgress{
-		TotalBytes: p.TotalBytes, BytesDone: p.BytesDone, IncrementalBytes: p.BytesUploaded,
-		TotalFiles: p.TotalFiles, FilesDone: p.FilesDone, BytesPerSecond: p.BytesPerSecond,
-	}
 }
 
 // parallel is spec.uploaderSettings.ParallelFilesUpload, else the ConfigMap's parallelFilesUpload.

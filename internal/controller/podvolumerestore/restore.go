@@ -58,6 +58,7 @@ func (r *Reconciler) restore(ctx context.Context, pvr *velerov1.PodVolumeRestore
 	}
 	r.Recorder.Eventf(pvr, corev1.EventTypeNormal, "Started", "restoring snapshot %s into %s", pvr.Spec.SnapshotID, vol.Dir)
 	var st uploader.ArchiveStats
+	defer metrics.ForgetProgress(metrics.KindRestore, pvr.Namespace, pvr.Name)
 	if pvr.Spec.UploaderType == velerov1.UploaderTypeRestic {
 		st, err = r.restoreRestic(ctx, pvr, vol.Dir)
 	} else {
@@ -91,10 +92,8 @@ func (r *Reconciler) restoreKopia(ctx context.Context, pvr *velerov1.PodVolumeRe
 // progress writes a running restore's progress into its status.
 func (r *Reconciler) progress(ctx context.Context, pvr *velerov1.PodVolumeRestore) func(uploader.Progress) {
 	return func(p uploader.Progress) {
-		_ = operation.PatchStatus(ctx, r.Client, pvr, operation.Status{Progress: &shared.DataMoveOperationProgress{
-			TotalBytes: p.TotalBytes, BytesDone: p.BytesDone, TotalFiles: p.TotalFiles, FilesDone: p.FilesDone,
-			BytesPerSecond: p.BytesPerSecond,
-		}}) // the next tick retries
+		metrics.SetProgress(metrics.KindRestore, pvr.Namespace, pvr.Name, p.Status())
+		_ = operation.PatchStatus(ctx, r.Client, pvr, operation.Status{Progress: operation.Ptr(p.Status())}) // the next tick retries
 	}
 }
 
@@ -173,7 +172,8 @@ func (r *Reconciler) done(ctx context.Context, pvr *velerov1.PodVolumeRestore, s
 func (r *Reconciler) finish(ctx context.Context, pvr *velerov1.PodVolumeRestore, phase velerov1.PodVolumePhase, msg string, st *uploader.RestoreStats) error {
 	var extra *operation.Status
 	if st != nil {
-		extra = &operation.Status{Progress: &shared.DataMoveOperationProgress{TotalBytes: st.Bytes, BytesDone: st.Bytes, TotalFiles: st.Files, FilesDone: st.Files}}
+		extra = &operation.Status{Progress: &shared.DataMoveOperationProgress{TotalBytes: st.Bytes, BytesDone: st.Bytes, TotalFiles: st.Files, FilesDone: st.Files,
+			Stage: shared.ProgressStageDone}}
 	}
 	return r.reporter().Finish(ctx, pvr, phase, msg, extra, pvr.Status.StartTimestamp)
 }
