@@ -26,7 +26,7 @@ type BackupOptions struct {
 	// Parent is the snapshot to compare against; default: the latest of the same source.
 	Parent string
 	// Parallel is the number of files read and uploaded at once (parallelFilesUpload); default:
-	// the number of CPUs.
+	// the CPUs the process may use (GOMAXPROCS, which follows the container's CPU limit).
 	Parallel int
 	// Tags are stored on the snapshot (backup name, namespace, PVC, pod volume, location).
 	Tags map[string]string
@@ -201,7 +201,7 @@ func newUploader(w repo.RepositoryWriter, opts BackupOptions, prog upload.Progre
 	u.Progress = prog
 	u.ParallelUploads = min(opts.Parallel, MaxParallel)
 	if u.ParallelUploads <= 0 {
-		u.ParallelUploads = min(runtime.NumCPU(), MaxParallel)
+		u.ParallelUploads = min(runtime.GOMAXPROCS(0), MaxParallel)
 	}
 	u.CheckpointInterval = opts.CheckpointInterval
 	if u.CheckpointInterval <= 0 {
