@@ -141,6 +141,18 @@ func TestRestoreCreateGet(t *testing.T) {
 	if !regexp.MustCompile(`Restore nightly-\d{14} created`).MatchString(out) {
 		t.Errorf("default name: %s", out)
 	}
+	if _, err := ferry(t, "-n", ns, "restore", "create", "r3", "--from-schedule", "hourly"); err == nil ||
+		!strings.Contains(err.Error(), `--from-schedule: schedule "hourly" not found`) {
+		t.Errorf("restore of a missing schedule: %v", err)
+	}
+	if _, err := ferry(t, "-n", ns, "restore", "create", "r4", "--from-schedule", "hourly", "--from-backup", "nightly"); err == nil {
+		t.Error("a restore from both a backup and a schedule was accepted")
+	}
+	mustFerry(t, "-n", ns, "schedule", "create", "hourly", "--schedule", "@hourly", "--paused")
+	mustFerry(t, "-n", ns, "restore", "create", "r5", "--from-schedule", "hourly")
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "r5"}, r); err != nil || r.Spec.ScheduleName != "hourly" || r.Spec.BackupName != "" {
+		t.Errorf("restore from a schedule: spec %+v (%v); want scheduleName hourly for ferry-server to resolve", r.Spec, err)
+	}
 	if got := mustFerry(t, "-n", ns, "restore", "get", "r1", "-o", "jsonpath={.spec.backupName} {.spec.namespaceMapping.app}"); got != "nightly app-copy\n" {
 		t.Errorf("restore get -o jsonpath = %q", got)
 	}

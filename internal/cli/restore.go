@@ -32,6 +32,8 @@ func restoreList() client.ObjectList { return &velerov1.RestoreList{} }
 type restoreCreateOptions struct {
 	*Options
 	FromBackup string
+	// FromSchedule restores the schedule's latest Completed backup (ferry-server picks it).
+	FromSchedule string
 	// NamespaceMappings are src:dst pairs: the volumes of src are restored into dst.
 	NamespaceMappings                    []string
 	IncludeNamespaces, ExcludeNamespaces []string
@@ -41,12 +43,13 @@ type restoreCreateOptions struct {
 func newRestoreCreateCommand(o *Options) *cobra.Command {
 	ro := &restoreCreateOptions{Options: o}
 	cmd := &cobra.Command{
-		Use:   "create [NAME] --from-backup BACKUP",
+		Use:   "create [NAME] --from-backup BACKUP | --from-schedule SCHEDULE",
 		Short: "Restore the volumes of a backup",
 		Long: "Creates a Restore of a backup's volumes (NAME defaults to <backup>-<yyyymmddhhmmss>). Pods whose volumes\n" +
 			"were backed up through the file system get them back through PodVolumeRestores; claims backed up by\n" +
-			"the data mover are re-created and filled through DataDownloads. With --wait, follows it to its end\n" +
-			"and exits non-zero unless it Completed.",
+			"the data mover are re-created and filled through DataDownloads. --from-schedule restores the schedule's\n" +
+			"latest Completed backup, which ferry-server picks. With --wait, follows it to its end and exits\n" +
+			"non-zero unless it Completed.",
 		Example: "  ferry restore create --from-backup app-1 --namespace-mappings app:app-copy --wait",
 		Args:    cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -66,25 +69,34 @@ func newRestoreCreateCommand(o *Options) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&ro.FromBackup, "from-backup", "", "backup to restore (required)")
+	f.StringVar(&ro.FromBackup, "from-backup", "", "backup to restore")
+	f.StringVar(&ro.FromSchedule, "from-schedule", "", "schedule whose latest Completed backup to restore")
 	f.StringSliceVar(&ro.NamespaceMappings, "namespace-mappings", nil, "restore namespaces under other names: src:dst,...")
 	f.StringSliceVar(&ro.IncludeNamespaces, "include-namespaces", nil, "backed-up namespaces to restore (default: all)")
 	f.StringSliceVar(&ro.ExcludeNamespaces, "exclude-namespaces", nil, "backed-up namespaces to leave out")
 	f.BoolVar(&ro.Wait, "wait", false, "follow the restore to its end; exit non-zero unless it Completed")
-	_ = cmd.MarkFlagRequired("from-backup")
+	cmd.MarkFlagsOneRequired("from-backup", "from-schedule")
+	cmd.MarkFlagsMutuallyExclusive("from-backup", "from-schedule")
 	completeFlag(cmd, "from-backup", o, backupList)
+	completeFlag(cmd, "from-schedule", o, scheduleList)
 	return cmd
 }
 
 func (ro *restoreCreateOptions) restore(name string, now time.Time) (*velerov1.Restore, error) {
-	if ro.FromBackup == "" {
-		return nil, fmt.Errorf("--from-backup: name the backup to restore")
+	from := ro.FromBackup
+	switch {
+	case ro.FromBackup != "" && ro.FromSchedule != "":
+		return nil, fmt.Errorf("--from-backup and --from-schedule: name one")
+	case ro.FromSchedule != "":
+		from = ro.FromSchedule
+	case ro.FromBackup == "":
+		return nil, fmt.Errorf("--from-backup: name the backup to restore (or --from-schedule)")
 	}
 	if name == "" {
-		name = ro.FromBackup + "-" + now.Format("20060102150405") // Velero's default name
+		name = from + "-" + now.Format("20060102150405") // Velero's default name
 	}
 	r := &velerov1.Restore{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: name},
-		Spec: velerov1.RestoreSpec{BackupName: ro.FromBackup, IncludedNamespaces: ro.IncludeNamespaces,
+		Spec: velerov1.RestoreSpec{BackupName: ro.FromBackup, ScheduleName: ro.FromSchedule, IncludedNamespaces: ro.IncludeNamespaces,
 			ExcludedNamespaces: ro.ExcludeNamespaces}}
 	for _, m := range ro.NamespaceMappings {
 		src, dst, ok := strings.Cut(m, ":")
@@ -103,7 +115,11 @@ func (ro *restoreCreateOptions) restore(name string, now time.Time) (*velerov1.R
 }
 
 func (ro *restoreCreateOptions) run(ctx context.Context, c client.Client, r *velerov1.Restore) error {
-	if err := ro.get(ctx, c, "backup", ro.FromBackup, &velerov1.Backup{}); err != nil {
+	if ro.FromSchedule != "" {
+		if err := ro.get(ctx, c, "schedule", ro.FromSchedule, &velerov1.Schedule{}); err != nil {
+			return fmt.Errorf("--from-schedule: %w; nothing was created", err)
+		}
+	} else if err := ro.get(ctx, c, "backup", ro.FromBackup, &velerov1.Backup{}); err != nil {
 		return fmt.Errorf("--from-backup: %w; nothing was created", err)
 	}
 	if err := c.Create(ctx, r); err != nil {
