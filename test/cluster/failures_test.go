@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -58,14 +59,15 @@ func TestBadInputFailsClearlyAndTheAgentKeepsServing(t *testing.T) {
 	if !strings.Contains(wrong.Status.Message, "wrong repository password") {
 		t.Errorf("wrong password: message %q", wrong.Status.Message)
 	}
-	events := &corev1.EventList{}
-	if err := c.Client.List(context.Background(), events, client.InNamespace(c.Install),
-		client.MatchingFields{"involvedObject.name": "wrong-password"}); err != nil {
-		t.Fatal(err)
-	}
-	if !hasEvent(events, "Failed", "wrong repository password") {
-		t.Errorf("no Failed event for the wrong password; events: %v", events.Items)
-	}
+	// Events are sent by the recorder's own goroutine, after the status that ends the operation.
+	c.Eventually(time.Minute, func() (bool, string) {
+		events := &corev1.EventList{}
+		if err := c.Client.List(context.Background(), events, client.InNamespace(c.Install),
+			client.MatchingFields{"involvedObject.name": "wrong-password"}); err != nil {
+			return false, err.Error()
+		}
+		return hasEvent(events, "Failed", "wrong repository password"), fmt.Sprintf("no Failed event for the wrong password; events: %v", events.Items)
+	})
 
 	c.SetPassword("harness-password-1")
 	ok := c.BackupVolume(pod, "data", "after-failures")

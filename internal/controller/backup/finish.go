@@ -47,14 +47,18 @@ func (r *Reconciler) progress(ctx context.Context, b *velerov1.Backup) (ctrl.Res
 	}
 	counts, done := operation.Tally(phases)
 	moves, movesDone := tallyDataUploads(dus, &failures)
+	behind := false // not every PodVolumeBackup or DataUpload start made is in the cache yet
 	if prev := b.Status.PodVolumeBackups; prev != nil {
 		counts.Skipped = prev.Skipped
-		if prev.Total > counts.Total {
-			done = false // not every PodVolumeBackup is in the cache yet
-		}
+		behind = prev.Total > counts.Total
 	}
 	if prev := b.Status.DataUploads; prev != nil && prev.Total > moves.Total {
-		movesDone = false // not every DataUpload is in the cache yet
+		behind = true
+	}
+	if behind {
+		// Summing up now would write a total that shrinks and grows back, one patch each; the
+		// missing objects' arrival in the cache brings the Backup back.
+		return ctrl.Result{}, nil
 	}
 	if !done || !movesDone {
 		fields := progressFields(counts, moves)
