@@ -27,14 +27,27 @@ type Kopia struct {
 
 // NewKopia connects the kopia CLI at bin to the stories' location.
 func (c *Cluster) NewKopia(ctx context.Context, bin, dir string) (*Kopia, error) {
+	return c.kopia(ctx, bin, dir, "connect", "ferry/")
+}
+
+// NewVeleroKopia creates with the kopia CLI at bin the repository Velero's node-agent creates
+// for the volumes of namespace ns at the stories' location, <prefix>/kopia/<ns>/ with Kopia's
+// default formats, and stays connected to it as Velero's agents are: as default@default.
+func (c *Cluster) NewVeleroKopia(ctx context.Context, bin, dir, ns string) (*Kopia, error) {
+	return c.kopia(ctx, bin, dir, "create", "ferry/kopia/"+ns+"/", "--override-hostname", "default", "--override-username", "default")
+}
+
+// kopia runs `kopia repository <verb> s3` for the repository at prefix of the stories' bucket.
+func (c *Cluster) kopia(ctx context.Context, bin, dir, verb, prefix string, extra ...string) (*Kopia, error) {
 	s := &corev1.Secret{}
 	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: InstallNamespace, Name: repoaccess.PasswordSecret}, s); err != nil {
 		return nil, fmt.Errorf("the repository password Secret: %w", err)
 	}
 	k := &Kopia{bin: bin, dir: dir, password: string(s.Data[repoaccess.PasswordKey])}
-	_, err := k.run(ctx, "repository", "connect", "s3", "--bucket", Bucket, "--prefix", "ferry/",
+	args := append([]string{"repository", verb, "s3", "--bucket", Bucket, "--prefix", prefix,
 		"--endpoint", strings.TrimPrefix(c.Env["CLUSTER_S3_URL"], "http://"), "--disable-tls", "--region", c.Env["CLUSTER_S3_REGION"],
-		"--access-key", c.Env["CLUSTER_S3_ACCESS_KEY"], "--secret-access-key", c.Env["CLUSTER_S3_SECRET_KEY"])
+		"--access-key", c.Env["CLUSTER_S3_ACCESS_KEY"], "--secret-access-key", c.Env["CLUSTER_S3_SECRET_KEY"]}, extra...)
+	_, err := k.run(ctx, args...)
 	return k, err
 }
 
@@ -51,23 +64,63 @@ func (k *Kopia) run(ctx context.Context, args ...string) ([]byte, error) {
 	return out, nil
 }
 
-// Snapshots returns the IDs of every snapshot in the repository, checkpoints included.
-func (k *Kopia) Snapshots(ctx context.Context) (map[string]bool, error) {
+// KopiaSnapshot is a snapshot as `kopia snapshot list --json` describes it.
+type KopiaSnapshot struct {
+	ID     string `json:"id"`
+	Source struct {
+		Host     string `json:"host"`
+		UserName string `json:"userName"`
+		Path     string `json:"path"`
+	} `json:"source"`
+	Tags  map[string]string `json:"tags"`
+	Stats struct {
+		TotalSize int64 `json:"totalSize"`
+	} `json:"stats"`
+}
+
+// List returns every snapshot in the repository, checkpoints included.
+func (k *Kopia) List(ctx context.Context) ([]KopiaSnapshot, error) {
 	out, err := k.run(ctx, "snapshot", "list", "--all", "--incomplete", "--json")
 	if err != nil {
 		return nil, err
 	}
-	var listed []struct {
-		ID string `json:"id"`
-	}
+	var listed []KopiaSnapshot
 	if err := json.Unmarshal(out, &listed); err != nil {
 		return nil, fmt.Errorf("kopia snapshot list: %w", err)
 	}
+	return listed, nil
+}
+
+// Snapshots returns the IDs of every snapshot in the repository, checkpoints included.
+func (k *Kopia) Snapshots(ctx context.Context) (map[string]bool, error) {
+	listed, err := k.List(ctx)
 	ids := map[string]bool{}
 	for _, s := range listed {
 		ids[s.ID] = true
 	}
-	return ids, nil
+	return ids, err
+}
+
+// SnapshotDir snapshots the local directory dir as source (user@host:path) and returns the
+// snapshot's ID. (Tags given to the kopia CLI are stored as "tag:<name>", not as Velero's
+// uploader stores them, so none are given.)
+func (k *Kopia) SnapshotDir(ctx context.Context, dir, source string) (string, error) {
+	args := []string{"snapshot", "create", dir, "--override-source", source, "--description", "Kopia Uploader", "--json"}
+	out, err := k.run(ctx, args...)
+	if err != nil {
+		return "", err
+	}
+	var made KopiaSnapshot
+	if err := json.Unmarshal(out, &made); err != nil || made.ID == "" {
+		return "", fmt.Errorf("kopia snapshot create printed %q: %v", out, err)
+	}
+	return made.ID, nil
+}
+
+// Restore restores the snapshot id into the local directory target.
+func (k *Kopia) Restore(ctx context.Context, id, target string) error {
+	_, err := k.run(ctx, "snapshot", "restore", id, target)
+	return err
 }
 
 // SnapshotIDs returns the snapshot IDs of a backup's PodVolumeBackups.
