@@ -28,6 +28,7 @@ generate: $(CONTROLLER_GEN) ## Regenerate deepcopy, CRDs and RBAC from the marke
 	$(CONTROLLER_GEN) rbac:roleName=ferry-server paths="./internal/server/...;./internal/controller/backup/...;./internal/controller/backuprepository/...;./internal/controller/backupstoragelocation/...;./internal/controller/backupsync/...;./internal/controller/backupverification/...;./internal/controller/deletebackuprequest/...;./internal/controller/restore/...;./internal/controller/nodeagentconfig/...;./internal/controller/repositorypassword/...;./internal/controller/operationdeadline/...;./internal/controller/schedule/..." output:rbac:dir=config/rbac/server
 	$(CONTROLLER_GEN) rbac:roleName=ferry-node-agent paths="./internal/nodeagent/...;./internal/controller/podvolumebackup/...;./internal/controller/podvolumerestore/...;./internal/controller/datamovement/...;./internal/controller/nodeagentconfig/..." output:rbac:dir=config/rbac/node-agent
 	$(CONTROLLER_GEN) rbac:roleName=ferry-datamover paths="./internal/datamover/..." output:rbac:dir=config/rbac/datamover
+	$(CONTROLLER_GEN) rbac:roleName=ferry-node-agent-velero-crds paths="./internal/operation/..." output:rbac:dir=config/rbac/velero-crds
 
 .PHONY: verify-generated
 verify-generated: $(CONTROLLER_GEN) ## Fail when generated files differ from what the markers produce.

@@ -39,6 +39,9 @@ type installOptions struct {
 	CredentialSecrets []string
 	// CRDsOnly installs the CRDs and the namespace only (e.g. next to Velero's own server).
 	CRDsOnly bool
+	// InPlaceOfVelero puts Ferry's node-agent into Velero's node-agent DaemonSet and installs
+	// nothing else but the rules it needs (inplace.go).
+	InPlaceOfVelero bool
 	// DryRun prints the objects as YAML instead of installing them.
 	DryRun bool
 }
@@ -65,6 +68,9 @@ func newInstallCommand(o *Options) *cobra.Command {
 			"velero-repo-credentials with a random password if it does not exist: back it up.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if io.InPlaceOfVelero {
+				return io.runInPlace(cmd.Context())
+			}
 			objs, err := io.objects()
 			if err != nil {
 				return err
@@ -79,7 +85,7 @@ func newInstallCommand(o *Options) *cobra.Command {
 			return io.run(cmd.Context(), c, objs)
 		},
 	}
-	cmd.Flags().DurationVar(&io.Wait, "wait", io.Wait, "how long to wait for the CRDs to be established")
+	cmd.Flags().DurationVar(&io.Wait, "wait", io.Wait, "how long to wait for the CRDs to be established (with --in-place-of-velero: for the node-agent pods to be replaced; 0: do not wait)")
 	cmd.Flags().StringVar(&io.Image, "image", io.Image, "container image with the ferry-server and ferry-node-agent binaries")
 	cmd.Flags().StringVar(&io.PullPolicy, "image-pull-policy", "",
 		"imagePullPolicy of Ferry's containers: Always, IfNotPresent or Never (an image imported into the nodes' runtime); default: Kubernetes' own")
@@ -96,6 +102,10 @@ func newInstallCommand(o *Options) *cobra.Command {
 	cmd.Flags().StringSliceVar(&io.CredentialSecrets, "credential-secrets", io.CredentialSecrets,
 		"Secrets of the install namespace that BackupStorageLocations name in spec.credential: the only ones the node-agent may read besides the repository password")
 	cmd.Flags().BoolVar(&io.CRDsOnly, "crds-only", false, "install only the CRDs and the namespace")
+	cmd.Flags().BoolVar(&io.InPlaceOfVelero, "in-place-of-velero", false,
+		"run Ferry's node-agent in Velero's node-agent DaemonSet of the namespace (-n, Velero's), keeping Velero's server, CRDs, locations\n"+
+			"and Secrets; only the DaemonSet's pod template changes (Velero's is kept; `ferry uninstall` puts it back)")
+	cmd.MarkFlagsMutuallyExclusive("crds-only", "in-place-of-velero")
 	cmd.Flags().BoolVar(&io.DryRun, "dry-run", false, "print the objects as YAML instead of installing them")
 	return cmd
 }

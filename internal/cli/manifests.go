@@ -67,33 +67,65 @@ const workDir = "/var/cache/ferry"
 // manifests returns, per component, a ServiceAccount and its generated rules bound cluster-wide
 // and in the namespace, then the ferry-server Deployment and the node-agent DaemonSet.
 func (w workloads) manifests() ([]client.Object, error) {
+	objs, err := w.access(false)
+	if err != nil {
+		return nil, err
+	}
+	server, agent := serverDeployment(w.Namespace, w.Image), w.nodeAgent()
+	w.configure(&server.Spec.Template.Spec, w.ServerResources)
+	return append(objs, server, agent), nil
+}
+
+// access returns the ServiceAccount and generated rules of each component. In place of Velero's
+// node-agent (underVelero) there is no ferry-server, and the node-agent may also write status
+// through the objects, as Velero's CRDs have no status subresource.
+func (w workloads) access(underVelero bool) ([]client.Object, error) {
 	var objs []client.Object
 	for _, c := range []struct {
 		name, rules string
-		extra       []rbacv1.PolicyRule
-	}{{serverName, "server", nil}, {nodeAgentName, "node-agent", credentialRule(w.CredentialSecrets)},
-		{moverName, "datamover", credentialRule(w.CredentialSecrets)}} {
+		extra       []string
+		secrets     []rbacv1.PolicyRule
+	}{{serverName, "server", nil, nil}, {nodeAgentName, "node-agent", []string{"velero-crds"}, credentialRule(w.CredentialSecrets)},
+		{moverName, "datamover", nil, credentialRule(w.CredentialSecrets)}} {
+		if underVelero && c.name == serverName {
+			continue
+		}
 		rules, err := rbac.For(c.rules)
 		if err != nil {
 			return nil, err
 		}
-		rules.Namespace = append(rules.Namespace, c.extra...)
+		for _, name := range c.extra {
+			if !underVelero {
+				break
+			}
+			more, err := rbac.For(name)
+			if err != nil {
+				return nil, err
+			}
+			rules.Cluster, rules.Namespace = append(rules.Cluster, more.Cluster...), append(rules.Namespace, more.Namespace...)
+		}
+		rules.Namespace = append(rules.Namespace, c.secrets...)
 		objs = append(objs, access(w.Namespace, c.name, rules)...)
 	}
-	server, agent := serverDeployment(w.Namespace, w.Image), nodeAgentDaemonSet(w.Namespace, w.Image)
-	for _, c := range []struct {
-		pod       *corev1.PodSpec
-		resources corev1.ResourceRequirements
-	}{{&server.Spec.Template.Spec, w.ServerResources}, {&agent.Spec.Template.Spec, w.NodeAgentResources}} {
-		c.pod.Containers[0].ImagePullPolicy = w.PullPolicy
-		c.pod.Containers[0].Resources = c.resources
-		c.pod.Volumes[0].EmptyDir.SizeLimit = w.WorkDirSizeLimit
-	}
+	return objs, nil
+}
+
+// nodeAgent returns the node-agent DaemonSet with the install's image, pull policy, resources
+// and work directory limit.
+func (w workloads) nodeAgent() *appsv1.DaemonSet {
+	agent := nodeAgentDaemonSet(w.Namespace, w.Image)
+	w.configure(&agent.Spec.Template.Spec, w.NodeAgentResources)
 	// The node-agent starts the data mover pods from its own image, with its pull policy.
-	agentContainer := &agent.Spec.Template.Spec.Containers[0]
-	agentContainer.Env = append(agentContainer.Env, corev1.EnvVar{Name: "FERRY_IMAGE", Value: w.Image},
+	c := &agent.Spec.Template.Spec.Containers[0]
+	c.Env = append(c.Env, corev1.EnvVar{Name: "FERRY_IMAGE", Value: w.Image},
 		corev1.EnvVar{Name: "FERRY_IMAGE_PULL_POLICY", Value: string(w.PullPolicy)})
-	return append(objs, server, agent), nil
+	return agent
+}
+
+func (w workloads) configure(pod *corev1.PodSpec, resources corev1.ResourceRequirements) {
+	pod.Containers[0].ImagePullPolicy = w.PullPolicy
+	pod.Containers[0].Resources = resources
+	pod.Volumes[0].EmptyDir.SizeLimit = w.WorkDirSizeLimit
 }
 
 // parseResources reads a flag's resource=quantity pairs, e.g. cpu=100m and memory=256Mi.

@@ -62,7 +62,10 @@ func newUninstallCommand(o *Options) *cobra.Command {
 			"CRDs Ferry installs (deleting a CRD deletes all its objects: Backups, Restores, locations; --keep-crds\n" +
 			"leaves them, e.g. for Velero), then the ServiceAccounts, Roles and ClusterRoles. The namespace is kept:\n" +
 			"it holds the repository password Secret " + passwordSecret + ", without which no backup can be\n" +
-			"read, and the cloud credentials. Data in object storage is never touched. Safe to run again.",
+			"read, and the cloud credentials. Data in object storage is never touched. Safe to run again.\n\n" +
+			"Where `ferry install --in-place-of-velero` put Ferry's node-agent into Velero's DaemonSet, uninstall\n" +
+			"puts Velero's pod template back and removes the node-agent's and data mover's ServiceAccounts and\n" +
+			"rules, and nothing else: Velero's CRDs, objects and namespace stay.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := uo.client()
@@ -92,6 +95,15 @@ type uninstall struct {
 }
 
 func (o *uninstallOptions) run(ctx context.Context, c client.Client) error {
+	agent := &appsv1.DaemonSet{}
+	err := c.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: nodeAgentDaemonSetName}, agent)
+	if err != nil && !apierrors.IsNotFound(err) && !meta.IsNoMatchError(err) {
+		return err
+	}
+	if _, inPlace := agent.Annotations[replacedTemplateAnnotation]; err == nil && inPlace {
+		u := &uninstall{uninstallOptions: o, c: c}
+		return u.giveBack(ctx, agent)
+	}
 	objs, err := workloads{Namespace: o.Namespace}.manifests()
 	if err != nil {
 		return err

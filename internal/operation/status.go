@@ -36,6 +36,10 @@ func PatchStatusIfUnchanged(ctx context.Context, c client.Client, obj client.Obj
 	return patchStatus(ctx, c, obj, map[string]any{"status": fields, "metadata": map[string]any{"resourceVersion": obj.GetResourceVersion()}})
 }
 
+// Under Velero's own CRDs the status is written through the object: `ferry install
+// --in-place-of-velero` grants the node-agent these rules (config/rbac/velero-crds) besides its own.
+// +kubebuilder:rbac:groups=velero.io,namespace=velero,resources=podvolumebackups;podvolumerestores;datauploads;datadownloads,verbs=patch
+
 func patchStatus(ctx context.Context, c client.Client, obj client.Object, body map[string]any) error {
 	data, err := json.Marshal(body)
 	if err != nil {

@@ -27,23 +27,37 @@ type Kopia struct {
 
 // NewKopia connects the kopia CLI at bin to the stories' location.
 func (c *Cluster) NewKopia(ctx context.Context, bin, dir string) (*Kopia, error) {
-	return c.kopia(ctx, bin, dir, "connect", "ferry/")
+	password, err := c.password(ctx, InstallNamespace)
+	if err != nil {
+		return nil, err
+	}
+	return c.KopiaAt(ctx, bin, dir, password, "connect", "ferry/")
 }
 
 // NewVeleroKopia creates with the kopia CLI at bin the repository Velero's node-agent creates
 // for the volumes of namespace ns at the stories' location, <prefix>/kopia/<ns>/ with Kopia's
 // default formats, and stays connected to it as Velero's agents are: as default@default.
 func (c *Cluster) NewVeleroKopia(ctx context.Context, bin, dir, ns string) (*Kopia, error) {
-	return c.kopia(ctx, bin, dir, "create", "ferry/kopia/"+ns+"/", "--override-hostname", "default", "--override-username", "default")
+	password, err := c.password(ctx, InstallNamespace)
+	if err != nil {
+		return nil, err
+	}
+	return c.KopiaAt(ctx, bin, dir, password, "create", "ferry/kopia/"+ns+"/", "--override-hostname", "default", "--override-username", "default")
 }
 
-// kopia runs `kopia repository <verb> s3` for the repository at prefix of the stories' bucket.
-func (c *Cluster) kopia(ctx context.Context, bin, dir, verb, prefix string, extra ...string) (*Kopia, error) {
+// password returns the repository password of the installation in namespace ns.
+func (c *Cluster) password(ctx context.Context, ns string) (string, error) {
 	s := &corev1.Secret{}
-	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: InstallNamespace, Name: repoaccess.PasswordSecret}, s); err != nil {
-		return nil, fmt.Errorf("the repository password Secret: %w", err)
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: repoaccess.PasswordSecret}, s); err != nil {
+		return "", fmt.Errorf("the repository password Secret: %w", err)
 	}
-	k := &Kopia{bin: bin, dir: dir, password: string(s.Data[repoaccess.PasswordKey])}
+	return string(s.Data[repoaccess.PasswordKey]), nil
+}
+
+// KopiaAt runs `kopia repository <verb> s3` (create or connect) for the repository at prefix of
+// the stories' bucket, with password and the extra flags.
+func (c *Cluster) KopiaAt(ctx context.Context, bin, dir, password, verb, prefix string, extra ...string) (*Kopia, error) {
+	k := &Kopia{bin: bin, dir: dir, password: password}
 	args := append([]string{"repository", verb, "s3", "--bucket", Bucket, "--prefix", prefix,
 		"--endpoint", strings.TrimPrefix(c.Env["CLUSTER_S3_URL"], "http://"), "--disable-tls", "--region", c.Env["CLUSTER_S3_REGION"],
 		"--access-key", c.Env["CLUSTER_S3_ACCESS_KEY"], "--secret-access-key", c.Env["CLUSTER_S3_SECRET_KEY"]}, extra...)
@@ -208,4 +222,27 @@ func Missing(before, after map[string]int64) []string {
 	}
 	sort.Strings(gone)
 	return gone
+}
+
+// WaitVolume waits until a PodVolumeBackup or PodVolumeRestore has ended (Completed, Failed or
+// Canceled), reading it into obj.
+func (c *Cluster) WaitVolume(ctx context.Context, obj client.Object, timeout time.Duration) error {
+	return c.Poll(ctx, timeout, fmt.Sprintf("%T %s to end", obj, obj.GetName()), func() (bool, string, error) {
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return false, "", err
+		}
+		var phase velerov1.PodVolumePhase
+		var message string
+		switch o := obj.(type) {
+		case *velerov1.PodVolumeBackup:
+			phase, message = o.Status.Phase, o.Status.Message
+		case *velerov1.PodVolumeRestore:
+			phase, message = o.Status.Phase, o.Status.Message
+		}
+		switch phase {
+		case velerov1.PodVolumePhaseCompleted, velerov1.PodVolumePhaseFailed, velerov1.PodVolumePhaseCanceled:
+			return true, "", nil
+		}
+		return false, string(phase) + " " + message, nil
+	})
 }

@@ -56,11 +56,7 @@ func TestResticRestoreOnTheRealCluster(t *testing.T) {
 		Spec: velerov1.PodVolumeRestoreSpec{Pod: corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: web},
 			Volume: "content", BackupStorageLocation: LocationName, UploaderType: "restic", SnapshotID: id, SourceNamespace: ns}}
 	must(t, c.Client.Create(ctx, pvr))
-	must(t, c.Poll(ctx, 3*time.Minute, "PodVolumeRestore "+pvr.Name+" to end", func() (bool, string, error) {
-		err := c.Client.Get(ctx, client.ObjectKeyFromObject(pvr), pvr)
-		p := pvr.Status.Phase
-		return err == nil && (p == velerov1.PodVolumePhaseCompleted || p == velerov1.PodVolumePhaseFailed), string(p) + " " + pvr.Status.Message, err
-	}))
+	must(t, c.WaitVolume(ctx, pvr, 3*time.Minute))
 	if pvr.Status.Phase != velerov1.PodVolumePhaseCompleted {
 		t.Fatalf("restic restore %s: %s %q", pvr.Name, pvr.Status.Phase, pvr.Status.Message)
 	}

@@ -10,7 +10,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/repository/repotest"
@@ -61,11 +60,7 @@ func TestVelerosRepositoryLayoutOnTheRealCluster(t *testing.T) {
 		Spec: velerov1.PodVolumeRestoreSpec{Pod: corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: web},
 			Volume: "content", BackupStorageLocation: LocationName, UploaderType: velerov1.UploaderTypeKopia, SnapshotID: velero, SourceNamespace: ns}}
 	must(t, c.Client.Create(ctx, pvr))
-	must(t, c.Poll(ctx, 3*time.Minute, "PodVolumeRestore "+pvr.Name+" to end", func() (bool, string, error) {
-		err := c.Client.Get(ctx, client.ObjectKeyFromObject(pvr), pvr)
-		p := pvr.Status.Phase
-		return err == nil && (p == velerov1.PodVolumePhaseCompleted || p == velerov1.PodVolumePhaseFailed), string(p) + " " + pvr.Status.Message, err
-	}))
+	must(t, c.WaitVolume(ctx, pvr, 3*time.Minute))
 	if pvr.Status.Phase != velerov1.PodVolumePhaseCompleted {
 		t.Fatalf("restore of Velero's snapshot %s: %s %q", velero, pvr.Status.Phase, pvr.Status.Message)
 	}
