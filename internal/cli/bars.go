@@ -67,12 +67,17 @@ func (r *bar) set(label, state, count, rt string) {
 	r.mu.Unlock()
 }
 
-// progress moves the bar to done of total; ok ends it, completed or not.
+// progress moves the bar to done of total; ok ends it, completed or not. A total of 0 is not
+// known: the bar stays empty.
 func (r *bar) progress(done, total int64, end, ok bool) {
 	if r.ended {
 		return
 	}
-	r.b.SetTotal(max(total, done), false)
+	if total <= 0 && !end {
+		r.b.SetTotal(0, false)
+	} else {
+		r.b.SetTotal(max(total, done), false)
+	}
 	r.b.SetCurrent(done)
 	if end && ok {
 		r.ended = true
@@ -101,18 +106,21 @@ func (d *barDisplay) Update(op operation) {
 			d.volumes[key] = r
 		}
 		p := v.Progress
-		count, rt := counts(p.BytesDone, p.TotalBytes), rateText(rate(v, now), p.BytesDone, p.TotalBytes)
+		total, count, rt := p.TotalBytes, counts(p.BytesDone, p.TotalBytes), rateText(rate(v, now), p.BytesDone, p.TotalBytes)
 		switch {
-		case p.Stage == shared.ProgressStageScanning: // the total is not known yet: no ETA
-			count, rt = byteSize(p.BytesDone)+" / ?", rateText(rate(v, now), 0, 0)
+		case p.Stage == shared.ProgressStageScanning: // the total is not known yet: an empty bar
+			total, count = 0, byteSize(p.BytesDone)+" / ?"
 		case estimated(p):
 			count = byteSize(p.BytesDone) + " / " + totalText(p, p.TotalBytes)
+		}
+		if !readingBytes(p) {
+			rt = rateText(rate(v, now), 0, 0) // no ETA
 		}
 		if p.IncrementalBytes > 0 && !v.terminal() && (p.BytesHashed > 0 || p.BytesCached > 0) {
 			count += ", " + byteSize(p.IncrementalBytes) + " uploaded"
 		}
 		r.set(v.Target(), volumeState(op, v), count, rt)
-		r.progress(p.BytesDone, p.TotalBytes, v.terminal(), v.Phase == string(velerov1.PodVolumePhaseCompleted))
+		r.progress(p.BytesDone, total, v.terminal(), v.Phase == string(velerov1.PodVolumePhaseCompleted))
 	}
 	t := sum(op.Volumes, now)
 	d.overall.set(fmt.Sprintf("%s %s (%d volumes)", op.Kind, op.Name, len(op.Volumes)), orDefault(op.Phase, "New"),

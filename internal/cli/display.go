@@ -105,7 +105,7 @@ func volumeText(op operation, v volume, now time.Time) string {
 	}
 	if r := rate(v, now); r > 0 {
 		text += fmt.Sprintf(", %s/s", byteSize(int64(r)))
-		if left, ok := eta(p.BytesDone, p.TotalBytes, r); ok && !scanning {
+		if left, ok := eta(p.BytesDone, p.TotalBytes, r); ok && readingBytes(p) {
 			text += ", ETA " + left.String()
 		}
 	}

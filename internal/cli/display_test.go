@@ -69,6 +69,9 @@ func TestETA(t *testing.T) {
 	if d, ok := eta(25*mib, 100*mib, 5*mib); !ok || d != 15*time.Second {
 		t.Errorf("eta = %v %v", d, ok)
 	}
+	if _, ok := eta(100, 100, 5*mib); ok {
+		t.Error("an ETA once every byte is done")
+	}
 	if _, ok := eta(10, 100, 0); ok {
 		t.Error("an ETA without a rate")
 	}
@@ -98,7 +101,7 @@ func TestLineDisplayStages(t *testing.T) {
 			"uploading 60.0 MiB of ~100.0 MiB (60%), 6/10 files (40.0 MiB hashed, 20.0 MiB unchanged, 12.0 MiB uploaded), 20.0 MiB/s, ETA 2s"},
 		{shared.DataMoveOperationProgress{Stage: shared.ProgressStageFlushing, BytesDone: 100 * mib, TotalBytes: 100 * mib, BytesHashed: 80 * mib,
 			BytesCached: 20 * mib, IncrementalBytes: 30 * mib},
-			"flushing 100.0 MiB of 100.0 MiB (100%) (80.0 MiB hashed, 20.0 MiB unchanged, 30.0 MiB uploaded), 33.3 MiB/s, ETA 0s"},
+			"flushing 100.0 MiB of 100.0 MiB (100%) (80.0 MiB hashed, 20.0 MiB unchanged, 30.0 MiB uploaded), 33.3 MiB/s"},
 	} {
 		clk.SetTime(clk.Now().Add(time.Second))
 		v := volume{Kind: "PodVolumeBackup", Name: "b-web-0", Path: pathFileSystem, Namespace: "app", Pod: "web-0", Vol: "data",

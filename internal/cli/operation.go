@@ -133,10 +133,21 @@ func rate(v volume, now time.Time) float64 {
 
 // eta is how long the rest takes at bytesPerSecond; ok is false when that cannot be said.
 func eta(done, total int64, bytesPerSecond float64) (time.Duration, bool) {
-	if bytesPerSecond <= 0 || total <= 0 || done > total {
+	if bytesPerSecond <= 0 || total <= 0 || done >= total {
 		return 0, false
 	}
 	return time.Duration(float64(total-done) / bytesPerSecond * float64(time.Second)).Round(time.Second), true
+}
+
+// readingBytes reports whether a volume's time left follows from its bytes: not while its
+// source is still listed (no total yet), nor once every byte is read and what remains is writing
+// the repository's indexes and manifests (flushing, finalizing), whose time bytes do not tell.
+func readingBytes(p shared.DataMoveOperationProgress) bool {
+	switch p.Stage {
+	case shared.ProgressStageScanning, shared.ProgressStageFlushing, shared.ProgressStageFinalizing:
+		return false
+	}
+	return true
 }
 
 // totals adds up the volumes: bytes done and total, the summed rate, and counts by outcome.
