@@ -99,6 +99,32 @@ func (o *installOptions) installInPlace(ctx context.Context, c client.Client, w 
 	return nil
 }
 
+// notVelerosNodeAgent refuses a plain `ferry install` into a namespace whose node-agent
+// DaemonSet is Velero's, or Ferry's in place of Velero's: applying Ferry's would fail on the
+// DaemonSet's selector, which cannot change, after the rest was installed.
+func (o *installOptions) notVelerosNodeAgent(ctx context.Context, c client.Client) error {
+	if o.CRDsOnly {
+		return nil
+	}
+	ds := &appsv1.DaemonSet{}
+	err := c.Get(ctx, client.ObjectKey{Namespace: o.Namespace, Name: nodeAgentDaemonSetName}, ds)
+	if apierrors.IsNotFound(err) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("read DaemonSet %s/%s: %w", o.Namespace, nodeAgentDaemonSetName, err)
+	}
+	if _, ok := ds.Annotations[replacedTemplateAnnotation]; ok {
+		return fmt.Errorf("Ferry's node-agent runs in place of Velero's in namespace %s: `ferry install --in-place-of-velero -n %s` updates it",
+			o.Namespace, o.Namespace)
+	}
+	if ds.Spec.Template.Spec.ServiceAccountName != nodeAgentName {
+		return fmt.Errorf("namespace %s has another node-agent DaemonSet (ServiceAccount %q; Velero's?): `ferry install --in-place-of-velero -n %s` "+
+			"runs Ferry's node-agent in it and keeps Velero's server, or install Ferry into another namespace with -n",
+			o.Namespace, ds.Spec.Template.Spec.ServiceAccountName, o.Namespace)
+	}
+	return nil
+}
+
 // takeOver changes ds's pod template to ferry's, keeping Velero's template in the annotation
 // (the first one: a second install does not overwrite it with Ferry's), then calls update.
 func takeOver(ds, ferry *appsv1.DaemonSet, update func() error) error {

@@ -66,6 +66,9 @@ func TestInPlaceOfVeleroSwapsOnlyTheNodeAgent(t *testing.T) {
 	if err := env.Client.Get(ctx, client.ObjectKey{Name: veleroCRD}, crd); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := ferry(t, "install", "-n", ns, "--image", "registry.local/ferry:test"); err == nil || !strings.Contains(err.Error(), "--in-place-of-velero") {
+		t.Errorf("a plain install over Velero's node-agent: %v, want a refusal naming --in-place-of-velero", err)
+	}
 	for run := 1; run <= 2; run++ {
 		if _, err := ferry(t, "install", "--in-place-of-velero", "-n", ns, "--image", "registry.local/ferry:test", "--wait", "0"); err != nil {
 			t.Fatalf("install run %d: %v", run, err)

@@ -178,6 +178,9 @@ func (o *installOptions) print(objs []client.Object) error {
 }
 
 func (o *installOptions) run(ctx context.Context, c client.Client, objs []client.Object) error {
+	if err := o.notVelerosNodeAgent(ctx, c); err != nil {
+		return err
+	}
 	for _, want := range objs {
 		if err := apply(ctx, c, want); err != nil {
 			return fmt.Errorf("install %s: %w", describe(want), err)

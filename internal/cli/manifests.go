@@ -83,10 +83,9 @@ func (w workloads) access(underVelero bool) ([]client.Object, error) {
 	var objs []client.Object
 	for _, c := range []struct {
 		name, rules string
-		extra       []string
-		secrets     []rbacv1.PolicyRule
-	}{{serverName, "server", nil, nil}, {nodeAgentName, "node-agent", []string{"velero-crds"}, credentialRule(w.CredentialSecrets)},
-		{moverName, "datamover", nil, credentialRule(w.CredentialSecrets)}} {
+		extra       []rbacv1.PolicyRule
+	}{{serverName, "server", nil}, {nodeAgentName, "node-agent", credentialRule(w.CredentialSecrets)},
+		{moverName, "datamover", credentialRule(w.CredentialSecrets)}} {
 		if underVelero && c.name == serverName {
 			continue
 		}
@@ -94,17 +93,14 @@ func (w workloads) access(underVelero bool) ([]client.Object, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, name := range c.extra {
-			if !underVelero {
-				break
-			}
-			more, err := rbac.For(name)
+		if underVelero && c.name == nodeAgentName {
+			status, err := rbac.For("velero-crds")
 			if err != nil {
 				return nil, err
 			}
-			rules.Cluster, rules.Namespace = append(rules.Cluster, more.Cluster...), append(rules.Namespace, more.Namespace...)
+			rules.Namespace = append(rules.Namespace, status.Namespace...)
 		}
-		rules.Namespace = append(rules.Namespace, c.secrets...)
+		rules.Namespace = append(rules.Namespace, c.extra...)
 		objs = append(objs, access(w.Namespace, c.name, rules)...)
 	}
 	return objs, nil
