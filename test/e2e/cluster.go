@@ -25,8 +25,10 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -74,7 +76,9 @@ func Connect(envFile, image string) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
+	s := scheme.New()
+	utilruntime.Must(apiextensionsv1.AddToScheme(s)) // stories read and change the CRDs
+	c, err := client.New(cfg, client.Options{Scheme: s})
 	if err != nil {
 		return nil, err
 	}
