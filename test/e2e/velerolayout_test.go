@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -53,7 +54,7 @@ func TestVelerosRepositoryLayoutOnTheRealCluster(t *testing.T) {
 		Labels: map[string]string{"velero.io/volume-namespace": ns, velerov1.LabelStorageLocation: LocationName, "velero.io/repository-type": "kopia"}},
 		Spec: velerov1.BackupRepositorySpec{VolumeNamespace: ns, BackupStorageLocation: LocationName, RepositoryType: velerov1.RepositoryTypeKopia}}
 	must(t, c.Client.Create(ctx, br))
-	t.Cleanup(func() { _ = c.Client.Delete(ctx, br) })
+	t.Cleanup(func() { _ = c.Client.Delete(context.WithoutCancel(ctx), br) })
 
 	pvr := &velerov1.PodVolumeRestore{ObjectMeta: metav1.ObjectMeta{Namespace: InstallNamespace, GenerateName: "velero-",
 		Labels: map[string]string{velerov1.LabelRestoreName: "velero"}},

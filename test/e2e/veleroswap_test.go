@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -58,7 +59,9 @@ func TestFerrysNodeAgentInPlaceOfVelerosOnTheRealCluster(t *testing.T) {
 		}))
 	}
 	t.Cleanup(func() {
-		if _, err := c.Ferry(t.Context(), "install", "--image", c.Image, "--image-pull-policy", "Never"); err != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+		defer cancel()
+		if _, err := c.Ferry(ctx, "install", "--image", c.Image, "--image-pull-policy", "Never"); err != nil {
 			t.Errorf("putting Ferry's CRDs back: %v", err)
 		}
 	})
@@ -79,7 +82,7 @@ func TestFerrysNodeAgentInPlaceOfVelerosOnTheRealCluster(t *testing.T) {
 		Spec: velerov1.BackupRepositorySpec{VolumeNamespace: ns, BackupStorageLocation: "default", RepositoryType: velerov1.RepositoryTypeKopia}}
 	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: velero}}
 	must(t, c.Client.Create(ctx, nsObj))
-	t.Cleanup(func() { _ = c.Client.Delete(ctx, nsObj) })
+	t.Cleanup(func() { _ = c.Client.Delete(context.WithoutCancel(ctx), nsObj) })
 	for _, obj := range []client.Object{creds, password, bsl, br, server, agent} {
 		must(t, c.Client.Create(ctx, obj))
 	}
