@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -17,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ferry-backup/ferry/internal/credentialfiles"
 )
 
 // In place of Velero's node-agent: a Velero installation keeps its server, CRDs, locations and
@@ -45,7 +46,7 @@ func (o *installOptions) runInPlace(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		return o.print(append(objs, w.nodeAgent()))
+		return o.print(append(objs, inPlaceNodeAgent(w)))
 	}
 	c, err := o.client()
 	if err != nil {
@@ -76,7 +77,7 @@ func (o *installOptions) installInPlace(ctx context.Context, c client.Client, w 
 			return fmt.Errorf("install %s: %w", describe(obj), err)
 		}
 	}
-	ferry := w.nodeAgent()
+	ferry := inPlaceNodeAgent(w)
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		ds := &appsv1.DaemonSet{}
 		if err := c.Get(ctx, key, ds); err != nil {
@@ -97,6 +98,16 @@ func (o *installOptions) installInPlace(ctx context.Context, c client.Client, w 
 	}
 	fmt.Fprintf(o.Out, "node-agent pods ready; Velero's server, CRDs, locations and Secrets are untouched. `ferry uninstall -n %s` puts Velero's node-agent back\n", key.Namespace)
 	return nil
+}
+
+// inPlaceNodeAgent is Ferry's node-agent DaemonSet as it runs in place of Velero's: it also moves
+// the DataUploads and DataDownloads Velero's server leaves to Velero's own agent (spec.datamover
+// velero or empty), since that agent no longer runs.
+func inPlaceNodeAgent(w workloads) *appsv1.DaemonSet {
+	ds := w.nodeAgent()
+	c := &ds.Spec.Template.Spec.Containers[0]
+	c.Args = append(c.Args, "--data-movers=ferry,velero")
+	return ds
 }
 
 // notVelerosNodeAgent refuses a plain `ferry install` into a namespace whose node-agent
@@ -154,47 +165,11 @@ func takeOver(ds, ferry *appsv1.DaemonSet, update func() error) error {
 	if !selector.Matches(labels.Set(tmpl.Labels)) {
 		return fmt.Errorf("its selector %s does not select Ferry's pods (labels %v)", selector, tmpl.Labels)
 	}
-	keepCredentials(&tmpl.Spec, &velero.Spec)
+	// Velero's agent reads the storage credentials from files (cloud-credentials at /credentials,
+	// AWS_SHARED_CREDENTIALS_FILE), and so does Ferry's for a location without spec.credential.
+	credentialfiles.Of(&velero.Spec, nodeAgentDaemonSetName).AddTo(&tmpl.Spec)
 	ds.Spec.Template = tmpl
 	return update()
-}
-
-// keepCredentials carries Velero's storage credentials over to Ferry's pod: Velero's agent reads
-// them from files (the Secret cloud-credentials at /credentials, named by
-// AWS_SHARED_CREDENTIALS_FILE), and so does Ferry's for a location without spec.credential. The
-// Secret volumes, their mounts (read-only) and the variables naming credential files are kept.
-func keepCredentials(ferry, velero *corev1.PodSpec) {
-	if len(velero.Containers) == 0 {
-		return
-	}
-	taken := map[string]bool{}
-	for _, v := range ferry.Volumes {
-		taken[v.Name] = true
-	}
-	secrets := map[string]bool{}
-	for _, v := range velero.Volumes {
-		if v.Secret != nil && !taken[v.Name] {
-			ferry.Volumes = append(ferry.Volumes, v)
-			secrets[v.Name] = true
-		}
-	}
-	from, to := velero.Containers[0], &ferry.Containers[0]
-	for _, c := range velero.Containers {
-		if c.Name == nodeAgentDaemonSetName {
-			from = c
-		}
-	}
-	for _, m := range from.VolumeMounts {
-		if secrets[m.Name] {
-			m.ReadOnly = true
-			to.VolumeMounts = append(to.VolumeMounts, m)
-		}
-	}
-	for _, e := range from.Env {
-		if strings.HasSuffix(e.Name, "_CREDENTIALS_FILE") || e.Name == "GOOGLE_APPLICATION_CREDENTIALS" {
-			to.Env = append(to.Env, e)
-		}
-	}
 }
 
 // rolledOut waits until every node runs a ready pod of the DaemonSet's current template.

@@ -82,7 +82,7 @@ func TestInPlaceOfVeleroSwapsOnlyTheNodeAgent(t *testing.T) {
 	pod := ds.Spec.Template.Spec
 	c := pod.Containers[0]
 	if pod.ServiceAccountName != nodeAgentName || c.Image != "registry.local/ferry:test" || c.Command[0] != "/"+nodeAgentName ||
-		!slices.Contains(c.Args, "--namespace="+ns) || c.SecurityContext == nil || c.SecurityContext.Privileged != nil {
+		!slices.Contains(c.Args, "--namespace="+ns) || !slices.Contains(c.Args, "--data-movers=ferry,velero") || c.SecurityContext == nil || c.SecurityContext.Privileged != nil {
 		t.Errorf("the DaemonSet's pod is not Ferry's node-agent: serviceAccount %s, %s %v %v", pod.ServiceAccountName, c.Image, c.Command, c.Args)
 	}
 	for k, v := range map[string]string{"name": "node-agent", "role": "node-agent", "component": "velero", "app.kubernetes.io/name": nodeAgentName} {

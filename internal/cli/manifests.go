@@ -231,7 +231,9 @@ func nodeAgentDaemonSet(namespace, image string) *appsv1.DaemonSet {
 	nodeAgentSecurity(&spec)
 	propagation := corev1.MountPropagationHostToContainer
 	c := &spec.Containers[0]
-	c.Env = append([]corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}}}, c.Env...)
+	// POD_NAME: the agent reads its own pod for the credential files its mover pods get too.
+	c.Env = append([]corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "spec.nodeName"}}},
+		{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}, c.Env...)
 	c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "host-pods", MountPath: "/host_pods", MountPropagation: &propagation})
 	spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "host-pods", VolumeSource: corev1.VolumeSource{
 		HostPath: &corev1.HostPathVolumeSource{Path: "/var/lib/kubelet/pods"}}})

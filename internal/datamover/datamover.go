@@ -52,12 +52,16 @@ type Options struct {
 	TerminationLog string
 	// PodName and NodeName are reported in Events.
 	PodName, NodeName string
+	// CredentialsFile is the AWS shared credentials file for S3 locations without
+	// spec.credential ($AWS_SHARED_CREDENTIALS_FILE: the node-agent's own, which the pod gets).
+	CredentialsFile string
 }
 
 // NewOptions returns the defaults.
 func NewOptions() Options {
 	return Options{Namespace: "velero", VolumePath: exposer.VolumePath, WorkDir: filepath.Join(os.TempDir(), "ferry-datamover"),
-		TerminationLog: "/dev/termination-log", PodName: os.Getenv("POD_NAME"), NodeName: os.Getenv("NODE_NAME")}
+		TerminationLog: "/dev/termination-log", PodName: os.Getenv("POD_NAME"), NodeName: os.Getenv("NODE_NAME"),
+		CredentialsFile: os.Getenv("AWS_SHARED_CREDENTIALS_FILE")}
 }
 
 // AddFlags registers the mover's flags.
@@ -140,7 +144,7 @@ func (m *mover) run(ctx context.Context) (exposer.Result, error) {
 	}
 	m.obj = obj
 	access := repoaccess.New(repoaccess.Options{
-		Client: m.client, Namespace: m.opts.Namespace, WorkDir: m.opts.WorkDir, Identity: repoaccess.AgentIdentity,
+		Client: m.client, Namespace: m.opts.Namespace, WorkDir: m.opts.WorkDir, Identity: repoaccess.AgentIdentity, CredentialsFile: m.opts.CredentialsFile,
 		LockCheckTimeout: func() time.Duration { return nodeconfig.Default().BackupRepositoryLockCheckTimeout },
 	})
 	defer access.Close(context.WithoutCancel(ctx))

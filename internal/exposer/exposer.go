@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/credentialfiles"
 )
 
 // LabelOperation is on every object made for a data movement: the UID of its DataUpload or
@@ -53,6 +54,9 @@ type Mover struct {
 	Resources      corev1.ResourceRequirements
 	// WorkDirSizeLimit bounds the emptyDir of Kopia's caches; nil: no bound.
 	WorkDirSizeLimit *resource.Quantity
+	// Credentials are the node-agent's own credential files (in place of Velero's node-agent:
+	// Velero's cloud-credentials), which the mover pods get too, as Velero's do.
+	Credentials credentialfiles.Files
 }
 
 // DefaultMoverResources are a mover pod's requests and limits: like the node-agent's (a mover runs

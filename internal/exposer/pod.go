@@ -65,7 +65,7 @@ func (e *Exposer) moverPod(op Operation) *corev1.Pod {
 	root, yes, no := int64(0), true, false
 	meta := e.ownedMeta(op)
 	meta.Labels["app.kubernetes.io/name"] = MoverComponent
-	return &corev1.Pod{ObjectMeta: meta, Spec: corev1.PodSpec{
+	pod := &corev1.Pod{ObjectMeta: meta, Spec: corev1.PodSpec{
 		ServiceAccountName: e.Mover.ServiceAccount,
 		RestartPolicy:      corev1.RestartPolicyOnFailure,
 		SecurityContext:    &corev1.PodSecurityContext{SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
@@ -87,6 +87,8 @@ func (e *Exposer) moverPod(op Operation) *corev1.Pod {
 			{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: e.Mover.WorkDirSizeLimit}}},
 		},
 	}}
+	e.Mover.Credentials.AddTo(&pod.Spec)
+	return pod
 }
 
 // MoverState is what the mover pod of an operation shows.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -26,6 +27,7 @@ import (
 	"github.com/ferry-backup/ferry/internal/controller/nodeagentconfig"
 	"github.com/ferry-backup/ferry/internal/controller/podvolumebackup"
 	"github.com/ferry-backup/ferry/internal/controller/podvolumerestore"
+	"github.com/ferry-backup/ferry/internal/credentialfiles"
 	"github.com/ferry-backup/ferry/internal/exposer"
 	"github.com/ferry-backup/ferry/internal/manager"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
@@ -64,6 +66,10 @@ type Options struct {
 	// --restic-binary (default: "restic" in PATH, else next to this program, as in Ferry's
 	// image), Environ this process's environment.
 	Restic restic.CLI
+	// DataMovers are the spec.datamover values whose DataUploads and DataDownloads this agent
+	// moves: ferry, and velero (which also stands for Velero's default, the empty value) in place
+	// of Velero's node-agent.
+	DataMovers []string
 }
 
 // NewOptions returns the defaults, taking the node name from $NODE_NAME.
@@ -76,7 +82,8 @@ func NewOptions() Options {
 		Mover: exposer.Mover{Image: os.Getenv("FERRY_IMAGE"), ServiceAccount: "ferry-datamover",
 			PullPolicy: corev1.PullPolicy(os.Getenv("FERRY_IMAGE_PULL_POLICY")),
 			Resources:  exposer.DefaultMoverResources(), WorkDirSizeLimit: exposer.DefaultMoverWorkDirSizeLimit()},
-		Restic: restic.CLI{Environ: os.Environ()},
+		Restic:     restic.CLI{Environ: os.Environ()},
+		DataMovers: []string{velerov2alpha1.DataMoverFerry},
 	}
 }
 
@@ -90,6 +97,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Mover.ServiceAccount, "mover-service-account", o.Mover.ServiceAccount, "ServiceAccount of the data mover pods")
 	fs.StringVar(&o.Restic.Binary, "restic-binary", o.Restic.Binary,
 		"the restic program, for restores of Velero's restic backups (default: restic in PATH, else next to this program)")
+	fs.StringSliceVar(&o.DataMovers, "data-movers", o.DataMovers,
+		"spec.datamover values of the DataUploads and DataDownloads this agent moves: ferry, velero (also Velero's default, empty);\n"+
+			"ferry install --in-place-of-velero sets ferry,velero")
 }
 
 // Validate reports the invalid settings, naming their flags.
@@ -97,6 +107,11 @@ func (o *Options) Validate() error {
 	var errs []error
 	if o.NodeName == "" {
 		errs = append(errs, errors.New("--node-name (or $NODE_NAME) is required"))
+	}
+	for _, m := range o.DataMovers {
+		if m != velerov2alpha1.DataMoverFerry && m != velerov2alpha1.DataMoverVelero {
+			errs = append(errs, fmt.Errorf("--data-movers: %q is not %s or %s", m, velerov2alpha1.DataMoverFerry, velerov2alpha1.DataMoverVelero))
+		}
 	}
 	if !filepath.IsAbs(o.HostPodsRoot) {
 		errs = append(errs, fmt.Errorf("--host-pods-root %q must be an absolute directory", o.HostPodsRoot))
@@ -187,11 +202,13 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	exp := &exposer.Exposer{Client: direct, Namespace: o.Namespace, Mover: o.Mover}
+	mover := o.Mover
+	mover.Credentials = ownCredentialFiles(ctx, direct, o.Namespace, mgr.GetLogger())
+	exp := &exposer.Exposer{Client: direct, Namespace: o.Namespace, Mover: mover}
 	uploads := &datamovement.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: clock.RealClock{}, Node: o.NodeName,
-		Upload: true, Exposer: exp, Runner: runner, Config: config.Current}
+		Upload: true, Exposer: exp, Runner: runner, Config: config.Current, DataMovers: o.DataMovers}
 	downloads := &datamovement.Reconciler{Client: mgr.GetClient(), Recorder: recorder, Clock: clock.RealClock{}, Node: o.NodeName,
-		Exposer: exp, Runner: runner, Config: config.Current}
+		Exposer: exp, Runner: runner, Config: config.Current, DataMovers: o.DataMovers}
 	for name, c := range map[string]interface{ SetupWithManager(ctrl.Manager) error }{
 		"node-agent config": config, "PodVolumeBackup": backups, "PodVolumeRestore": restores,
 		"DataUpload": uploads, "DataDownload": downloads,
@@ -201,4 +218,25 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	return mgr.Start(ctx)
+}
+
+// ownCredentialFiles returns the credential files of this agent's own pod ($POD_NAME in the
+// install namespace), which its data mover pods get too: Velero's cloud-credentials where Ferry's
+// agent runs in place of Velero's. None when the pod cannot be read (the agent runs outside a
+// pod, or an older DaemonSet does not set POD_NAME).
+func ownCredentialFiles(ctx context.Context, c client.Reader, namespace string, logger logr.Logger) credentialfiles.Files {
+	name := os.Getenv("POD_NAME")
+	if name == "" {
+		return credentialfiles.Files{}
+	}
+	pod := &corev1.Pod{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, pod); err != nil {
+		logger.Info("own pod not readable: mover pods get no credential files from it", "pod", name, "error", err.Error())
+		return credentialfiles.Files{}
+	}
+	files := credentialfiles.Of(&pod.Spec, "")
+	if len(files.Volumes)+len(files.Env) > 0 {
+		logger.Info("mover pods get this agent's credential files", "volumes", len(files.Volumes), "variables", len(files.Env))
+	}
+	return files
 }

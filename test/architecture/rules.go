@@ -29,6 +29,7 @@ var layers = []struct {
 	{"internal/slot", 1},
 	{"internal/backuprecord", 1},
 	{"internal/onchange", 1},
+	{"internal/credentialfiles", 1},
 	{"config/crd", 1},
 	{"config/rbac", 1},
 	{"internal/repository", 2},
@@ -57,7 +58,7 @@ var kopiaImporters = []string{"internal/repository", "internal/uploader"}
 // import: the user CLI never reaches the data path (repository, uploader, repository access)
 // nor a controller, whatever their rank.
 var apiClients = map[string][]string{
-	"internal/cli": {"api", "internal/scheme", "internal/buildinfo", "config/crd", "config/rbac"},
+	"internal/cli": {"api", "internal/scheme", "internal/buildinfo", "internal/credentialfiles", "config/crd", "config/rbac"},
 }
 
 // Package is one node of the import graph: a path relative to the module and its direct

@@ -17,7 +17,9 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/config/crd"
 	"github.com/ferry-backup/ferry/internal/repository/repotest"
 	"github.com/ferry-backup/ferry/internal/testenv"
@@ -33,7 +35,9 @@ import (
 // with a snapshot Velero's agent made. Then:
 //   - `ferry install --in-place-of-velero` puts Ferry's node-agent into that DaemonSet;
 //   - a PodVolumeRestore and a PodVolumeBackup made as Velero's server makes them complete:
-//     Velero's snapshot restored byte for byte, and backed up again from it as parent;
+//     Velero's snapshot restored byte for byte, and backed up again from it as parent; a
+//     DataUpload left to Velero's own data mover (spec.datamover empty) is moved by Ferry's, its
+//     mover pod reading the store through Velero's credentials file;
 //   - `ferry uninstall` puts Velero's node-agent back; Velero's Deployment and CRDs were never
 //     touched.
 //
@@ -154,6 +158,26 @@ func TestFerrysNodeAgentInPlaceOfVelerosOnTheRealCluster(t *testing.T) {
 		t.Errorf("Velero's view of its repository (the kopia CLI as default@default) lacks the new snapshot %s", pvb.Status.SnapshotID)
 	}
 
+	// A DataUpload as Velero's server leaves it to Velero's own agent (spec.datamover empty):
+	// Ferry's agent, in place of Velero's, moves it, its mover pod reading the storage through
+	// Velero's credentials file as the agent does.
+	vs, err := c.SnapshotClaim(ctx, ns, "web-content", "web-content-velero")
+	must(t, err)
+	du := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: velero, GenerateName: "nightly-3-",
+		Labels: map[string]string{velerov1.LabelBackupName: "nightly-3"}},
+		Spec: velerov2alpha1.DataUploadSpec{SnapshotType: velerov2alpha1.SnapshotTypeCSI, SourcePVC: "web-content", SourceNamespace: ns,
+			CSISnapshot: &velerov2alpha1.CSISnapshotSpec{VolumeSnapshot: vs.Name, StorageClass: c.Env["CLUSTER_STORAGE_CLASS"],
+				SnapshotClass: "csi-hostpath-snapclass", Driver: "hostpath.csi.k8s.io"},
+			BackupStorageLocation: "default", OperationTimeout: shared.Duration{Duration: 10 * time.Minute}}}
+	must(t, c.Client.Create(ctx, du))
+	must(t, c.WaitMovement(ctx, du, 5*time.Minute))
+	if du.Status.Phase != velerov2alpha1.DataMovePhaseCompleted || du.Status.SnapshotID == "" {
+		t.Fatalf("DataUpload %s for Velero's own data mover: %s %q", du.Name, du.Status.Phase, du.Status.Message)
+	}
+	if listed, err = kopia.Snapshots(ctx); err != nil || !listed[du.Status.SnapshotID] {
+		t.Errorf("the namespace's repository lacks the data mover's snapshot %s (%v)", du.Status.SnapshotID, err)
+	}
+
 	// And back.
 	out, err = c.Ferry(ctx, "uninstall", "-n", velero)
 	must(t, err)
@@ -177,8 +201,9 @@ func TestFerrysNodeAgentInPlaceOfVelerosOnTheRealCluster(t *testing.T) {
 	if have.Spec.Versions[0].Subresources != nil {
 		t.Errorf("Velero's CRDs were changed by the swap: podvolumebackups has a status subresource again")
 	}
-	t.Logf("in place of Velero's node-agent: Velero's snapshot %s restored (%d bytes), backed up again uploading %d of %d bytes",
-		snapshot[:8], pvr.Status.Progress.BytesDone, pvb.Status.IncrementalBytes, pvb.Status.Progress.TotalBytes)
+	t.Logf("in place of Velero's node-agent: Velero's snapshot %s restored (%d bytes), backed up again uploading %d of %d bytes; "+
+		"Velero's DataUpload %s moved: %s", snapshot[:8], pvr.Status.Progress.BytesDone, pvb.Status.IncrementalBytes, pvb.Status.Progress.TotalBytes,
+		du.Name, du.Status.Message)
 }
 
 // veleroObjects returns Velero's server Deployment and node-agent DaemonSet in namespace ns as

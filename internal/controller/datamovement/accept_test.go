@@ -147,3 +147,23 @@ func TestAnInvalidTimeoutFailsANewOperation(t *testing.T) {
 		t.Fatalf("phase %s by %q (%s), want Failed naming spec.operationTimeout, not accepted", got.Status.Phase, got.Status.AcceptedByNode, got.Status.Message)
 	}
 }
+
+// An agent moves the operations of the data movers it is told to: Ferry's by default, Velero's
+// too (spec.datamover velero, or empty: Velero's default) in place of Velero's node-agent.
+func TestAnAgentMovesOnlyItsDataMovers(t *testing.T) {
+	for _, tc := range []struct {
+		movers []string
+		want   map[string]bool
+	}{
+		{nil, map[string]bool{"ferry": true, "velero": false, "": false, "other": false}},
+		{[]string{"ferry", "velero"}, map[string]bool{"ferry": true, "velero": true, "": true, "other": false}},
+		{[]string{"velero"}, map[string]bool{"ferry": false, "velero": true, "": true}},
+	} {
+		r := &Reconciler{DataMovers: tc.movers}
+		for dataMover, want := range tc.want {
+			if got := r.moves(dataMover); got != want {
+				t.Errorf("an agent moving %v moves spec.datamover %q: %v, want %v", tc.movers, dataMover, got, want)
+			}
+		}
+	}
+}

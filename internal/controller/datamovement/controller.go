@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -66,8 +67,23 @@ type Reconciler struct {
 	Runner *operation.Runner
 	// Config returns the node-agent ConfigMap's current values.
 	Config func() nodeconfig.Config
+	// DataMovers are the values of spec.datamover whose operations this agent moves ("velero"
+	// also stands for the empty value, Velero's default); none means ferry only. In place of
+	// Velero's node-agent it moves Velero's too, as nobody else will.
+	DataMovers []string
 
 	nudges sync.Map // UID → chan struct{}: wakes a running operation's watch loop
+}
+
+// moves reports whether this agent moves operations whose spec.datamover is dataMover.
+func (r *Reconciler) moves(dataMover string) bool {
+	if dataMover == "" {
+		dataMover = velerov2alpha1.DataMoverVelero
+	}
+	if len(r.DataMovers) == 0 {
+		return dataMover == velerov2alpha1.DataMoverFerry
+	}
+	return slices.Contains(r.DataMovers, dataMover)
 }
 
 func (r *Reconciler) newObject() client.Object {
@@ -105,8 +121,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	v := viewOf(obj)
-	if v.dataMover != velerov2alpha1.DataMoverFerry {
-		return ctrl.Result{}, nil // Velero's own node-agent moves these
+	if !r.moves(v.dataMover) {
+		return ctrl.Result{}, nil // another data mover's (Velero's own node-agent moves Velero's)
 	}
 	if obj.GetDeletionTimestamp() != nil || v.phase.Terminal() {
 		return r.end(ctx, v)
