@@ -46,9 +46,10 @@ lint: ## gofmt and go vet.
 	go vet ./...
 
 .PHONY: test-tools
-test-tools: ## Build (once per machine) the S3 server and the kopia CLI the tests run against.
+test-tools: ## Build (once per machine) the S3 server, the kopia CLI, and Velero's server, CLI and AWS plugin the tests run against.
 	@hack/install-tool.sh versitygw >/dev/null
 	@hack/install-tool.sh kopia >/dev/null
+	@hack/install-velero.sh >/dev/null
 
 .PHONY: test
 test: verify-generated lint test-tools ## Everything: generated-code check, lint, layering, all test tiers, then the e2e tier (root).

@@ -49,6 +49,9 @@ type Options struct {
 	// VeleroCRDs installs Ferry's CRDs shaped as Velero 1.18 installs its own: without the
 	// status subresource and without selectable fields.
 	VeleroCRDs bool
+	// CRDs, when set, are installed instead of Ferry's (e.g. Velero's own, as its binary prints
+	// them).
+	CRDs []*apiextensionsv1.CustomResourceDefinition
 }
 
 // RunWith is Run with options.
@@ -73,6 +76,9 @@ func run(m *testing.M, opts Options) int {
 	}
 	if opts.VeleroCRDs {
 		VeleroShaped(crds)
+	}
+	if opts.CRDs != nil {
+		crds = opts.CRDs
 	}
 	var paths []string
 	if opts.SnapshotAPI {

@@ -61,6 +61,9 @@ func (c *Cluster) CreatePod(node *Node, namespace, name string, vols ...VolumeSp
 			src = corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: v.Claim}}
 		}
 		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: v.Name, VolumeSource: src})
+		// Mounted by the app, as the kubelet makes a volume's directory only for a mounted volume
+		// (Velero skips volumes no container mounts).
+		pod.Spec.Containers[0].VolumeMounts = append(pod.Spec.Containers[0].VolumeMounts, corev1.VolumeMount{Name: v.Name, MountPath: "/data/" + v.Name})
 	}
 	if err := c.Client.Create(ctx, pod); err != nil {
 		c.t.Fatalf("harness: create pod %s/%s: %v", namespace, name, err)
@@ -88,6 +91,26 @@ func pvName(namespace, claim string) string { return "pv-" + namespace + "-" + c
 // createClaim creates a PVC bound to a CSI PV, unless it exists.
 func (c *Cluster) createClaim(ctx context.Context, namespace, claim, class string) {
 	c.t.Helper()
+	pv := c.createPV(ctx, namespace, claim, class)
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: claim},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: pv.Spec.Capacity[corev1.ResourceStorage]}},
+			VolumeName:  pv.Name,
+		},
+	}
+	if class != "" {
+		pvc.Spec.StorageClassName = &class
+	}
+	if err := c.Client.Create(ctx, pvc); err != nil && !isAlreadyExists(err) {
+		c.t.Fatalf("harness: create PVC: %v", err)
+	}
+}
+
+// createPV creates the CSI PV of a claim, unless it exists, as a provisioner would.
+func (c *Cluster) createPV(ctx context.Context, namespace, claim, class string) *corev1.PersistentVolume {
+	c.t.Helper()
 	size := resource.MustParse("1Gi")
 	pv := &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{Name: pvName(namespace, claim)},
@@ -103,18 +126,5 @@ func (c *Cluster) createClaim(ctx context.Context, namespace, claim, class strin
 	if err := c.Client.Create(ctx, pv); err != nil && !isAlreadyExists(err) {
 		c.t.Fatalf("harness: create PV: %v", err)
 	}
-	pvc := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: claim},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
-			VolumeName:  pv.Name,
-		},
-	}
-	if class != "" {
-		pvc.Spec.StorageClassName = &class
-	}
-	if err := c.Client.Create(ctx, pvc); err != nil && !isAlreadyExists(err) {
-		c.t.Fatalf("harness: create PVC: %v", err)
-	}
+	return pv
 }
