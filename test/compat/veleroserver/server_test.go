@@ -45,7 +45,8 @@ func startVeleroServer(t *testing.T, c *harness.Cluster) *veleroServer {
 		"--kubeconfig", c.Env.Kubeconfig, "--namespace", c.Install,
 		"--plugin-dir", filepath.Join(veleroDir, "plugins"), "--uploader-type", "kopia",
 		"--metrics-address", freeAddr(t), "--profiler-address", freeAddr(t),
-		"--log-level", "debug", "--features", "")
+		"--log-level", "debug")
+	s.cmd.Env = append(os.Environ(), "HOME="+t.TempDir()) // no client config of the user's
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	s.cmd.Dir = c.Dir
 	if err := s.cmd.Start(); err != nil {
