@@ -193,7 +193,7 @@ func TestVeleroServerAndCLIWithFerrysNodeAgent(t *testing.T) {
 	if len(repos.Items) != 1 || repos.Items[0].Spec.VolumeNamespace != ns || repos.Items[0].Status.Phase != velerov1.BackupRepositoryPhaseReady {
 		t.Errorf("BackupRepositories: %+v, want one Ready for %s", repos.Items, ns)
 	}
-	describe := velero.cli("backup", "describe", "nightly", "--details")
+	describe := velero.cli("backup", "describe", "nightly", "--details", "--colorized=false")
 	for _, want := range []string{"Phase:  Completed", "Pod Volume Backups - kopia:", ns + "/web: data"} {
 		if !strings.Contains(describe, want) {
 			t.Errorf("velero backup describe --details lacks %q:\n%s", want, describe)
