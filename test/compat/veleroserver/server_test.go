@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
@@ -66,7 +69,8 @@ func startVeleroServer(t *testing.T, c *harness.Cluster) *veleroServer {
 			<-s.exited
 		}
 		if t.Failed() {
-			t.Logf("velero server log (tail):\n%s", tail(s.log(), 60))
+			log := s.log()
+			t.Logf("velero server log, errors and warnings:\n%s\n(tail):\n%s", problems(log, 40), tail(log, 40))
 		}
 	})
 	return s
@@ -103,6 +107,17 @@ func tail(s string, lines int) string {
 		all = all[len(all)-lines:]
 	}
 	return strings.Join(all, "\n")
+}
+
+// problems returns the first n error and warning lines of a Velero log.
+func problems(log string, n int) string {
+	var found []string
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, "level=error") || strings.Contains(line, "level=warning") {
+			found = append(found, line)
+		}
+	}
+	return strings.Join(found[:min(len(found), n)], "\n")
 }
 
 func freeAddr(t *testing.T) string {
@@ -152,6 +167,10 @@ func TestVeleroServerAndCLIWithFerrysNodeAgent(t *testing.T) {
 	}
 	c.ReportNodeAgents()
 
+	// Velero's restore reads its own Deployment (the image of the restore-wait init container).
+	if err := c.Client.Create(ctx, veleroDeployment(c.Install)); err != nil {
+		t.Fatal(err)
+	}
 	velero := startVeleroServer(t, c)
 	c.Eventually(time.Minute, func() (bool, string) {
 		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(bsl), bsl); err != nil {
@@ -267,4 +286,16 @@ func TestVeleroServerAndCLIWithFerrysNodeAgent(t *testing.T) {
 	t.Logf("Velero's server ready in %s; backup %s; restore %s; story %s",
 		ready.Sub(start).Round(time.Millisecond), backedUp.Sub(ready).Round(time.Millisecond),
 		restored.Sub(backedUp).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+// veleroDeployment is the Deployment `velero install` makes for Velero's server (which here runs
+// as a local process): Velero's restores read its image for the restore-wait init container.
+func veleroDeployment(namespace string) *appsv1.Deployment {
+	labels := map[string]string{"component": "velero", "deploy": "velero"}
+	zero := int32(0)
+	return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "velero", Labels: labels},
+		Spec: appsv1.DeploymentSpec{Replicas: &zero, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "velero", Image: "velero/velero:v1.18.3",
+					Command: []string{"/velero"}, Args: []string{"server"}}}}}}}
 }
