@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os/exec"
 	"sort"
 	"strings"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
-	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/controller/backup"
 	"github.com/ferry-backup/ferry/internal/exposer"
 	"github.com/ferry-backup/ferry/internal/nodeconfig"
@@ -106,24 +104,6 @@ func (c *Cluster) WatchKubectl(ctx context.Context, args ...string) (stop func()
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
-// WaitMovement waits until a DataUpload or DataDownload reaches a terminal phase.
-func (c *Cluster) WaitMovement(ctx context.Context, obj client.Object, timeout time.Duration) error {
-	return c.Poll(ctx, timeout, fmt.Sprintf("%T %s to end", obj, obj.GetName()), func() (bool, string, error) {
-		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
-			return false, "", err
-		}
-		var phase velerov2alpha1.DataMovePhase
-		var msg string
-		switch o := obj.(type) {
-		case *velerov2alpha1.DataUpload:
-			phase, msg = o.Status.Phase, o.Status.Message
-		case *velerov2alpha1.DataDownload:
-			phase, msg = o.Status.Phase, o.Status.Message
-		}
-		return phase.Terminal(), string(phase) + " " + msg, nil
-	})
-}
 
 // MoverEvents returns "reason: message" of the Events the mover wrote on an operation.
 func (c *Cluster) MoverEvents(ctx context.Context, obj client.Object) ([]string, error) {

@@ -68,7 +68,7 @@ func TestDataMoverUnderFaults(t *testing.T) {
 		patch := client.MergeFrom(du.DeepCopy())
 		du.Spec.Cancel = true
 		must(t, c.Client.Patch(ctx, du, patch))
-		must(t, c.WaitMovement(ctx, du, time.Minute))
+		must(t, c.WaitVolume(ctx, du, time.Minute))
 		if du.Status.Phase != velerov2alpha1.DataMovePhaseCanceled {
 			t.Errorf("DataUpload %s after cancel: %s %q", du.Name, du.Status.Phase, du.Status.Message)
 		}
@@ -76,7 +76,7 @@ func TestDataMoverUnderFaults(t *testing.T) {
 	}
 	completed := func(du *velerov2alpha1.DataUpload) {
 		t.Helper()
-		must(t, c.WaitMovement(ctx, du, 5*time.Minute))
+		must(t, c.WaitVolume(ctx, du, 5*time.Minute))
 		if du.Status.Phase != velerov2alpha1.DataMovePhaseCompleted || du.Status.Progress.TotalBytes < size {
 			t.Fatalf("DataUpload %s: %s %q, %d of at least %d bytes", du.Name, du.Status.Phase, du.Status.Message, du.Status.Progress.TotalBytes, size)
 		}
@@ -186,7 +186,7 @@ func TestDataMoverUnderFaults(t *testing.T) {
 		t.Cleanup(func() { setMoverImage(c.Image) })
 		du := upload("web-content")
 		started := time.Now()
-		must(t, c.WaitMovement(ctx, du, 3*time.Minute))
+		must(t, c.WaitVolume(ctx, du, 3*time.Minute))
 		if du.Status.Phase != velerov2alpha1.DataMovePhaseFailed || !strings.Contains(du.Status.Message, "cannot start") {
 			t.Fatalf("DataUpload %s with a missing image: %s %q, want Failed naming why the pod cannot start", du.Name, du.Status.Phase, du.Status.Message)
 		}
@@ -198,7 +198,7 @@ func TestDataMoverUnderFaults(t *testing.T) {
 	failsWith := func(t *testing.T, du *velerov2alpha1.DataUpload, within time.Duration, want string) {
 		t.Helper()
 		started := time.Now()
-		must(t, c.WaitMovement(ctx, du, within))
+		must(t, c.WaitVolume(ctx, du, within))
 		if du.Status.Phase != velerov2alpha1.DataMovePhaseFailed || !strings.Contains(du.Status.Message, want) {
 			t.Fatalf("DataUpload %s: %s %q, want Failed naming %q", du.Name, du.Status.Phase, du.Status.Message, want)
 		}

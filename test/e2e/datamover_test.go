@@ -49,7 +49,7 @@ func TestDataMoverMovesAClaimAsVeleroHandsItOver(t *testing.T) {
 		}}
 	created := time.Now()
 	must(t, c.Client.Create(ctx, du))
-	must(t, c.WaitMovement(ctx, du, 5*time.Minute))
+	must(t, c.WaitVolume(ctx, du, 5*time.Minute))
 	if du.Status.Phase != velerov2alpha1.DataMovePhaseCompleted || du.Status.SnapshotID == "" {
 		t.Fatalf("DataUpload %s: %s %q, snapshot %q", du.Name, du.Status.Phase, du.Status.Message, du.Status.SnapshotID)
 	}
@@ -84,7 +84,7 @@ func TestDataMoverMovesAClaimAsVeleroHandsItOver(t *testing.T) {
 			OperationTimeout: shared.Duration{Duration: 10 * time.Minute},
 		}}
 	must(t, c.Client.Create(ctx, dd))
-	must(t, c.WaitMovement(ctx, dd, 5*time.Minute))
+	must(t, c.WaitVolume(ctx, dd, 5*time.Minute))
 	if dd.Status.Phase != velerov2alpha1.DataMovePhaseCompleted {
 		t.Fatalf("DataDownload %s: %s %q", dd.Name, dd.Status.Phase, dd.Status.Message)
 	}

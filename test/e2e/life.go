@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 )
 
@@ -224,25 +225,25 @@ func Missing(before, after map[string]int64) []string {
 	return gone
 }
 
-// WaitVolume waits until a PodVolumeBackup or PodVolumeRestore has ended (Completed, Failed or
-// Canceled), reading it into obj.
+// WaitVolume waits until a PodVolumeBackup, PodVolumeRestore, DataUpload or DataDownload has
+// ended (Completed, Failed or Canceled), reading it into obj.
 func (c *Cluster) WaitVolume(ctx context.Context, obj client.Object, timeout time.Duration) error {
 	return c.Poll(ctx, timeout, fmt.Sprintf("%T %s to end", obj, obj.GetName()), func() (bool, string, error) {
 		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 			return false, "", err
 		}
-		var phase velerov1.PodVolumePhase
-		var message string
+		var phase, message string
 		switch o := obj.(type) {
 		case *velerov1.PodVolumeBackup:
-			phase, message = o.Status.Phase, o.Status.Message
+			phase, message = string(o.Status.Phase), o.Status.Message
 		case *velerov1.PodVolumeRestore:
-			phase, message = o.Status.Phase, o.Status.Message
+			phase, message = string(o.Status.Phase), o.Status.Message
+		case *velerov2alpha1.DataUpload:
+			phase, message = string(o.Status.Phase), o.Status.Message
+		case *velerov2alpha1.DataDownload:
+			phase, message = string(o.Status.Phase), o.Status.Message
 		}
-		switch phase {
-		case velerov1.PodVolumePhaseCompleted, velerov1.PodVolumePhaseFailed, velerov1.PodVolumePhaseCanceled:
-			return true, "", nil
-		}
-		return false, string(phase) + " " + message, nil
+		// The data mover's phases have the same names.
+		return velerov1.PodVolumePhase(phase).Terminal(), phase + " " + message, nil
 	})
 }

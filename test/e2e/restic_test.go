@@ -35,13 +35,7 @@ func TestResticRestoreOnTheRealCluster(t *testing.T) {
 	t.Cleanup(app.Discard)
 	must(t, app.Deploy(ctx))
 
-	src := t.TempDir()
-	for i := range 40 {
-		p := filepath.Join(src, fmt.Sprintf("dir%d", i%4), fmt.Sprintf("file-%02d.txt", i))
-		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		must(t, os.WriteFile(p, []byte(strings.Repeat(fmt.Sprintf("restic file %d\n", i), 1000*(i+1))), 0o640))
-	}
-	want := sums(t, src)
+	src, want := localTree(t, 40, 4, "restic file %d\n", 1000)
 	secret := &corev1.Secret{}
 	must(t, c.Client.Get(ctx, client.ObjectKey{Namespace: InstallNamespace, Name: "velero-repo-credentials"}, secret))
 	url := fmt.Sprintf("s3:%s/%s/ferry/restic/%s", c.Env["CLUSTER_S3_URL"], Bucket, ns)
@@ -67,6 +61,20 @@ func TestResticRestoreOnTheRealCluster(t *testing.T) {
 	}
 	t.Logf("restic snapshot %s restored into %s/%s:content by the node-agent: %s, %d bytes", id[:8], ns, web,
 		pvr.Status.Phase, pvr.Status.Progress.BytesDone)
+}
+
+// localTree writes, in a directory of this machine, files files spread over dirs directories,
+// file i holding line (formatted with i) repeat×(i+1) times, and returns the directory and its
+// sums.
+func localTree(t *testing.T, files, dirs int, line string, repeat int) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	for i := range files {
+		p := filepath.Join(dir, fmt.Sprintf("dir%d", i%dirs), fmt.Sprintf("file-%02d", i))
+		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		must(t, os.WriteFile(p, []byte(strings.Repeat(fmt.Sprintf(line, i), repeat*(i+1))), 0o644))
+	}
+	return dir, sums(t, dir)
 }
 
 // sums lists the files under dir as sha256sum prints them, sorted by path.

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,13 +37,7 @@ func TestVelerosRepositoryLayoutOnTheRealCluster(t *testing.T) {
 	web, err := app.Pod(ctx, "web")
 	must(t, err)
 
-	src := t.TempDir()
-	for i := range 60 {
-		p := filepath.Join(src, fmt.Sprintf("site%d", i%3), fmt.Sprintf("page-%02d.html", i))
-		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		must(t, os.WriteFile(p, []byte(strings.Repeat(fmt.Sprintf("<p>page %d</p>\n", i), 2000*(i+1))), 0o644))
-	}
-	want := sums(t, src)
+	src, want := localTree(t, 60, 3, "<p>page %d</p>\n", 2000)
 	kopia, err := c.NewVeleroKopia(ctx, repotest.Tool(t, "kopia"), t.TempDir(), ns)
 	must(t, err)
 	source := uploader.VeleroSource(uploader.VeleroPodVolumeRequester, ns+"/"+web+"/web-content")

@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -97,13 +95,7 @@ func TestFerrysNodeAgentInPlaceOfVelerosOnTheRealCluster(t *testing.T) {
 	must(t, app.Deploy(ctx))
 	web, err := app.Pod(ctx, "web")
 	must(t, err)
-	src := t.TempDir()
-	for i := range 30 {
-		p := filepath.Join(src, fmt.Sprintf("dir%d", i%3), fmt.Sprintf("file-%02d", i))
-		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		must(t, os.WriteFile(p, []byte(strings.Repeat(fmt.Sprintf("velero %d\n", i), 5000*(i+1))), 0o644))
-	}
-	want := sums(t, src)
+	src, want := localTree(t, 30, 3, "velero %d\n", 5000)
 	kopia, err := c.KopiaAt(ctx, repotest.Tool(t, "kopia"), t.TempDir(), "static-passw0rd", "create", velero+"/kopia/"+ns+"/",
 		"--override-hostname", "default", "--override-username", "default")
 	must(t, err)
@@ -170,7 +162,7 @@ func TestFerrysNodeAgentInPlaceOfVelerosOnTheRealCluster(t *testing.T) {
 				SnapshotClass: "csi-hostpath-snapclass", Driver: "hostpath.csi.k8s.io"},
 			BackupStorageLocation: "default", OperationTimeout: shared.Duration{Duration: 10 * time.Minute}}}
 	must(t, c.Client.Create(ctx, du))
-	must(t, c.WaitMovement(ctx, du, 5*time.Minute))
+	must(t, c.WaitVolume(ctx, du, 5*time.Minute))
 	if du.Status.Phase != velerov2alpha1.DataMovePhaseCompleted || du.Status.SnapshotID == "" {
 		t.Fatalf("DataUpload %s for Velero's own data mover: %s %q", du.Name, du.Status.Phase, du.Status.Message)
 	}
