@@ -91,7 +91,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return r.notReady(ctx, br, fmt.Errorf("backup storage location %q: %w", br.Spec.BackupStorageLocation, err))
 	}
 	if br.Spec.RepositoryType == velerov1.RepositoryTypeRestic {
-		return r.notReady(ctx, br, errors.New("restic repositories are not supported by this version of Ferry"))
+		return r.notReady(ctx, br, errors.New("a restic repository: Ferry's node-agents restore from it (PodVolumeRestores with "+
+			"uploaderType restic) but ferry-server neither backs up into it nor maintains it"))
 	}
 	readOnly := bsl.Spec.AccessMode == velerov1.BackupStorageLocationAccessModeReadOnly
 	purpose := repoaccess.ForBackup
