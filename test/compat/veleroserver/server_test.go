@@ -172,7 +172,9 @@ func TestVeleroServerAndCLIWithFerrysNodeAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	velero := startVeleroServer(t, c)
-	c.Eventually(time.Minute, func() (bool, string) {
+	// The waits are generous: under `make test` other tiers run beside Velero's server, which
+	// took over a minute to validate the location there (15 s alone).
+	c.Eventually(5*time.Minute, func() (bool, string) {
 		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(bsl), bsl); err != nil {
 			return false, err.Error()
 		}
@@ -235,7 +237,7 @@ func TestVeleroServerAndCLIWithFerrysNodeAgent(t *testing.T) {
 		_ = restoreCmd.Process.Kill()
 		<-restoreDone
 	})
-	target := c.SchedulePod(node, restoredNS, "web", 2*time.Minute)
+	target := c.SchedulePod(node, restoredNS, "web", 4*time.Minute)
 	if len(target.Spec.InitContainers) == 0 || target.Spec.InitContainers[0].Name != "restore-wait" {
 		t.Fatalf("Velero restored pod web without its restore-wait init container: %+v", target.Spec.InitContainers)
 	}
@@ -245,7 +247,7 @@ func TestVeleroServerAndCLIWithFerrysNodeAgent(t *testing.T) {
 	}
 	// What restore-wait waits for: the mark of this restore in the volume.
 	mark := filepath.Join(target.Dirs["data"], ".velero", string(restore.UID))
-	c.Eventually(2*time.Minute, func() (bool, string) {
+	c.Eventually(4*time.Minute, func() (bool, string) {
 		_, err := os.Stat(mark)
 		return err == nil, fmt.Sprintf("restore-wait's mark: %v", err)
 	})
@@ -255,7 +257,7 @@ func TestVeleroServerAndCLIWithFerrysNodeAgent(t *testing.T) {
 		if err != nil {
 			t.Fatalf("velero restore create --wait: %v\n%s", err, restoreOut.String())
 		}
-	case <-time.After(2 * time.Minute):
+	case <-time.After(4 * time.Minute):
 		t.Fatalf("velero restore create --wait did not return:\n%s", restoreOut.String())
 	}
 	restored := time.Now()
