@@ -231,8 +231,9 @@ func TestVeleroServerAndCLIWithFerrysNodeAgent(t *testing.T) {
 	if err := restoreCmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	restoreDone := make(chan error, 1)
-	go func() { restoreDone <- restoreCmd.Wait() }()
+	var restoreErr error
+	restoreDone := make(chan struct{}) // closed: read by the test and again by its cleanup
+	go func() { restoreErr = restoreCmd.Wait(); close(restoreDone) }()
 	t.Cleanup(func() {
 		_ = restoreCmd.Process.Kill()
 		<-restoreDone
@@ -253,9 +254,9 @@ func TestVeleroServerAndCLIWithFerrysNodeAgent(t *testing.T) {
 	})
 	c.FinishInit(target)
 	select {
-	case err := <-restoreDone:
-		if err != nil {
-			t.Fatalf("velero restore create --wait: %v\n%s", err, restoreOut.String())
+	case <-restoreDone:
+		if restoreErr != nil {
+			t.Fatalf("velero restore create --wait: %v\n%s", restoreErr, restoreOut.String())
 		}
 	case <-time.After(4 * time.Minute):
 		t.Fatalf("velero restore create --wait did not return:\n%s", restoreOut.String())
