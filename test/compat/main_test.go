@@ -6,10 +6,11 @@ package compat
 import (
 	"testing"
 
+	"github.com/ferry-backup/ferry/internal/repository/repotest"
 	"github.com/ferry-backup/ferry/internal/testenv"
 	"github.com/ferry-backup/ferry/test/harness"
 )
 
 func TestMain(m *testing.M) {
-	testenv.RunWith(m, testenv.Options{VeleroCRDs: true}, harness.Stop)
+	testenv.RunWith(m, testenv.Options{VeleroCRDs: true}, repotest.Stop, harness.Stop)
 }

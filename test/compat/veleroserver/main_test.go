@@ -17,7 +17,9 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ferry-backup/ferry/internal/repository/repotest"
 	"github.com/ferry-backup/ferry/internal/testenv"
+	"github.com/ferry-backup/ferry/test/harness"
 )
 
 // veleroDir holds velero (server and CLI) and plugins/ (the AWS object-store plugin).
@@ -33,7 +35,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "veleroserver:", err)
 		os.Exit(1)
 	}
-	testenv.RunWith(m, testenv.Options{CRDs: crds})
+	testenv.RunWith(m, testenv.Options{CRDs: crds}, repotest.Stop, harness.Stop)
 }
 
 // installVelero builds Velero once per machine and returns its directory.
