@@ -26,7 +26,11 @@ t2=$(date +%s)
 hack/cluster/smoke.sh
 t3=$(date +%s)
 image=$(hack/cluster/image.sh)
-echo "e2e: install $((t1 - t0))s, cluster up $((t2 - t1))s, smoke $((t3 - t2))s, image $(( $(date +%s) - t3 ))s"
+# Velero's own images and binaries, for the story that runs `velero install` (test/e2e/veleroswap_test.go).
+velero_images=$(hack/cluster/velero-images.sh | tr '\n' ' ')
+velero=$(hack/install-velero.sh)
+echo "e2e: install $((t1 - t0))s, cluster up $((t2 - t1))s, smoke $((t3 - t2))s, images $(( $(date +%s) - t3 ))s"
 FERRY_E2E_ENV=${FERRY_CLUSTER_STATE:-/run/ferry-cluster}/cluster.env FERRY_E2E_IMAGE=$image \
+  FERRY_E2E_VELERO=$velero FERRY_E2E_VELERO_IMAGES=$velero_images \
   go test ./test/e2e -count=1 -v -timeout 40m ${E2E_FLAGS:-}
 echo "e2e: tier took $(( $(date +%s) - t0 ))s"

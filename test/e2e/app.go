@@ -184,8 +184,10 @@ chmod 0600 nested/deep/er/hello.txt; chmod 0750 nested; chmod 0444 empty; sync`
 }
 
 // describeScript prints one line per entry below the current directory: type, path, mode, and
-// for files size, modification time and MD5; for symlinks the target.
-const describeScript = `find . -mindepth 1 | sort | while IFS= read -r f; do
+// for files size, modification time and MD5; for symlinks the target. The .velero directory, where
+// a restore through Velero's server leaves its done-mark for the restore-wait init container, is
+// not the application's data.
+const describeScript = `find . -mindepth 1 -path ./.velero -prune -o -print | sort | while IFS= read -r f; do
   if [ -L "$f" ]; then echo "L $f -> $(readlink "$f")"
   elif [ -d "$f" ]; then echo "D $f $(stat -c %a "$f")"
   else echo "F $f $(stat -c '%a %s %Y' "$f") $(md5sum < "$f" | cut -d' ' -f1)"; fi

@@ -114,9 +114,10 @@ func (c *Cluster) Kubectl(ctx context.Context, stdin string, args ...string) (st
 	return out.String(), nil
 }
 
-// Exec runs a shell script in a pod's first container.
+// Exec runs a shell script in a pod's first container (--quiet: kubectl's note naming the
+// container, printed when the pod has init containers, is not the script's output).
 func (c *Cluster) Exec(ctx context.Context, ns, pod, script string) (string, error) {
-	return c.Kubectl(ctx, "", "exec", "-n", ns, pod, "--", "sh", "-c", script)
+	return c.Kubectl(ctx, "", "exec", "--quiet", "-n", ns, pod, "--", "sh", "-c", script)
 }
 
 // moduleRoot is the repository's top directory.

@@ -90,6 +90,10 @@ type KopiaSnapshot struct {
 	Tags  map[string]string `json:"tags"`
 	Stats struct {
 		TotalSize int64 `json:"totalSize"`
+		// CachedFiles were taken from the parent snapshot without being read again,
+		// NonCachedFiles were read.
+		CachedFiles    int `json:"cachedFiles"`
+		NonCachedFiles int `json:"nonCachedFiles"`
 	} `json:"stats"`
 }
 
