@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
@@ -164,6 +165,31 @@ func TestAnAgentMovesOnlyItsDataMovers(t *testing.T) {
 			if got := r.moves(dataMover); got != want {
 				t.Errorf("an agent moving %v moves spec.datamover %q: %v, want %v", tc.movers, dataMover, got, want)
 			}
+		}
+	}
+}
+
+// The pod cache holds every pod on the node; a mover pod of Velero's own data mover, owned by a
+// DataUpload in Velero's namespace, must not become a request for an operation this agent's
+// cache does not hold (each was an error and a retry with backoff for as long as the pod lived).
+func TestOnlyTheAgentsOwnMoverPodsWakeItsOperations(t *testing.T) {
+	r := &Reconciler{Exposer: &exposer.Exposer{Namespace: "velero"}}
+	owner := []metav1.OwnerReference{{APIVersion: "velero.io/v2alpha1", Kind: "DataUpload", Name: "nightly-x7k2p", UID: "u1"}}
+	for _, tc := range []struct {
+		name string
+		pod  *corev1.Pod
+		want bool
+	}{
+		{"Ferry's mover pod", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "velero", Name: "nightly-x7k2p",
+			Labels: map[string]string{exposer.LabelOperation: "u1"}, OwnerReferences: owner}}, true},
+		{"Velero's mover pod in Velero's namespace", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "velero-oss", Name: "nightly-x7k2p",
+			Labels: map[string]string{"velero.io/data-upload": "nightly-x7k2p"}, OwnerReferences: owner}}, false},
+		{"a pod labelled as Ferry's in another namespace", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app",
+			Labels: map[string]string{exposer.LabelOperation: "u1"}, OwnerReferences: owner}}, false},
+		{"an unlabelled pod in the agent's namespace", &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "velero", OwnerReferences: owner}}, false},
+	} {
+		if got := r.isOwnMoverPod(tc.pod); got != tc.want {
+			t.Errorf("%s: isOwnMoverPod = %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

@@ -22,10 +22,12 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	velerov2alpha1 "github.com/ferry-backup/ferry/api/v2alpha1"
 	"github.com/ferry-backup/ferry/internal/exposer"
@@ -101,8 +103,12 @@ func (r *Reconciler) kind() string {
 }
 
 // SetupWithManager registers the controller: the operations, their mover pods and the mover
-// pods' Events.
+// pods' Events. Only this agent's mover pods count: the pod cache also holds every pod of other
+// namespaces on this node, among them the mover pods of another data mover (Velero's own, with
+// owner references to DataUploads in Velero's namespace), which this agent must not map to
+// operations it does not watch.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	ours := predicate.NewPredicateFuncs(r.isOwnMoverPod)
 	ownerOf := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []ctrl.Request {
 		ev, ok := obj.(*corev1.Event)
 		if !ok || ev.InvolvedObject.Kind != r.kind() {
@@ -111,7 +117,14 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return []ctrl.Request{{NamespacedName: types.NamespacedName{Namespace: ev.InvolvedObject.Namespace, Name: ev.InvolvedObject.Name}}}
 	})
 	return ctrl.NewControllerManagedBy(mgr).For(r.newObject()).Named(map[bool]string{true: "dataupload", false: "datadownload"}[r.Upload]).
-		Owns(&corev1.Pod{}).Watches(&corev1.Event{}, ownerOf).Complete(r)
+		Owns(&corev1.Pod{}, builder.WithPredicates(ours)).Watches(&corev1.Event{}, ownerOf).Complete(r)
+}
+
+// isOwnMoverPod reports whether a pod is one of this agent's mover pods: in its namespace and
+// labelled by its exposer.
+func (r *Reconciler) isOwnMoverPod(pod client.Object) bool {
+	_, mover := pod.GetLabels()[exposer.LabelOperation]
+	return mover && pod.GetNamespace() == r.Exposer.Namespace
 }
 
 // Reconcile moves one operation along; the data movement itself is watched in the Runner.
