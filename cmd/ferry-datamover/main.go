@@ -10,9 +10,11 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/ferry-backup/ferry/internal/datamover"
+	"github.com/ferry-backup/ferry/internal/memlimit"
 )
 
 func main() {
+	memlimit.Apply("/") // a mover pod's limit is the node-agent ConfigMap's podResources
 	opts := datamover.NewOptions()
 	opts.AddFlags(pflag.CommandLine)
 	pflag.Parse()

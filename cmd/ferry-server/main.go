@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/ferry-backup/ferry/internal/memlimit"
 	"github.com/ferry-backup/ferry/internal/server"
 )
 
@@ -24,6 +25,11 @@ type options interface {
 
 func main() {
 	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "maintain", "verify":
+			// A Job's limit is maintenanceJobResources (the server's own is applied with its manager).
+			memlimit.Apply("/")
+		}
 		switch os.Args[1] {
 		case "maintain":
 			o := server.NewMaintainOptions()

@@ -18,6 +18,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/ferry-backup/ferry/internal/logging"
+	"github.com/ferry-backup/ferry/internal/memlimit"
 	"github.com/ferry-backup/ferry/internal/scheme"
 )
 
@@ -105,6 +106,9 @@ type Extra struct {
 func New(o Options, extra Extra) (ctrl.Manager, error) {
 	log := logging.New(o.Logging)
 	ctrl.SetLogger(log)
+	if limit := memlimit.Apply("/"); limit > 0 {
+		log.Info("Go's soft memory limit follows the container's", "bytes", limit, "fraction", memlimit.Fraction)
+	}
 	cfg, err := o.RESTConfig()
 	if err != nil {
 		return nil, err

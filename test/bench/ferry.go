@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ferry-backup/ferry/internal/memlimit"
 	"github.com/ferry-backup/ferry/internal/repository"
 	"github.com/ferry-backup/ferry/internal/uploader"
 )
@@ -75,6 +76,7 @@ type ferryOutput struct {
 
 // runFerryOp runs o in this process and prints its outcome as one JSON line.
 func runFerryOp(ctx context.Context, o ferryOp) (err error) {
+	memlimit.Apply("/") // as Ferry's programs do: run in a memory cgroup, the op behaves as the agent would
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
