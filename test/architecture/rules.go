@@ -30,6 +30,7 @@ var layers = []struct {
 	{"internal/backuprecord", 1},
 	{"internal/onchange", 1},
 	{"internal/credentialfiles", 1},
+	{"internal/memlimit", 1},
 	{"config/crd", 1},
 	{"config/rbac", 1},
 	{"internal/repository", 2},
