@@ -106,10 +106,16 @@ func (a *App) Deploy(ctx context.Context) error {
 	return nil
 }
 
-// Pod returns the name of the running, ready pod labelled app=name, waiting up to 2 minutes.
+// Pod returns the name of the running, ready pod labelled app=name.
+//
+// Up to 6 minutes, not 2: kube-scheduler (v1.34) can park a StatefulSet's pod as unschedulable
+// ("pod has unbound immediate PersistentVolumeClaims. not found": the claim the StatefulSet
+// controller had just created was not in its cache yet) and then miss the claim's binding, so the
+// pod waits for the scheduling queue's 5-minute flush of unschedulable pods (seen once, in a
+// data mover story; kubernetes/kubernetes#125762 reports the like).
 func (a *App) Pod(ctx context.Context, app string) (string, error) {
 	var name string
-	err := a.c.Poll(ctx, 2*time.Minute, "a running pod app="+app+" in "+a.Namespace, func() (bool, string, error) {
+	err := a.c.Poll(ctx, 6*time.Minute, "a running pod app="+app+" in "+a.Namespace, func() (bool, string, error) {
 		pods := &corev1.PodList{}
 		if err := a.c.Client.List(ctx, pods, client.InNamespace(a.Namespace), client.MatchingLabels{"app": app}); err != nil {
 			return false, "", err
