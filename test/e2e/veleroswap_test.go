@@ -290,22 +290,8 @@ func (v *veleroInstallation) uninstall(t *testing.T) {
 // figure: which agent, what data, how long.
 func (v *veleroInstallation) backup(t *testing.T, name, agent, what string, args ...string) {
 	t.Helper()
-	ctx := t.Context()
-	wait, cancel := context.WithTimeout(ctx, operationTimeout)
-	defer cancel()
-	start := time.Now()
-	out, err := v.run(wait, append([]string{"backup", "create", name, "--wait"}, args...)...)
-	took := time.Since(start)
-	if err != nil {
-		describe, _ := v.run(ctx, "backup", "describe", name, "--details")
-		t.Fatalf("%v\n%s\n%s", err, describe, v.c.Diagnose(ctx, v.ns))
-	}
 	b := &velerov1.Backup{}
-	must(t, v.c.Client.Get(ctx, client.ObjectKey{Namespace: v.ns, Name: name}, b))
-	if b.Status.Phase != velerov1.BackupPhaseCompleted {
-		describe, _ := v.run(ctx, "backup", "describe", name, "--details")
-		t.Fatalf("Velero's backup %s by %s's agent ended %s:\n%s\n%s", name, agent, b.Status.Phase, out, describe)
-	}
+	took := v.create(t, b, name, agent, func() string { return string(b.Status.Phase) }, string(velerov1.BackupPhaseCompleted), args...)
 	if v.appNS == "" {
 		v.appNS = b.Spec.IncludedNamespaces[0]
 	}
@@ -329,6 +315,35 @@ func (v *veleroInstallation) backup(t *testing.T, name, agent, what string, args
 	v.figures = append(v.figures, []string{"backup " + name, agent, what, took.Round(100 * time.Millisecond).String(), strings.Join(volumes, "; ")})
 }
 
+// create runs `velero backup|restore create name args --wait` (obj's kind), bounded by
+// operationTimeout, reads obj and requires its phase to be want; it returns how long the command
+// took. On failure it names what Velero's `describe --details` says.
+func (v *veleroInstallation) create(t *testing.T, obj client.Object, name, agent string, phase func() string, want string, args ...string) time.Duration {
+	t.Helper()
+	ctx := t.Context()
+	kind := "backup"
+	if _, ok := obj.(*velerov1.Restore); ok {
+		kind = "restore"
+	}
+	wait, cancel := context.WithTimeout(ctx, operationTimeout)
+	defer cancel()
+	start := time.Now()
+	out, err := v.run(wait, append([]string{kind, "create", name, "--wait"}, args...)...)
+	took := time.Since(start)
+	if err == nil {
+		err = v.c.Client.Get(ctx, client.ObjectKey{Namespace: v.ns, Name: name}, obj)
+	}
+	if err == nil && phase() == want {
+		return took
+	}
+	describe, _ := v.run(ctx, kind, "describe", name, "--details")
+	if err != nil {
+		t.Fatalf("Velero's %s %s by %s's agent: %v\n%s\n%s", kind, name, agent, err, describe, v.c.Diagnose(ctx, v.ns))
+	}
+	t.Fatalf("Velero's %s %s by %s's agent ended %s:\n%s\n%s", kind, name, agent, phase(), out, describe)
+	return took
+}
+
 // restore runs `velero restore create name --from-backup backup --namespace-mappings from:to
 // --wait`, requires it Completed, compares the restored volumes with want and records the figure.
 func (v *veleroInstallation) restore(t *testing.T, name, backup, agent, from, to string, want map[AppVolume]string, volumes []AppVolume) {
@@ -337,21 +352,9 @@ func (v *veleroInstallation) restore(t *testing.T, name, backup, agent, from, to
 	restored := v.c.NewApp(to)
 	restored.Volumes = volumes
 	t.Cleanup(restored.Discard)
-	wait, cancel := context.WithTimeout(ctx, operationTimeout)
-	defer cancel()
-	start := time.Now()
-	out, err := v.run(wait, "restore", "create", name, "--from-backup", backup, "--namespace-mappings", from+":"+to, "--wait")
-	took := time.Since(start)
-	if err != nil {
-		describe, _ := v.run(ctx, "restore", "describe", name, "--details")
-		t.Fatalf("%v\n%s\n%s", err, describe, v.c.Diagnose(ctx, v.ns))
-	}
 	r := &velerov1.Restore{}
-	must(t, v.c.Client.Get(ctx, client.ObjectKey{Namespace: v.ns, Name: name}, r))
-	if r.Status.Phase != velerov1.RestorePhaseCompleted {
-		describe, _ := v.run(ctx, "restore", "describe", name, "--details")
-		t.Fatalf("Velero's restore %s by %s's agent ended %s:\n%s\n%s", name, agent, r.Status.Phase, out, describe)
-	}
+	took := v.create(t, r, name, agent, func() string { return string(r.Status.Phase) }, string(velerov1.RestorePhaseCompleted),
+		"--from-backup", backup, "--namespace-mappings", from+":"+to)
 	got, err := restored.Describe(ctx)
 	must(t, err)
 	expected := map[AppVolume]string{}
