@@ -110,7 +110,7 @@ func parsePodResources(key, v string) (*corev1.ResourceRequirements, error) {
 func Default() Config {
 	return Config{
 		ConcurrentRepoOperations:         1,
-		ParallelFilesUpload:              runtime.NumCPU(),
+		ParallelFilesUpload:              runtime.GOMAXPROCS(0), // the CPUs this process may use (container limits included)
 		BackupRepositoryLockCheckTimeout: time.Minute,
 		KeepLatestMaintenance:            3,
 		PrepareQueueLength:               4,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
+	"github.com/ferry-backup/ferry/internal/nodeconfig"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 	"github.com/ferry-backup/ferry/internal/repository"
 	"github.com/ferry-backup/ferry/internal/uploader"
@@ -143,7 +144,8 @@ func TestServerOperations(t *testing.T) {
 		})
 		loc := repository.Location{Provider: repository.ProviderFilesystem, Bucket: "default", Prefix: "ferry",
 			Config: map[string]string{"path": filepath.Join(c.Dir, "storage")}}
-		_, err := repository.Open(context.Background(), repository.Options{Location: loc, Password: "harness-password-1", WorkDir: t.TempDir(), MustExist: true})
+		_, err := repository.Open(context.Background(), repository.Options{Location: loc, Password: "harness-password-1", WorkDir: t.TempDir(), MustExist: true,
+			LockCheckTimeout: nodeconfig.Default().BackupRepositoryLockCheckTimeout})
 		if !errors.Is(err, repository.ErrWrongPassword) {
 			t.Errorf("the old password still opens the repository: %v", err)
 		}
@@ -197,12 +199,15 @@ func snapshotsOf(t *testing.T, c *harness.Cluster, password, backup string) []up
 	return found
 }
 
-// openDefault opens the harness's default location as another process would.
+// openDefault opens the harness's default location as another process would: a node-agent
+// waits backupRepositoryLockCheckTimeout (default 1m) while the server's maintenance holds the
+// repository's exclusive lock, and so does this.
 func openDefault(t *testing.T, c *harness.Cluster, password string) *repository.Repository {
 	t.Helper()
 	loc := repository.Location{Provider: repository.ProviderFilesystem, Bucket: "default", Prefix: "ferry",
 		Config: map[string]string{"path": filepath.Join(c.Dir, "storage")}}
-	rep, err := repository.Open(context.Background(), repository.Options{Location: loc, Password: password, WorkDir: t.TempDir(), MustExist: true, NoCache: true})
+	rep, err := repository.Open(context.Background(), repository.Options{Location: loc, Password: password, WorkDir: t.TempDir(),
+		MustExist: true, NoCache: true, LockCheckTimeout: nodeconfig.Default().BackupRepositoryLockCheckTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/backuprecord"
+	"github.com/ferry-backup/ferry/internal/nodeconfig"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
 	"github.com/ferry-backup/ferry/internal/repository"
 	"github.com/ferry-backup/ferry/internal/uploader"
@@ -111,7 +112,8 @@ func namespaceSnapshots(t *testing.T, c *harness.Cluster, namespace, backup stri
 	loc := repository.Location{Provider: repository.ProviderFilesystem, Bucket: "default", Prefix: "ferry",
 		Config: map[string]string{"path": filepath.Join(c.Dir, "storage")}}.ForNamespace(namespace)
 	rep, err := repository.Open(context.Background(), repository.Options{Location: loc, Password: harnessPassword,
-		WorkDir: t.TempDir(), MustExist: true, NoCache: true, Identity: repository.VeleroIdentity})
+		WorkDir: t.TempDir(), MustExist: true, NoCache: true, Identity: repository.VeleroIdentity,
+		LockCheckTimeout: nodeconfig.Default().BackupRepositoryLockCheckTimeout})
 	if err != nil {
 		t.Fatalf("open kopia/%s: %v", namespace, err)
 	}
