@@ -8,3 +8,6 @@ func WithoutListxattrat(t testing.TB) {
 	was := noListxattrat.Swap(true)
 	t.Cleanup(func() { noListxattrat.Store(was) })
 }
+
+// WritebackWindow is how many bytes of a large file one restore writer lets the kernel buffer.
+const WritebackWindow = writebackWindow

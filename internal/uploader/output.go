@@ -184,6 +184,9 @@ func (o *treeOutput) writeNew(rel string, mode uint32, fill func(*os.File) error
 	}
 	out := os.NewFile(uintptr(fd), rel)
 	err = fill(out)
+	if err == nil {
+		startWriteback(fd, 0, 0) // writeback.go
+	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
@@ -346,7 +349,8 @@ start:
 }
 
 // copyRange copies n bytes (all that is left, for n < 0) from in to out at offset off, in
-// chunks of copyBuffer; it returns the number of bytes copied.
+// chunks of copyBuffer, writing them back to disk as it goes (writeback.go); it returns the
+// number of bytes copied.
 func (o *treeOutput) copyRange(in io.Reader, out *os.File, off, n int64, progress restore.FileWriteProgress) (int64, error) {
 	if n >= 0 {
 		in = io.LimitReader(in, n)
@@ -355,6 +359,7 @@ func (o *treeOutput) copyRange(in io.Reader, out *os.File, off, n int64, progres
 	defer copyBuffers.Put(bufp)
 	buf := *bufp
 	var written int64
+	w := newWindows(int(out.Fd()), off)
 	for {
 		k, rerr := io.ReadFull(in, buf)
 		if k > 0 {
@@ -362,6 +367,7 @@ func (o *treeOutput) copyRange(in io.Reader, out *os.File, off, n int64, progres
 				return written, err
 			}
 			written += int64(k)
+			w.wrote(off + written)
 			if progress != nil {
 				progress(int64(k))
 			}

@@ -67,7 +67,9 @@ const (
 // with repository.Options.NoCache: restores run faster without the local caches. Contents,
 // modes, times, symlinks and empty directories are restored, and owners when running as root.
 // No byte is written outside dir, even while its owner swaps entries for symlinks: everything
-// is written beneath an open handle of dir (see beneath.go and treeOutput).
+// is written beneath an open handle of dir (see beneath.go and treeOutput). Data is written back
+// to disk as the restore goes, and the file system is flushed before Restore returns: a restore
+// that returned no error is on disk (writeback.go).
 func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, opts RestoreOptions) (RestoreStats, error) {
 	start := time.Now()
 	man, err := snapshot.LoadSnapshot(ctx, rep, manifest.ID(snapshotID))
@@ -116,6 +118,9 @@ func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, o
 	}
 	if err == nil {
 		err = fixDirectoryTimes(ctx, rep, man, t)
+	}
+	if err == nil {
+		err = syncTree(t) // Completed means on disk (writeback.go)
 	}
 	if err == nil {
 		rpt.setStage(shared.ProgressStageDone)
