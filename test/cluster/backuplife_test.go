@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,6 +24,8 @@ import (
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/backuprecord"
 	"github.com/ferry-backup/ferry/internal/repository"
+	"github.com/ferry-backup/ferry/internal/repository/repotest"
+	"github.com/ferry-backup/ferry/internal/repository/repotest/faults3"
 	"github.com/ferry-backup/ferry/test/harness"
 )
 
@@ -60,6 +63,11 @@ func TestDeletionIsExplicitAndSyncBringsBackupsBack(t *testing.T) {
 	}
 	second := newBackup(t, c, "second", "default", ns)
 	waitBackup(t, c, second, velerov1.BackupPhaseCompleted)
+	// Backups that must be seen running go to a location whose pack uploads are slowed: on a
+	// fast machine 384 MiB are backed up in under a second, before anyone could watch.
+	slowLoc, slowProxy := repotest.FaultyS3(t)
+	slow := c.CreateBSLAt("slow", slowLoc)
+	slowProxy.Add(faults3.Fault{Kind: faults3.Delay, Method: http.MethodPut, KeyPrefix: slowLoc.Prefix + "/p", Delay: time.Second})
 
 	t.Run("kubectl delete keeps the data and sync brings the Backup back", func(t *testing.T) {
 		oldUID := first.UID
@@ -167,7 +175,7 @@ func TestDeletionIsExplicitAndSyncBringsBackupsBack(t *testing.T) {
 		}
 		yes := true
 		running := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "running"},
-			Spec: velerov1.BackupSpec{IncludedNamespaces: []string{big.Namespace}, DefaultVolumesToFsBackup: &yes,
+			Spec: velerov1.BackupSpec{IncludedNamespaces: []string{big.Namespace}, DefaultVolumesToFsBackup: &yes, StorageLocation: slow.Name,
 				UploaderConfig: &velerov1.UploaderConfigForBackup{ParallelFilesUpload: 1}}}
 		if err := c.Client.Create(context.Background(), running); err != nil {
 			t.Fatal(err)
@@ -190,7 +198,7 @@ func TestDeletionIsExplicitAndSyncBringsBackupsBack(t *testing.T) {
 		if err := c.Client.Get(context.Background(), client.ObjectKeyFromObject(pvb), pvb); err != nil || pvb.Status.Phase != velerov1.PodVolumePhaseCanceled {
 			t.Errorf("the PodVolumeBackup: %v, %s", err, pvb.Status.Phase)
 		}
-		if got := snapshotsOf(t, c, harnessPassword, "running"); len(got) != 0 {
+		if got := snapshotsAt(t, slowLoc, harnessPassword, "running"); len(got) != 0 {
 			t.Errorf("snapshots (checkpoints) of the stopped backup left: %v", got)
 		}
 		// The request deletes the object too, finalizer and all.
@@ -240,7 +248,7 @@ func TestDeletionIsExplicitAndSyncBringsBackupsBack(t *testing.T) {
 		}
 		yes := true
 		running := &velerov1.Backup{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: "deleted-running"},
-			Spec: velerov1.BackupSpec{IncludedNamespaces: []string{big.Namespace}, DefaultVolumesToFsBackup: &yes,
+			Spec: velerov1.BackupSpec{IncludedNamespaces: []string{big.Namespace}, DefaultVolumesToFsBackup: &yes, StorageLocation: slow.Name,
 				UploaderConfig: &velerov1.UploaderConfigForBackup{ParallelFilesUpload: 1}}}
 		if err := c.Client.Create(context.Background(), running); err != nil {
 			t.Fatal(err)
@@ -271,7 +279,7 @@ func TestDeletionIsExplicitAndSyncBringsBackupsBack(t *testing.T) {
 		if len(dbrs.Items[0].Status.Errors) > 0 {
 			t.Errorf("the DeleteBackupRequest of the deleted backup: %q", dbrs.Items[0].Status.Errors)
 		}
-		if got := snapshotsOf(t, c, harnessPassword, "deleted-running"); len(got) != 0 {
+		if got := snapshotsAt(t, slowLoc, harnessPassword, "deleted-running"); len(got) != 0 {
 			t.Errorf("snapshots (checkpoints) of the deleted backup left: %v", got)
 		}
 		// A finished one loses only its object (the first story): the finalizer is gone once it ended.

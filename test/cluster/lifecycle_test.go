@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"net/http"
 	"os"
 	"strings"
 	"syscall"
@@ -13,6 +14,8 @@ import (
 	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/operation"
+	"github.com/ferry-backup/ferry/internal/repository/repotest"
+	"github.com/ferry-backup/ferry/internal/repository/repotest/faults3"
 	"github.com/ferry-backup/ferry/test/harness"
 )
 
@@ -40,8 +43,14 @@ func TestLongBackupTimeoutCancelAndAgentCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// To a location whose pack uploads are slowed: on a fast machine 640 MiB are backed up in a
+	// second, before a timeout, a cancel or a crash could reach the backup.
+	slowLoc, slowProxy := repotest.FaultyS3(t)
+	slow := c.CreateBSLAt("slow", slowLoc)
+	slowProxy.Add(faults3.Fault{Kind: faults3.Delay, Method: http.MethodPut, KeyPrefix: slowLoc.Prefix + "/p", Delay: time.Second})
+	toSlow := func(p *velerov1.PodVolumeBackup) { p.Spec.BackupStorageLocation = slow.Name }
 
-	timedOut := c.BackupVolume(pod, "timeout", "timeout", oneWorker, func(p *velerov1.PodVolumeBackup) {
+	timedOut := c.BackupVolume(pod, "timeout", "timeout", oneWorker, toSlow, func(p *velerov1.PodVolumeBackup) {
 		p.Spec.OperationTimeout = &shared.Duration{Duration: time.Second}
 	})
 	c.WaitPhase(timedOut, velerov1.PodVolumePhaseFailed, time.Minute)
@@ -49,14 +58,14 @@ func TestLongBackupTimeoutCancelAndAgentCrash(t *testing.T) {
 		t.Errorf("timeout message: %q", timedOut.Status.Message)
 	}
 
-	canceled := c.BackupVolume(pod, "cancel", "cancel", oneWorker)
+	canceled := c.BackupVolume(pod, "cancel", "cancel", oneWorker, toSlow)
 	c.WaitProgress(canceled, time.Minute)
 	askedAt := time.Now()
 	c.PatchSpec(canceled, map[string]any{"cancel": true})
 	c.WaitPhase(canceled, velerov1.PodVolumePhaseCanceled, 30*time.Second)
 	t.Logf("cancel took %s", time.Since(askedAt).Round(time.Millisecond))
 
-	crashed := c.BackupVolume(pod, "crash", "crash", oneWorker)
+	crashed := c.BackupVolume(pod, "crash", "crash", oneWorker, toSlow)
 	c.WaitProgress(crashed, time.Minute)
 	node.Stop(syscall.SIGKILL)
 	node.Start()
@@ -69,7 +78,8 @@ func TestLongBackupTimeoutCancelAndAgentCrash(t *testing.T) {
 	}
 
 	target := c.CreatePod(node, ns, "store-restored", harness.VolumeSpec{Name: "data", Claim: "store-restored-data"})
-	pvr := c.RestoreVolume(target, "data", crashed.Status.SnapshotID, "restore-after-crash")
+	pvr := c.RestoreVolume(target, "data", crashed.Status.SnapshotID, "restore-after-crash",
+		func(p *velerov1.PodVolumeRestore) { p.Spec.BackupStorageLocation = slow.Name })
 	c.WaitPhase(pvr, velerov1.PodVolumePhaseCompleted, 2*time.Minute)
 	got, err := harness.Describe(target.Dirs["data"])
 	if err != nil {

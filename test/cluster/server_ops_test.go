@@ -192,20 +192,36 @@ func TestServerOperations(t *testing.T) {
 // default location.
 func snapshotsOf(t *testing.T, c *harness.Cluster, password, backup string) []uploader.Snapshot {
 	t.Helper()
-	found, err := uploader.List(context.Background(), openDefault(t, c, password), map[string]string{"backup": backup}, true)
+	return listSnapshots(t, openDefault(t, c, password), backup)
+}
+
+// snapshotsAt lists the backup's snapshots in the repository at loc.
+func snapshotsAt(t *testing.T, loc repository.Location, password, backup string) []uploader.Snapshot {
+	t.Helper()
+	return listSnapshots(t, openAt(t, loc, password), backup)
+}
+
+func listSnapshots(t *testing.T, rep *repository.Repository, backup string) []uploader.Snapshot {
+	t.Helper()
+	found, err := uploader.List(context.Background(), rep, map[string]string{"backup": backup}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return found
 }
 
-// openDefault opens the harness's default location as another process would: a node-agent
-// waits backupRepositoryLockCheckTimeout (default 1m) while the server's maintenance holds the
-// repository's exclusive lock, and so does this.
+// openDefault opens the harness's default location as another process would.
 func openDefault(t *testing.T, c *harness.Cluster, password string) *repository.Repository {
 	t.Helper()
-	loc := repository.Location{Provider: repository.ProviderFilesystem, Bucket: "default", Prefix: "ferry",
-		Config: map[string]string{"path": filepath.Join(c.Dir, "storage")}}
+	return openAt(t, repository.Location{Provider: repository.ProviderFilesystem, Bucket: "default", Prefix: "ferry",
+		Config: map[string]string{"path": filepath.Join(c.Dir, "storage")}}, password)
+}
+
+// openAt opens the repository at loc as another process would: a node-agent waits
+// backupRepositoryLockCheckTimeout (default 1m) while the server's maintenance holds the
+// repository's exclusive lock, and so does this.
+func openAt(t *testing.T, loc repository.Location, password string) *repository.Repository {
+	t.Helper()
 	rep, err := repository.Open(context.Background(), repository.Options{Location: loc, Password: password, WorkDir: t.TempDir(),
 		MustExist: true, NoCache: true, LockCheckTimeout: nodeconfig.Default().BackupRepositoryLockCheckTimeout})
 	if err != nil {

@@ -158,6 +158,13 @@ func (c *Cluster) CreateFaultyS3BSL(name, stallTimeout string) (*velerov1.Backup
 	return c.createS3BSL(name, loc), proxy
 }
 
+// CreateBSLAt creates a location for the S3 store loc (e.g. one of repotest.FaultyS3, whose
+// Location the test keeps to open the repository itself), its credentials in a Secret.
+func (c *Cluster) CreateBSLAt(name string, loc repository.Location) *velerov1.BackupStorageLocation {
+	c.t.Helper()
+	return c.createS3BSL(name, loc)
+}
+
 func (c *Cluster) createS3BSL(name string, loc repository.Location) *velerov1.BackupStorageLocation {
 	c.t.Helper()
 	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: c.Install, Name: name + "-credentials"}}
