@@ -20,6 +20,9 @@ type measurement struct {
 	stdout    []byte
 }
 
+// memoryLimit, when set (-memory-limit), is the memory cgroup every measured process runs in.
+var memoryLimit *memoryCgroup
+
 // run runs cmd as a child process and measures it. Dirty pages are flushed first (untimed), so
 // that one tool's writes are not paid for by the next one.
 func run(cmd *exec.Cmd) (measurement, error) {
@@ -27,7 +30,18 @@ func run(cmd *exec.Cmd) (measurement, error) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	syscall.Sync()
 	start := time.Now()
-	err := cmd.Run()
+	var err error
+	if g := memoryLimit; g != nil {
+		kills := g.oomKills()
+		if err = g.start(cmd); err == nil {
+			err = cmd.Wait()
+		}
+		if err != nil && g.oomKills() > kills {
+			err = fmt.Errorf("%w: killed by the kernel for want of memory (-memory-limit %d MiB, page cache included)", err, g.limit>>20)
+		}
+	} else {
+		err = cmd.Run()
+	}
 	m := measurement{wall: time.Since(start), stdout: stdout.Bytes()}
 	if err != nil {
 		return m, fmt.Errorf("%s: %w\n%s", describe(cmd), err, tail(stderr.String(), 40))

@@ -64,7 +64,9 @@ type options struct {
 	parallel int
 	kopia    string
 	restic   string
-	ferryOp  ferryOp
+	// memoryMiB is the memory cgroup limit of every measured process (0: none).
+	memoryMiB int64
+	ferryOp   ferryOp
 }
 
 // hiddenFlags are the child-process flags, left out of the usage text.
@@ -87,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.parallel, "parallel", 0, "Ferry's upload and restore parallelism; 0 means Ferry's default")
 	fs.StringVar(&o.kopia, "kopia", "", "kopia binary (default: the pinned build of hack/install-tool.sh)")
 	fs.StringVar(&o.restic, "restic", "", "restic binary (default: restic on PATH, else hack/install-restic.sh)")
+	fs.Int64Var(&o.memoryMiB, "memory-limit", 0, "run every measured process in a memory cgroup of this many MiB, page cache included, as in a container (root; 0: no limit)")
 	fs.StringVar(&o.ferryOp.op, "ferry-op", "", "internal: run one Ferry operation (init, backup, restore)")
 	fs.StringVar(&o.ferryOp.repo, "repo", "", "internal: repository root")
 	fs.StringVar(&o.ferryOp.workDir, "workdir", "", "internal: Kopia config and cache directory")
@@ -129,6 +132,9 @@ func (o options) validate() error {
 	}
 	if o.parallel < 0 {
 		return errors.New("-parallel must not be negative")
+	}
+	if o.memoryMiB < 0 {
+		return errors.New("-memory-limit must not be negative")
 	}
 	if o.rounds < 1 {
 		return errors.New("-rounds must be at least 1")

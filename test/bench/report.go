@@ -111,7 +111,9 @@ type runResults struct {
 	factor float64
 	rounds int
 	tools  []string
-	ops    []*opReport
+	// memoryMiB is -memory-limit (0: none).
+	memoryMiB int64
+	ops       []*opReport
 }
 
 // add records one measurement; the first round fixes the operation's dataset statistics.
@@ -252,6 +254,7 @@ type jsonSummary struct {
 	Factor     float64  `json:"factor,omitempty"`
 	Rounds     int      `json:"rounds"`
 	GOMAXPROCS int      `json:"gomaxprocs"`
+	MemoryMiB  int64    `json:"memory_limit_mib,omitempty"`
 	Date       string   `json:"date"`
 	Tools      []string `json:"tools"`
 	Ops        []jsonOp `json:"ops"`
@@ -259,7 +262,7 @@ type jsonSummary struct {
 
 // summary is the last line of the output, for scripts: one JSON object.
 func (rs *runResults) summary() (string, error) {
-	s := jsonSummary{Bench: "ferry", Suite: rs.suite, Rounds: rs.rounds, GOMAXPROCS: gomaxprocs(),
+	s := jsonSummary{Bench: "ferry", Suite: rs.suite, Rounds: rs.rounds, GOMAXPROCS: gomaxprocs(), MemoryMiB: rs.memoryMiB,
 		Date: time.Now().UTC().Format(time.DateOnly), Tools: rs.tools}
 	if rs.suite == suiteScale {
 		s.Factor = rs.factor
