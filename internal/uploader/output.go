@@ -35,6 +35,8 @@ type treeOutput struct {
 	sparse bool
 	// helpers are tokens for extra workers writing large files (see segmentSize); nil: none.
 	helpers chan struct{}
+	// flush writes what was restored to disk as the restore goes (writeback.go); nil: never.
+	flush *flusher
 }
 
 var _ restore.Output = (*treeOutput)(nil)
@@ -160,12 +162,16 @@ func tempName() string {
 }
 
 func (o *treeOutput) WriteFile(ctx context.Context, rel string, f fs.File, progress restore.FileWriteProgress) error {
-	return o.writeNew(rel, 0o600, func(out *os.File) error {
+	err := o.writeNew(rel, 0o600, func(out *os.File) error {
 		if err := o.writeContent(ctx, out, f, progress); err != nil {
 			return err
 		}
 		return o.setAttributes(int(out.Fd()), rel, f)
 	})
+	if err == nil && o.flush != nil {
+		o.flush.wrote(f.Size())
+	}
+	return err
 }
 
 // writeNew writes a new file under a temporary name in rel's directory (O_CREAT|O_EXCL: nothing
@@ -184,9 +190,6 @@ func (o *treeOutput) writeNew(rel string, mode uint32, fill func(*os.File) error
 	}
 	out := os.NewFile(uintptr(fd), rel)
 	err = fill(out)
-	if err == nil {
-		startWriteback(fd, 0, 0) // writeback.go
-	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}

@@ -101,6 +101,7 @@ func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, o
 	if runtime.GOMAXPROCS(0) >= minProcsForSegments {
 		out.helpers = make(chan struct{}, parallel)
 	}
+	out.flush = startFlusher(t)
 	cancel := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() { close(cancel) })
 	st, err := restore.Entry(ctx, rep, out, root, restore.Options{
@@ -120,7 +121,9 @@ func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, o
 		err = fixDirectoryTimes(ctx, rep, man, t)
 	}
 	if err == nil {
-		err = syncTree(t) // Completed means on disk (writeback.go)
+		err = finishFlushing(out.flush, t) // Completed means on disk (writeback.go)
+	} else {
+		_ = out.flush.stop()
 	}
 	if err == nil {
 		rpt.setStage(shared.ProgressStageDone)
