@@ -40,6 +40,9 @@ type ferryOp struct {
 	parallel int
 	// cpuProfile, when set, receives a CPU profile of the whole operation (go tool pprof).
 	cpuProfile string
+	// memProfile, when set, receives a heap profile at the operation's end: its alloc_space
+	// view says where the operation's memory was allocated (go tool pprof -sample_index=alloc_space).
+	memProfile string
 }
 
 func (o ferryOp) validate() error {
@@ -89,6 +92,15 @@ func runFerryOp(ctx context.Context, o ferryOp) (err error) {
 		defer func() {
 			pprof.StopCPUProfile()
 			err = errors.Join(err, f.Close())
+		}()
+	}
+	if o.memProfile != "" {
+		defer func() {
+			f, ferr := os.Create(o.memProfile)
+			if ferr == nil {
+				ferr = errors.Join(pprof.Lookup("allocs").WriteTo(f, 0), f.Close())
+			}
+			err = errors.Join(err, ferr)
 		}()
 	}
 	rep, err := repository.Open(ctx, repository.Options{

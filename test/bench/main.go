@@ -70,7 +70,7 @@ type options struct {
 }
 
 // hiddenFlags are the child-process flags, left out of the usage text.
-var hiddenFlags = []string{"ferry-op", "repo", "workdir", "source", "target", "snapshot", "cpuprofile"}
+var hiddenFlags = []string{"ferry-op", "repo", "workdir", "source", "target", "snapshot", "cpuprofile", "memprofile"}
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	o := options{suite: suiteCompare, scale: "full", rounds: 3, factor: 0.01}
@@ -97,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.ferryOp.target, "target", "", "internal: directory to restore into")
 	fs.StringVar(&o.ferryOp.snapshot, "snapshot", "", "internal: snapshot to restore")
 	fs.StringVar(&o.ferryOp.cpuProfile, "cpuprofile", "", "internal: write a CPU profile of the operation to this file")
+	fs.StringVar(&o.ferryOp.memProfile, "memprofile", "", "internal: write a heap profile (allocations) of the operation to this file")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: go run ./test/bench [-suite compare|scale] [-scale full|small] [-factor F] [-rounds N] [-tools LIST] [-dir DIR] [-keep] [-parallel N]")
 		fs.VisitAll(func(f *flag.Flag) {
