@@ -48,7 +48,8 @@ type ArchiveStats struct {
 // Restore writes a snapshot (beneath.go, treeOutput): a name that is absolute, holds "..", or
 // would pass through a symlink or another file system is refused with ErrOutsideTarget, and
 // nothing existing is opened for writing. Directories get their attributes once the stream has
-// ended, so that writing their entries does not move their times.
+// ended, so that writing their entries does not move their times. As with Restore, the data is
+// on disk when RestoreArchive returns without error (writeback.go).
 func RestoreArchive(ctx context.Context, r io.Reader, dir string, opts ArchiveOptions) (ArchiveStats, error) {
 	start := time.Now()
 	target, err := prepareTarget(dir)
@@ -67,12 +68,18 @@ func RestoreArchive(ctx context.Context, r io.Reader, dir string, opts ArchiveOp
 	}
 	x.rpt.totalBytes.Store(opts.TotalBytes)
 	x.rpt.totalFiles.Store(opts.TotalFiles)
+	x.out.flush = startFlusher(t)
 	err = x.run(ctx, tar.NewReader(r))
 	if err == nil {
 		err = x.finishDirectories()
 	}
 	if ctx.Err() != nil {
 		err = fmt.Errorf("%w: %w", ErrCanceled, context.Cause(ctx))
+	}
+	if err == nil {
+		err = finishFlushing(x.out.flush, t) // Completed means on disk (writeback.go)
+	} else {
+		_ = x.out.flush.stop()
 	}
 	if err == nil {
 		x.rpt.setStage(shared.ProgressStageDone)
@@ -193,6 +200,7 @@ func (x *extraction) entry(ctx context.Context, tr *tar.Reader, h *tar.Header) e
 		x.stats.Files++
 		x.stats.Bytes += h.Size
 		x.rpt.filesDone.Add(1)
+		x.out.flush.wrote(h.Size)
 	}
 	return nil
 }
