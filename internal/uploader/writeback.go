@@ -138,7 +138,7 @@ type windows struct {
 	pendingOff, pendingLen int64
 }
 
-func newWindows(fd int, off int64) *windows { return &windows{fd: fd, start: off, next: off} }
+func newWindows(fd int, off int64) windows { return windows{fd: fd, start: off, next: off} }
 
 // wrote records that the writer wrote up to end.
 func (w *windows) wrote(end int64) {
