@@ -68,6 +68,7 @@ func RestoreArchive(ctx context.Context, r io.Reader, dir string, opts ArchiveOp
 	}
 	x.rpt.totalBytes.Store(opts.TotalBytes)
 	x.rpt.totalFiles.Store(opts.TotalFiles)
+	x.rpt.run()
 	x.out.flush = startFlusher(t)
 	err = x.run(ctx, tar.NewReader(r))
 	if err == nil {

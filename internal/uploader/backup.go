@@ -134,6 +134,7 @@ func Backup(ctx context.Context, rep repo.Repository, dir string, opts BackupOpt
 		// Kopia counts the files it found unchanged apart from the others.
 		rpt.estimate(int64(parent.Stats.TotalFileCount)+int64(parent.Stats.CachedFiles), parent.Stats.TotalFileSize)
 	}
+	rpt.run()
 	var man *snapshot.Manifest
 	var id manifest.ID
 	var sessionErr error

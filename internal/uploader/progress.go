@@ -57,7 +57,8 @@ func (s Stats) Progress() shared.DataMoveOperationProgress {
 // DefaultProgressInterval is how often a progress callback runs at most.
 const DefaultProgressInterval = time.Second
 
-// reporter calls a progress callback at most once per interval, and once more at the end.
+// reporter calls a progress callback at most once per interval once it runs, and once more at
+// the end.
 type reporter struct {
 	callback func(Progress)
 	interval time.Duration
@@ -81,11 +82,16 @@ func newReporter(callback func(Progress), interval time.Duration, stage shared.P
 	}
 	r := &reporter{callback: callback, interval: interval, start: time.Now(), stop: make(chan struct{})}
 	r.stage.Store(stage)
-	if callback != nil {
+	return r
+}
+
+// run starts the periodic reports; set the totals known at the start before, so that no report
+// goes out without them.
+func (r *reporter) run() {
+	if r.callback != nil {
 		r.wg.Add(1)
 		go r.loop()
 	}
-	return r
 }
 
 func (r *reporter) loop() {

@@ -94,6 +94,7 @@ func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, o
 	rpt := newReporter(opts.Progress, opts.ProgressInterval, shared.ProgressStageRestoring)
 	rpt.totalBytes.Store(man.Stats.TotalFileSize)
 	rpt.totalFiles.Store(int64(man.Stats.TotalFileCount))
+	rpt.run()
 	parallel := min(opts.Parallel, MaxParallel)
 	if parallel <= 0 {
 		parallel = DefaultRestoreParallel()
