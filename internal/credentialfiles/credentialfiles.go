@@ -65,7 +65,7 @@ func names(variable string) bool {
 }
 
 // AddTo adds the files to pod's first container, leaving out volumes whose names the pod uses
-// already (and their mounts).
+// already (and their mounts) and variables the container sets already.
 func (f Files) AddTo(pod *corev1.PodSpec) {
 	taken := map[string]bool{}
 	for _, v := range pod.Volumes {
@@ -85,5 +85,13 @@ func (f Files) AddTo(pod *corev1.PodSpec) {
 			c.VolumeMounts = append(c.VolumeMounts, m)
 		}
 	}
-	c.Env = append(c.Env, f.Env...)
+	set := map[string]bool{}
+	for _, e := range c.Env {
+		set[e.Name] = true
+	}
+	for _, e := range f.Env {
+		if !set[e.Name] {
+			c.Env = append(c.Env, e)
+		}
+	}
 }

@@ -33,10 +33,10 @@ func TestVelerosCredentialFilesCarryOver(t *testing.T) {
 	mover := corev1.PodSpec{Containers: []corev1.Container{{Name: "mover", VolumeMounts: []corev1.VolumeMount{{Name: "work", MountPath: "/work"}}}},
 		Volumes: []corev1.Volume{{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}}
 	f.AddTo(&mover)
-	f.AddTo(&mover) // the second time, the volume's name is taken: nothing is mounted twice
+	f.AddTo(&mover) // the second time, the volume's name is taken: nothing is mounted or set twice
 	if len(mover.Volumes) != 2 || mover.Volumes[1].Name != "cloud-credentials" || len(mover.Containers[0].VolumeMounts) != 2 ||
-		!mover.Containers[0].VolumeMounts[1].ReadOnly {
-		t.Errorf("the mover pod after AddTo: volumes %+v, mounts %+v", mover.Volumes, mover.Containers[0].VolumeMounts)
+		!mover.Containers[0].VolumeMounts[1].ReadOnly || !reflect.DeepEqual(mover.Containers[0].Env, want.Env) {
+		t.Errorf("the mover pod after AddTo: volumes %+v, mounts %+v, env %+v", mover.Volumes, mover.Containers[0].VolumeMounts, mover.Containers[0].Env)
 	}
 	if (Files{}).AddTo(&mover); len(mover.Volumes) != 2 {
 		t.Errorf("no files added something: %+v", mover.Volumes)
