@@ -21,7 +21,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 bins=$("$ROOT/hack/install-velero.sh") || die "building Velero failed"
 version=$(basename "$bins"); version=${version#velero-}
-aws_version=$(cd "$bins" && ls .plugin-for-aws-*.images 2>/dev/null | sed 's/^\.plugin-for-aws-//; s/\.images$//')
+# The plugin binary is the last one install-velero.sh built: its mark is the newest.
+aws_version=$(cd "$bins" && ls -t .plugin-for-aws-*.images 2>/dev/null | head -n1 | sed 's/^\.plugin-for-aws-//; s/\.images$//')
 [ -n "$aws_version" ] || die "no velero-plugin-for-aws build in $bins"
 OUT="$FERRY_CACHE/image"
 mkdir -p "$OUT"
