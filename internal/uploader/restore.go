@@ -4,18 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"path"
 	"path/filepath"
 	"runtime"
 	"time"
 
+	"github.com/kopia/kopia/fs"
 	"github.com/kopia/kopia/repo"
 	"github.com/kopia/kopia/repo/manifest"
 	"github.com/kopia/kopia/repo/object"
 	"github.com/kopia/kopia/snapshot"
-	"github.com/kopia/kopia/snapshot/restore"
 	"github.com/kopia/kopia/snapshot/snapshotfs"
 	"golang.org/x/sys/unix"
 
@@ -41,9 +40,7 @@ type RestoreOptions struct {
 type RestoreStats struct {
 	Files, Dirs, Symlinks int64
 	Bytes                 int64
-	// Skipped counts entries already present and identical.
-	Skipped  int64
-	Duration time.Duration
+	Duration              time.Duration
 }
 
 // DefaultRestoreParallel returns the number of files a restore writes at once: twice
@@ -103,18 +100,15 @@ func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, o
 		out.helpers = make(chan struct{}, parallel)
 	}
 	out.flush = startFlusher(t)
-	cancel := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() { close(cancel) })
-	st, err := restore.Entry(ctx, rep, out, root, restore.Options{
-		Parallel:               parallel,
-		RestoreDirEntryAtDepth: math.MaxInt32, // else deep entries become placeholders
-		Cancel:                 cancel,
-		ProgressCallback: func(_ context.Context, s restore.Stats) {
-			rpt.bytesDone.Store(s.RestoredTotalFileSize + s.SkippedTotalFileSize)
-			rpt.filesDone.Store(int64(s.RestoredFileCount) + int64(s.SkippedCount))
-		},
-	})
-	stop()
+	walk := &restoreWalk{out: out, parallel: parallel, progress: func(bytes, files int64) {
+		rpt.bytesDone.Add(bytes)
+		rpt.filesDone.Add(files)
+	}}
+	if dir, ok := root.(fs.Directory); ok {
+		err = walk.run(ctx, dir)
+	} else {
+		err = fmt.Errorf("snapshot %s is not of a directory", snapshotID)
+	}
 	if ctx.Err() != nil {
 		err = fmt.Errorf("%w: %w", ErrCanceled, context.Cause(ctx))
 	}
@@ -134,8 +128,8 @@ func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, o
 		return RestoreStats{}, fmt.Errorf("restore snapshot %s into %s: %w", snapshotID, target, err)
 	}
 	return RestoreStats{
-		Files: int64(st.RestoredFileCount), Dirs: int64(st.RestoredDirCount), Symlinks: int64(st.RestoredSymlinkCount),
-		Bytes: st.RestoredTotalFileSize, Skipped: int64(st.SkippedCount), Duration: time.Since(start),
+		Files: walk.files.Load(), Dirs: walk.dirs.Load(), Symlinks: walk.symlinks.Load(),
+		Bytes: walk.bytes.Load(), Duration: time.Since(start),
 	}, nil
 }
 
