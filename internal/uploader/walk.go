@@ -24,7 +24,8 @@ import (
 type restoreWalk struct {
 	out      *treeOutput
 	parallel int
-	// progress is called after each file, symlink and chunk written, from any writer.
+	// progress is called with the bytes of each chunk written and once per file (files = 1),
+	// from any writer. Symlinks are not counted: snapshots count files apart from them.
 	progress func(bytes, files int64)
 
 	files, dirs, symlinks, bytes atomic.Int64
@@ -139,7 +140,6 @@ func (w *restoreWalk) write(ctx context.Context, j walkJob) error {
 		if err := w.out.CreateSymlink(ctx, j.rel, e); err != nil {
 			return fmt.Errorf("create symlink: %w", err)
 		}
-		w.progress(0, 1)
 	default:
 		return fmt.Errorf("invalid entry type for %q: %T", j.rel, j.entry)
 	}
