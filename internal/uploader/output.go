@@ -15,17 +15,17 @@ import (
 	"unsafe"
 
 	"github.com/kopia/kopia/fs"
-	"github.com/kopia/kopia/snapshot"
 	"github.com/kopia/kopia/snapshot/restore"
 	"golang.org/x/sys/unix"
 )
 
-// treeOutput is the restore side of the tree (see beneath.go): Kopia's restore output writing
-// beneath the volume root. Directories are made with mkdirat in their open parent. A file is
-// written to a new temporary name (O_CREAT|O_EXCL, so nothing existing is ever opened for
-// writing), given its owner, mode and times on the open handle, and renamed over its name —
-// rename replaces a symlink planted there instead of following it. Symlinks are made the same
-// way with symlinkat. What is in the way is replaced when overwriting, else refused.
+// treeOutput is the restore side of the tree (see beneath.go): what restoreWalk (walk.go) and
+// RestoreArchive write beneath the volume root goes through it. Directories are made with mkdirat
+// in their open parent. A file is written to a new temporary name (O_CREAT|O_EXCL, so nothing
+// existing is ever opened for writing), given its owner, mode and times on the open handle, and
+// renamed over its name — rename replaces a symlink planted there instead of following it.
+// Symlinks are made the same way with symlinkat. What is in the way is replaced when
+// overwriting, else refused.
 type treeOutput struct {
 	t *tree
 	// overwrite replaces existing files and symlinks (directories are always merged into).
@@ -39,12 +39,8 @@ type treeOutput struct {
 	flush *flusher
 }
 
-var _ restore.Output = (*treeOutput)(nil)
-
 // tempPrefix starts the names files are written under before they are renamed into place.
 const tempPrefix = ".ferry-restore-"
-
-func (o *treeOutput) Parallelizable() bool { return true }
 
 func (o *treeOutput) BeginDirectory(_ context.Context, rel string, _ fs.Directory) error {
 	if rel == "" {
@@ -73,10 +69,6 @@ func (o *treeOutput) BeginDirectory(_ context.Context, rel string, _ fs.Director
 		return o.t.pathError("remove", rel, err)
 	}
 	return o.t.pathError("mkdir", rel, unix.Mkdirat(dir, name, 0o700))
-}
-
-func (o *treeOutput) WriteDirEntry(context.Context, string, *snapshot.DirEntry, fs.Directory) error {
-	return nil
 }
 
 // FinishDirectory sets the directory's owner, mode and time on its open handle.
@@ -419,29 +411,6 @@ func allZero(b []byte) bool {
 	return true
 }
 
-func (o *treeOutput) FileExists(_ context.Context, rel string, f fs.File) bool {
-	st, ok := o.stat(rel)
-	return ok && st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == f.Size() &&
-		time.Unix(st.Mtim.Unix()).Sub(f.ModTime()).Abs() < time.Second
-}
-
-func (o *treeOutput) SymlinkExists(_ context.Context, rel string, _ fs.Symlink) bool {
-	st, ok := o.stat(rel)
-	return ok && st.Mode&unix.S_IFMT == unix.S_IFLNK
-}
-
-func (o *treeOutput) stat(rel string) (unix.Stat_t, bool) {
-	dir, name, err := o.t.parent(rel)
-	if err != nil {
-		return unix.Stat_t{}, false
-	}
-	defer unix.Close(dir)
-	st, err := lstatAt(dir, name)
-	return st, err == nil
-}
-
-// CreateSymlink makes the link under a temporary name, sets its owner and time without
-// following it, and renames it into place.
 func (o *treeOutput) CreateSymlink(ctx context.Context, rel string, l fs.Symlink) error {
 	target, err := l.Readlink(ctx)
 	if err != nil {
@@ -477,8 +446,6 @@ func (o *treeOutput) symlink(rel, target string, a attributes) error {
 	}
 	return nil
 }
-
-func (o *treeOutput) Close(context.Context) error { return nil }
 
 // WriteBeneath writes data to rel (slash-separated) below dir, creating its parent directories
 // (mode 0755) beneath dir; it never follows a symlink, and replaces what is at rel.
