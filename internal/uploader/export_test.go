@@ -11,3 +11,10 @@ func WithoutListxattrat(t testing.TB) {
 
 // WritebackWindow is how many bytes of a large file one restore writer lets the kernel buffer.
 const WritebackWindow = writebackWindow
+
+// OnFirstFileWritten tells f, for the rest of the test, how many directories a restore had begun
+// when it wrote its first file.
+func OnFirstFileWritten(t testing.TB, f func(dirsBegun int64)) {
+	firstFileWritten = f
+	t.Cleanup(func() { firstFileWritten = nil })
+}

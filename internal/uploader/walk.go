@@ -48,6 +48,10 @@ type walkDir struct {
 	pending atomic.Int64
 }
 
+// firstFileWritten, when set (tests), is told how many directories the walk had begun when its
+// first file was written.
+var firstFileWritten func(dirsBegun int64)
+
 // walkQueue is how many entries per writer wait in the queue.
 const walkQueue = 64
 
@@ -132,9 +136,11 @@ func (w *restoreWalk) write(ctx context.Context, j walkJob) error {
 		if err != nil {
 			return fmt.Errorf("copy file: %w", err)
 		}
-		w.files.Add(1)
 		w.bytes.Add(e.Size() - written) // as Kopia counts a file whose size changed
 		w.progress(e.Size()-written, 1)
+		if files := w.files.Add(1); files == 1 && firstFileWritten != nil {
+			firstFileWritten(w.dirs.Load())
+		}
 	case fs.Symlink:
 		w.symlinks.Add(1)
 		if err := w.out.CreateSymlink(ctx, j.rel, e); err != nil {
