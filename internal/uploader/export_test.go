@@ -12,9 +12,9 @@ func WithoutListxattrat(t testing.TB) {
 // WritebackWindow is how many bytes of a large file one restore writer lets the kernel buffer.
 const WritebackWindow = writebackWindow
 
-// OnFirstFileWritten tells f, for the rest of the test, how many directories a restore had begun
+// OnFirstFileWritten tells f, for the rest of the test, how many directories a restore had listed
 // when it wrote its first file.
-func OnFirstFileWritten(t testing.TB, f func(dirsBegun int64)) {
+func OnFirstFileWritten(t testing.TB, f func(dirsListed int64)) {
 	firstFileWritten = f
 	t.Cleanup(func() { firstFileWritten = nil })
 }

@@ -10,10 +10,10 @@ import (
 	"github.com/kopia/kopia/fs"
 )
 
-// restoreWalk writes a snapshot's tree through a treeOutput: one goroutine walks the directories
-// depth first and hands each file and symlink to parallel writers through a short queue, so
-// what a restore holds is the listings of the directories on the current path and the queue —
-// not the tree. Kopia's own restore (restore.Entry) queues every directory ahead of every file,
+// restoreWalk writes a snapshot's tree through a treeOutput: walkers go through the directories
+// depth first (up to parallel of them, each on a subtree of its own) and hand each file and
+// symlink to parallel writers through a short queue, so what a restore holds is the listings of
+// the directories on the walkers' paths and the queue — not the tree. Kopia's own restore (restore.Entry) queues every directory ahead of every file,
 // so it holds an entry for each file of the snapshot before it writes most of them: 2M files of
 // 100 B took a restore past 509 MiB and an OOM kill in a 512 MiB container
 // (docs/performance.md).
@@ -29,8 +29,16 @@ type restoreWalk struct {
 	progress func(bytes, files int64)
 
 	files, dirs, symlinks, bytes atomic.Int64
+	// listed counts the directories whose entries were read.
+	listed atomic.Int64
 
 	jobs chan walkJob
+	// walkers are tokens for goroutines that walk a subdirectory beside the first walker: listing
+	// a directory reads it from the repository, which with many small directories is most of
+	// the work. At most parallel walkers in all, each depth first.
+	walkers chan struct{}
+	walking sync.WaitGroup
+	fail    func(error)
 }
 
 type walkJob struct {
@@ -48,9 +56,9 @@ type walkDir struct {
 	pending atomic.Int64
 }
 
-// firstFileWritten, when set (tests), is told how many directories the walk had begun when its
+// firstFileWritten, when set (tests), is told how many directories the walk had listed when its
 // first file was written.
-var firstFileWritten func(dirsBegun int64)
+var firstFileWritten func(dirsListed int64)
 
 // walkQueue is how many entries per writer wait in the queue.
 const walkQueue = 64
@@ -63,11 +71,12 @@ func (w *restoreWalk) run(ctx context.Context, root fs.Directory) error {
 		first error
 		once  sync.Once
 	)
-	fail := func(err error) {
+	w.fail = func(err error) {
 		once.Do(func() { first = err })
 		cancel(err)
 	}
 	w.jobs = make(chan walkJob, w.parallel*walkQueue)
+	w.walkers = make(chan struct{}, w.parallel-1)
 	var wg sync.WaitGroup
 	for range w.parallel {
 		wg.Go(func() {
@@ -76,49 +85,79 @@ func (w *restoreWalk) run(ctx context.Context, root fs.Directory) error {
 					continue // drain: the walk failed or was canceled
 				}
 				if err := w.write(ctx, j); err != nil {
-					fail(err)
+					w.fail(err)
 				}
 			}
 		})
 	}
 	if err := w.directory(ctx, root, "", nil); err != nil {
-		fail(err)
+		w.fail(err)
 	}
+	w.walking.Wait()
 	close(w.jobs)
 	wg.Wait()
 	return first
 }
 
-// directory makes the directory rel, then walks its entries: subdirectories now, files and
-// symlinks through the queue.
+// directory walks the directory rel, made already unless it is the root: it makes the
+// subdirectories first (as Kopia's restore does: a directory made long before its files keeps
+// ext4's allocator from piling new directories into the group its parent's files fill, which
+// made creating files four times as costly), hands the files and symlinks to the writers, then
+// walks the subdirectories.
 func (w *restoreWalk) directory(ctx context.Context, d fs.Directory, rel string, parent *walkDir) error {
-	if err := w.out.BeginDirectory(ctx, rel, d); err != nil {
-		return fmt.Errorf("create directory %q: %w", rel, err)
-	}
-	w.dirs.Add(1)
-	wd := &walkDir{rel: rel, d: d, parent: parent}
-	wd.pending.Store(1)
-	var inner error // from an entry, not from reading the listing
-	err := fs.IterateEntries(ctx, d, func(ctx context.Context, e fs.Entry) error {
-		child := path.Join(rel, e.Name())
-		wd.pending.Add(1)
-		if sub, ok := e.(fs.Directory); ok {
-			inner = w.directory(ctx, sub, child, wd)
-			return inner
+	if parent == nil {
+		if err := w.out.BeginDirectory(ctx, rel, d); err != nil {
+			return fmt.Errorf("create directory %q: %w", rel, err)
 		}
-		select {
-		case w.jobs <- walkJob{entry: e, rel: child, dir: wd}:
-			return nil
-		case <-ctx.Done():
-			inner = context.Cause(ctx)
-			return inner
-		}
-	})
-	if inner != nil {
-		return inner
+		w.dirs.Add(1)
 	}
+	entries, err := fs.GetAllEntries(ctx, d)
 	if err != nil {
 		return fmt.Errorf("read directory %q: %w", rel, err)
+	}
+	w.listed.Add(1)
+	wd := &walkDir{rel: rel, d: d, parent: parent}
+	wd.pending.Store(int64(len(entries)) + 1)
+	for _, e := range entries {
+		if sub, ok := e.(fs.Directory); ok {
+			if err := w.out.BeginDirectory(ctx, path.Join(rel, e.Name()), sub); err != nil {
+				return fmt.Errorf("create directory %q: %w", path.Join(rel, e.Name()), err)
+			}
+			w.dirs.Add(1)
+		}
+	}
+	for _, e := range entries {
+		if _, ok := e.(fs.Directory); ok {
+			continue
+		}
+		select {
+		case w.jobs <- walkJob{entry: e, rel: path.Join(rel, e.Name()), dir: wd}:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	for _, e := range entries {
+		sub, ok := e.(fs.Directory)
+		if !ok {
+			continue
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		child := path.Join(rel, e.Name())
+		select {
+		case w.walkers <- struct{}{}: // a walker is free: it takes the subdirectory
+			w.walking.Go(func() {
+				defer func() { <-w.walkers }()
+				if err := w.directory(ctx, sub, child, wd); err != nil {
+					w.fail(err)
+				}
+			})
+		default:
+			if err := w.directory(ctx, sub, child, wd); err != nil {
+				return err
+			}
+		}
 	}
 	return w.release(ctx, wd)
 }
@@ -139,7 +178,7 @@ func (w *restoreWalk) write(ctx context.Context, j walkJob) error {
 		w.bytes.Add(e.Size() - written) // as Kopia counts a file whose size changed
 		w.progress(e.Size()-written, 1)
 		if files := w.files.Add(1); files == 1 && firstFileWritten != nil {
-			firstFileWritten(w.dirs.Load())
+			firstFileWritten(w.listed.Load())
 		}
 	case fs.Symlink:
 		w.symlinks.Add(1)

@@ -12,9 +12,9 @@ import (
 )
 
 // A restore walks the snapshot depth first and writes files while it walks: when its first
-// file is written it has begun only the directories on the way there, not the tree. (Kopia's
-// own restore begins every directory first and holds an entry per file of the snapshot until
-// it gets to them.)
+// file is written it has read only the listings on the way there, not the tree's. (Kopia's own
+// restore lists every directory first and holds an entry per file of the snapshot until it gets
+// to them.)
 func TestRestoreWritesFilesBeforeItHasWalkedTheTree(t *testing.T) {
 	const dirs, perDir = 40, 300
 	src := t.TempDir()
@@ -34,8 +34,8 @@ func TestRestoreWritesFilesBeforeItHasWalkedTheTree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	begun := int64(-1)
-	uploader.OnFirstFileWritten(t, func(n int64) { begun = n })
+	listed := int64(-1)
+	uploader.OnFirstFileWritten(t, func(n int64) { listed = n })
 	restorer := openRepoWith(t, loc, "pw", func(o *repository.Options) { o.NoCache = true })
 	st, err := uploader.Restore(t.Context(), restorer, res.SnapshotID, filepath.Join(t.TempDir(), "restore"), uploader.RestoreOptions{Parallel: 1})
 	if err != nil {
@@ -46,7 +46,7 @@ func TestRestoreWritesFilesBeforeItHasWalkedTheTree(t *testing.T) {
 	}
 	// The root and the first directory; the queue (64 entries a writer) is shorter than one
 	// directory, so the walk cannot be further than the second.
-	if begun < 1 || begun > 3 {
-		t.Errorf("the first file was written with %d of %d directories begun, want the few on its way", begun, dirs+1)
+	if listed < 1 || listed > 3 {
+		t.Errorf("the first file was written with %d of %d directories listed, want the few on its way", listed, dirs+1)
 	}
 }
