@@ -34,6 +34,15 @@ const MaxRestarts = 3
 // while its volume is provisioned, before the operation fails with the scheduler's reason.
 const unschedulableGrace = time.Minute
 
+// staleGrace is how long a mover pod may stay unschedulable for a claim "not found" or unbound
+// once its claim is bound. The scheduler (v1.34 seen here, kubernetes/kubernetes#125762) can
+// park a pod on that reason while the claim is being bound and not look at it again for five
+// minutes; a new pod is scheduled at once.
+const staleGrace = 15 * time.Second
+
+// staleReason is what the scheduler says of a pod whose claim it has not seen bound.
+const staleReason = "unbound immediate PersistentVolumeClaims"
+
 func objectMeta(namespace, name string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Namespace: namespace, Name: name}
 }
@@ -103,6 +112,9 @@ type MoverState struct {
 	Result *Result
 	// Problem is why the operation must fail now: the pod cannot start or keeps crashing.
 	Problem string
+	// Stale says the pod is unschedulable for a reason that is gone (its claim is bound since):
+	// delete it, and a new one is made (staleGrace).
+	Stale bool
 }
 
 // Inspect reads the state of op's mover pod.
@@ -165,12 +177,25 @@ func (e *Exposer) Inspect(ctx context.Context, op Operation, now time.Time) (Mov
 		}
 	}
 	for _, cond := range pod.Status.Conditions {
-		if cond.Type == corev1.PodScheduled && cond.Status == corev1.ConditionFalse && cond.Reason == corev1.PodReasonUnschedulable &&
-			now.Sub(cond.LastTransitionTime.Time) > unschedulableGrace {
+		if cond.Type != corev1.PodScheduled || cond.Status != corev1.ConditionFalse || cond.Reason != corev1.PodReasonUnschedulable {
+			continue
+		}
+		unschedulable := now.Sub(cond.LastTransitionTime.Time)
+		switch {
+		case unschedulable > staleGrace && strings.Contains(cond.Message, staleReason) && e.claimBound(ctx, op):
+			st.Stale = true
+		case unschedulable > unschedulableGrace:
 			st.Problem = fmt.Sprintf("mover pod %s cannot be scheduled: %s%s", pod.Name, cond.Message, e.unbound(ctx, op))
 		}
 	}
 	return st, nil
+}
+
+// claimBound reports whether the operation's claim is bound.
+func (e *Exposer) claimBound(ctx context.Context, op Operation) bool {
+	pvc := &corev1.PersistentVolumeClaim{}
+	err := e.Client.Get(ctx, client.ObjectKey{Namespace: e.Namespace, Name: op.name()}, pvc)
+	return err == nil && pvc.Status.Phase == corev1.ClaimBound
 }
 
 // unbound says why the operation's claim is not bound, if it is not: the usual reason a mover pod

@@ -311,6 +311,14 @@ func (r *Reconciler) prepare(ctx context.Context, v view) (ctrl.Result, error) {
 	switch {
 	case st.Problem != "":
 		return ctrl.Result{}, r.fail(ctx, v, st.Problem)
+	case st.Stale:
+		// The scheduler parked the pod on its claim, bound since: a new pod is scheduled at once
+		// (made again by the exposure above, once this one is gone).
+		log.FromContext(ctx).Info("the mover pod waits on a claim that is bound; making it again")
+		if err := r.Exposer.StopMover(ctx, op); err != nil {
+			return ctrl.Result{}, err
+		}
+		return ctrl.Result{RequeueAfter: requeue}, r.note(ctx, v, "waiting for the mover pod to start")
 	case !st.Running:
 		return ctrl.Result{RequeueAfter: 5 * requeue}, r.note(ctx, v, "waiting for the mover pod to start")
 	}
