@@ -35,7 +35,7 @@ const MaxRestarts = 3
 const unschedulableGrace = time.Minute
 
 // staleGrace is how long a mover pod may stay unschedulable for a claim "not found" or unbound
-// once its claim is bound. The scheduler (v1.34 seen here, kubernetes/kubernetes#125762) can
+// once its claim is bound. The scheduler (v1.34, as seen on the e2e tier's cluster) can
 // park a pod on that reason while the claim is being bound and not look at it again for five
 // minutes; a new pod is scheduled at once.
 const staleGrace = 15 * time.Second
