@@ -120,6 +120,10 @@ func TestDataMoverUnderFaults(t *testing.T) {
 	})
 
 	t.Run("canceled while its mover pod waits for a slot", func(t *testing.T) {
+		// New content for the big files: the upload that holds the slot must read and upload it
+		// all again. (An earlier canceled upload can leave a checkpoint of every file, from which
+		// the next upload of the same data completes in milliseconds, slot and all.)
+		must(t, app.Fill(ctx, 0, 160, 160, 160, 160))
 		running := upload("web-content")
 		uploading(running)
 		waiting := upload("web-content") // the node's one slot is taken: its mover pod runs and waits
