@@ -39,6 +39,14 @@ func TestDataMoverUnderFaults(t *testing.T) {
 		n++
 		vs, err := c.SnapshotClaim(ctx, ns, claim, fmt.Sprintf("snap-%d", n))
 		must(t, err)
+		// As Velero's server hands over a snapshot that was taken (or failed): a VolumeSnapshot
+		// deleted while the snapshot controller is still making its content can leave that
+		// content behind, finalizer and all (external-snapshotter's race, not the mover's).
+		_ = c.Poll(ctx, time.Minute, "VolumeSnapshot "+vs.Name+" to be taken or fail", func() (bool, string, error) {
+			err := c.Client.Get(ctx, client.ObjectKeyFromObject(vs), vs)
+			st := vs.Status
+			return err == nil && st != nil && (st.ReadyToUse != nil && *st.ReadyToUse || st.Error != nil), "", err
+		})
 		du := &velerov2alpha1.DataUpload{ObjectMeta: metav1.ObjectMeta{Namespace: InstallNamespace, Name: fmt.Sprintf("%s-%d", ns, n)},
 			Spec: velerov2alpha1.DataUploadSpec{
 				SnapshotType: velerov2alpha1.SnapshotTypeCSI, SourcePVC: claim, SourceNamespace: ns,
