@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -128,12 +129,22 @@ func TestDataMoverUnderFaults(t *testing.T) {
 	})
 
 	t.Run("canceled while its mover pod waits for a slot", func(t *testing.T) {
-		// New content for the big files: the upload that holds the slot must read and upload it
-		// all again. (An earlier canceled upload can leave a checkpoint of every file, from which
-		// the next upload of the same data completes in milliseconds, slot and all.)
-		must(t, app.Fill(ctx, 0, 160, 160, 160, 160))
 		running := upload("web-content")
 		uploading(running)
+		// Hold the node's one slot: the running mover is stopped (SIGSTOP, from the host, where
+		// this tier runs as root) until the other was seen waiting, so neither's speed decides.
+		// (An earlier canceled upload can leave a checkpoint of every file, from which the next
+		// upload of the same data completes in milliseconds, slot and all.)
+		mover := "data-upload=" + running.Name + " "
+		signal := func(sig string) error {
+			out, err := exec.CommandContext(context.WithoutCancel(ctx), "pkill", "-"+sig, "-f", mover).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("pkill -%s -f %q: %v %s", sig, mover, err, out)
+			}
+			return nil
+		}
+		must(t, signal("STOP"))
+		t.Cleanup(func() { _ = signal("CONT") })
 		waiting := upload("web-content") // the node's one slot is taken: its mover pod runs and waits
 		must(t, c.Poll(ctx, 2*time.Minute, "DataUpload "+waiting.Name+" to wait for a slot", func() (bool, string, error) {
 			err := c.Client.Get(ctx, client.ObjectKeyFromObject(waiting), waiting)
@@ -141,7 +152,9 @@ func TestDataMoverUnderFaults(t *testing.T) {
 				string(waiting.Status.Phase) + " " + waiting.Status.Message, err
 		}))
 		t.Logf("canceled while Prepared (%q) in %s", waiting.Status.Message, cancel(waiting).Round(100*time.Millisecond))
-		cancel(running)
+		// Canceled while still stopped, so that it cannot finish first: its pod's deletion ends
+		// the stopped process (SIGKILL after the grace period).
+		t.Logf("the stopped upload canceled in %s", cancel(running).Round(100*time.Millisecond))
 		must(t, c.WaitNoLeftovers(ctx, ns, 2*time.Minute))
 	})
 
