@@ -151,7 +151,8 @@ func TestDataMoverUnderFaults(t *testing.T) {
 			return err == nil && waiting.Status.Phase == velerov2alpha1.DataMovePhasePrepared && strings.Contains(waiting.Status.Message, "slots"),
 				string(waiting.Status.Phase) + " " + waiting.Status.Message, err
 		}))
-		t.Logf("canceled while Prepared (%q) in %s", waiting.Status.Message, cancel(waiting).Round(100*time.Millisecond))
+		said := waiting.Status.Message // cancel updates waiting
+		t.Logf("canceled while Prepared (%q) in %s", said, cancel(waiting).Round(100*time.Millisecond))
 		// Canceled while still stopped, so that it cannot finish first: its pod's deletion ends
 		// the stopped process (SIGKILL after the grace period).
 		t.Logf("the stopped upload canceled in %s", cancel(running).Round(100*time.Millisecond))
