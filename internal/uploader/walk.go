@@ -13,10 +13,10 @@ import (
 // restoreWalk writes a snapshot's tree through a treeOutput: walkers go through the directories
 // depth first (up to parallel of them, each on a subtree of its own) and hand each file and
 // symlink to parallel writers through a short queue, so what a restore holds is the listings of
-// the directories on the walkers' paths and the queue — not the tree. Kopia's own restore (restore.Entry) queues every directory ahead of every file,
-// so it holds an entry for each file of the snapshot before it writes most of them: 2M files of
-// 100 B took a restore past 509 MiB and an OOM kill in a 512 MiB container
-// (docs/performance.md).
+// the directories on the walkers' paths and the queue — not the tree. Kopia's own restore
+// (restore.Entry) queues every directory ahead of every file, so it holds an entry for each file
+// of the snapshot before it writes most of them: 2M files of 100 B took a restore past 509 MiB
+// and an OOM kill in a 512 MiB container (docs/performance.md).
 //
 // A directory gets its attributes (FinishDirectory) once everything in it is written, as with
 // Kopia's restore. The first error stops the walk and is returned; a canceled ctx stops it
