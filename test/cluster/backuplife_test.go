@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,8 +23,6 @@ import (
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/backuprecord"
 	"github.com/ferry-backup/ferry/internal/repository"
-	"github.com/ferry-backup/ferry/internal/repository/repotest"
-	"github.com/ferry-backup/ferry/internal/repository/repotest/faults3"
 	"github.com/ferry-backup/ferry/test/harness"
 )
 
@@ -65,9 +62,7 @@ func TestDeletionIsExplicitAndSyncBringsBackupsBack(t *testing.T) {
 	waitBackup(t, c, second, velerov1.BackupPhaseCompleted)
 	// Backups that must be seen running go to a location whose pack uploads are slowed: on a
 	// fast machine 384 MiB are backed up in under a second, before anyone could watch.
-	slowLoc, slowProxy := repotest.FaultyS3(t)
-	slow := c.CreateBSLAt("slow", slowLoc)
-	slowProxy.Add(faults3.Fault{Kind: faults3.Delay, Method: http.MethodPut, KeyPrefix: slowLoc.Prefix + "/p", Delay: time.Second})
+	slow, slowLoc := c.CreateSlowS3BSL("slow", time.Second)
 
 	t.Run("kubectl delete keeps the data and sync brings the Backup back", func(t *testing.T) {
 		oldUID := first.UID

@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +13,6 @@ import (
 
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/repoaccess"
-	"github.com/ferry-backup/ferry/internal/repository/repotest"
-	"github.com/ferry-backup/ferry/internal/repository/repotest/faults3"
 	"github.com/ferry-backup/ferry/test/harness"
 )
 
@@ -39,9 +36,7 @@ func TestConfigMapLimitsConcurrencyAndAppliesLive(t *testing.T) {
 	}
 	// To a location whose pack uploads are slowed: on a fast machine 600 MiB are backed up in a
 	// second, before the two backups could be seen waiting for, or sharing, the slots.
-	slowLoc, slowProxy := repotest.FaultyS3(t)
-	slow := c.CreateBSLAt("slow", slowLoc)
-	slowProxy.Add(faults3.Fault{Kind: faults3.Delay, Method: http.MethodPut, KeyPrefix: slowLoc.Prefix + "/p", Delay: 500 * time.Millisecond})
+	slow, _ := c.CreateSlowS3BSL("slow", 500*time.Millisecond)
 	toSlow := func(p *velerov1.PodVolumeBackup) { p.Spec.BackupStorageLocation = slow.Name }
 	round := func(name string) []*velerov1.PodVolumeBackup {
 		return []*velerov1.PodVolumeBackup{c.BackupVolume(pods[0], "data", name+"-one", toSlow), c.BackupVolume(pods[1], "data", name+"-two", toSlow)}

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"net/http"
 	"os"
 	"strings"
 	"syscall"
@@ -14,8 +13,6 @@ import (
 	"github.com/ferry-backup/ferry/api/shared"
 	velerov1 "github.com/ferry-backup/ferry/api/v1"
 	"github.com/ferry-backup/ferry/internal/operation"
-	"github.com/ferry-backup/ferry/internal/repository/repotest"
-	"github.com/ferry-backup/ferry/internal/repository/repotest/faults3"
 	"github.com/ferry-backup/ferry/test/harness"
 )
 
@@ -45,9 +42,7 @@ func TestLongBackupTimeoutCancelAndAgentCrash(t *testing.T) {
 	}
 	// To a location whose pack uploads are slowed: on a fast machine 640 MiB are backed up in a
 	// second, before a timeout, a cancel or a crash could reach the backup.
-	slowLoc, slowProxy := repotest.FaultyS3(t)
-	slow := c.CreateBSLAt("slow", slowLoc)
-	slowProxy.Add(faults3.Fault{Kind: faults3.Delay, Method: http.MethodPut, KeyPrefix: slowLoc.Prefix + "/p", Delay: time.Second})
+	slow, _ := c.CreateSlowS3BSL("slow", time.Second)
 	toSlow := func(p *velerov1.PodVolumeBackup) { p.Spec.BackupStorageLocation = slow.Name }
 
 	timedOut := c.BackupVolume(pod, "timeout", "timeout", oneWorker, toSlow, func(p *velerov1.PodVolumeBackup) {

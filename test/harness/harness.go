@@ -8,6 +8,7 @@ package harness
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -158,11 +159,14 @@ func (c *Cluster) CreateFaultyS3BSL(name, stallTimeout string) (*velerov1.Backup
 	return c.createS3BSL(name, loc), proxy
 }
 
-// CreateBSLAt creates a location for the S3 store loc (e.g. one of repotest.FaultyS3, whose
-// Location the test keeps to open the repository itself), its credentials in a Secret.
-func (c *Cluster) CreateBSLAt(name string, loc repository.Location) *velerov1.BackupStorageLocation {
+// CreateSlowS3BSL creates an S3 location whose pack uploads each take delay more, so that a
+// backup stays running long enough to be watched, canceled or killed on any machine. It returns
+// the location too, for the test to open the repository itself.
+func (c *Cluster) CreateSlowS3BSL(name string, delay time.Duration) (*velerov1.BackupStorageLocation, repository.Location) {
 	c.t.Helper()
-	return c.createS3BSL(name, loc)
+	loc, proxy := repotest.FaultyS3(c.t)
+	proxy.Add(faults3.Fault{Kind: faults3.Delay, Method: http.MethodPut, KeyPrefix: loc.Prefix + "/p", Delay: delay})
+	return c.createS3BSL(name, loc), loc
 }
 
 func (c *Cluster) createS3BSL(name string, loc repository.Location) *velerov1.BackupStorageLocation {
