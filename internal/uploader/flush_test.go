@@ -17,7 +17,7 @@ import (
 // gets an index blob per flush, and the snapshot restores identically.
 func TestABackupOfManySmallFilesFlushesAsItGoes(t *testing.T) {
 	src := t.TempDir()
-	for d := range 20 {
+	for d := range 40 {
 		for f := range 10 {
 			p := filepath.Join(src, fmt.Sprintf("d%02d", d), fmt.Sprintf("f%d.txt", f))
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -56,11 +56,13 @@ func TestABackupOfManySmallFilesFlushesAsItGoes(t *testing.T) {
 		return n, res.SnapshotID
 	}
 	unflushed, _ := indexBlobs(-1)
-	// 200 files and 21 directories: up to 11 flushes; fewer when contents come faster than the
-	// store takes a flush (a flush then takes all written since the last one).
+	// 400 files and 41 directories. Contents may come faster than the store takes a flush (a
+	// flush then takes all written since the last one began), but no worker goes more than 40
+	// contents past the last flush's start, and each starts at most one content per worker
+	// (MaxParallel) later: at least 441/(40+32) = 6 flushes, each an index blob.
 	flushed, _ := indexBlobs(20)
 	t.Logf("index blobs: %d without flushes on a count, %d flushing every 20 contents", unflushed, flushed)
-	if flushed < unflushed+2 {
+	if flushed < unflushed+5 {
 		t.Fatalf("flushing every 20 contents wrote %d index blobs, without %d: the backup did not flush as it went", flushed, unflushed)
 	}
 }
