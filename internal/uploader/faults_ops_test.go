@@ -176,7 +176,7 @@ func TestPasswordChangeUnderFaults(t *testing.T) {
 // backup's context ends. A second run, as a restarted process, resumes from the checkpoint.
 func TestKilledBackupResumesFromItsCheckpoint(t *testing.T) {
 	loc, p := faultyLocation(t, "2s")
-	const files, size = 24, 4 << 20
+	const files, size = 48, 4 << 20
 	src := randomFiles(t, files, size, 600)
 	rep, err := repository.Open(t.Context(), repository.Options{Location: loc, Password: "pw", WorkDir: t.TempDir(),
 		Identity: repository.Identity{Hostname: "node-a", Username: "ferry"}})
@@ -184,8 +184,11 @@ func TestKilledBackupResumesFromItsCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	watcher := openRepoWith(t, loc, "pw")
-	// Slow the upload down so that it is still running at its first checkpoint.
-	p.Add(faults3.Fault{Kind: faults3.Delay, Method: http.MethodPut, KeyPrefix: "ferry/p", Delay: 150 * time.Millisecond})
+	// Slow the upload down so that it is still running well after its first checkpoint, however
+	// fast the machine: 192 MiB is about 10 packs, written 2 at a time (Parallel), each a second
+	// late — 5 s at the least, where the checkpoint (after 1 s, its flush a pack's delay) shows
+	// after about 2 s.
+	p.Add(faults3.Fault{Kind: faults3.Delay, Method: http.MethodPut, KeyPrefix: "ferry/p", Delay: time.Second})
 	ctx, kill := context.WithCancel(t.Context())
 	defer kill()
 	go func() {

@@ -85,8 +85,13 @@ func TestAPIRequestsPerBackup(t *testing.T) {
 	ferry := total - ownTotal
 	t.Logf("backup of 3 volumes (%d MiB) on 2 nodes in %v: %d API requests in all (watches not counted), %d of them the test's, %d Ferry's:\n%s",
 		volumes*192, elapsed.Round(100*time.Millisecond), total, ownTotal, ferry, strings.Join(lines, "\n"))
-	if got, ticks := diff["PATCH backups/status"], diff["PATCH podvolumebackups/status"]; got > volumes+3 {
-		t.Errorf("the Backup's status was patched %d times (its PodVolumeBackups' %d times), want at most %d", got, ticks, volumes+3)
+	// The Backup's status changes at its start, its first sum, once per volume done and at its
+	// end: volumes+3. A reconcile woken by a PodVolumeBackup can read a Backup from a cache
+	// that has not yet seen the server's own last patch and send it again (6 was seen): up to
+	// one repeat per volume is allowed. What this guards against — a patch per progress report
+	// of each volume, a second apart for the whole backup — would be far more.
+	if got, ticks := diff["PATCH backups/status"], diff["PATCH podvolumebackups/status"]; got > 2*volumes+3 {
+		t.Errorf("the Backup's status was patched %d times (its PodVolumeBackups' %d times), want at most %d", got, ticks, 2*volumes+3)
 	}
 }
 

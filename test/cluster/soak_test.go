@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -79,6 +80,13 @@ func TestSoakBackupsUnderRandomFaults(t *testing.T) {
 			}
 			r.want[p.Namespace] = d
 		}
+		// A fault aimed at a running backup needs one still running when it is seen running, and
+		// a backup of one changed file takes milliseconds: its pack uploads are held until the
+		// fault is in (1.5 s each, below the location's 3 s stall guard).
+		held := slices.Contains([]string{"kill a node-agent", "kill the server", "ask to delete the backup", "kubectl delete the backup"}, r.fault)
+		if held {
+			proxy.Add(faults3.Fault{Kind: faults3.Delay, Method: http.MethodPut, KeyPrefix: bsl.Spec.ObjectStorage.Prefix + "/p", Delay: 1500 * time.Millisecond})
+		}
 		b := newBackup(t, c, r.name, bsl.Name, namespaces...)
 		faults[r.fault]++
 		switch r.fault {
@@ -116,6 +124,9 @@ func TestSoakBackupsUnderRandomFaults(t *testing.T) {
 				}
 				r.deleted = true
 			}
+		}
+		if held {
+			proxy.Clear()
 		}
 		c.Eventually(3*time.Minute, func() (bool, string) {
 			err := c.Client.Get(ctx, client.ObjectKeyFromObject(b), b)

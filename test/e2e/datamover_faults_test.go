@@ -129,6 +129,9 @@ func TestDataMoverUnderFaults(t *testing.T) {
 	})
 
 	t.Run("canceled while its mover pod waits for a slot", func(t *testing.T) {
+		// New content for the big files, so that the upload holding the slot has data to read
+		// and upload whatever an earlier canceled upload left in its checkpoint.
+		must(t, app.Fill(ctx, 0, 160, 160, 160, 160))
 		running := upload("web-content")
 		uploading(running)
 		// Hold the node's one slot: the running mover is stopped (SIGSTOP, from the host, where
@@ -160,6 +163,7 @@ func TestDataMoverUnderFaults(t *testing.T) {
 	})
 
 	t.Run("the mover pod is deleted while it uploads", func(t *testing.T) {
+		must(t, app.Fill(ctx, 0, 160, 160, 160, 160)) // new data to upload (as above)
 		du := upload("web-content")
 		uploading(du)
 		at := du.Status.Progress.BytesDone
