@@ -18,3 +18,13 @@ func OnFirstFileWritten(t testing.TB, f func(dirsListed int64)) {
 	firstFileWritten = f
 	t.Cleanup(func() { firstFileWritten = nil })
 }
+
+// MaxLargeReaders is how many large files' readers a restore runs at once.
+const MaxLargeReaders = maxLargeReaders
+
+// OnLargeReaderStarted tells f, for the rest of the test, how many readers of large files a
+// restore runs each time it starts one.
+func OnLargeReaderStarted(t testing.TB, f func(taken int)) {
+	largeReaderStarted = f
+	t.Cleanup(func() { largeReaderStarted = nil })
+}

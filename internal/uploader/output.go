@@ -33,8 +33,10 @@ type treeOutput struct {
 	// owners sets uid and gid (only root may).
 	owners bool
 	sparse bool
-	// helpers are tokens for extra workers writing large files (see segmentSize); nil: none.
-	helpers chan struct{}
+	// readers are tokens for the readers of large files (see maxLargeReaders); nil: unbounded.
+	readers chan struct{}
+	// segments lets free readers help write a large file (see segmentSize); needs readers.
+	segments bool
 	// flush writes what was restored to disk as the restore goes (writeback.go); nil: never.
 	flush *flusher
 }
@@ -229,12 +231,33 @@ const copyBuffer = 1 << 20
 // one buffer per file.
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBuffer); return &b }}
 
+// A reader of a file's object holds up to about four buffers of its chunk's size (Kopia copies
+// each chunk from the pack, decrypted, and into the reader), up to 8 MiB each, and the collector
+// lets the heap grow to twice what is live: with 16 CPUs, 16 workers and 16 helpers reading
+// large files took 1.3–1.5 GiB (docs/performance.md). So a restore has at most maxLargeReaders
+// readers of files of largeFileSize bytes or more at once, helpers included; smaller files, whose
+// buffers are their size, need no token.
+const (
+	maxLargeReaders = 8
+	largeFileSize   = 4 << 20
+)
+
+// largeReaderStarted, when set (tests), is told how many readers' tokens are taken each time
+// one is.
+var largeReaderStarted func(taken int)
+
+func (o *treeOutput) readerStarted() {
+	if largeReaderStarted != nil {
+		largeReaderStarted(len(o.readers))
+	}
+}
+
 // Large files are written by several workers at once. From splitSize bytes on, a file is cut
 // into segments of segmentSize bytes: the worker that writes the file takes them in order, and
-// helpers — at most one per restore worker, shared by the whole restore, taken only when free,
-// and only with at least minProcsForSegments CPUs — take the next ones. Each has its own reader of the file's object, positioned with Seek, and
-// writes with pwrite to the same open handle of the new temporary file, so nothing is opened
-// that the single-writer path does not open.
+// helpers — taken only while a reader's token is free, and only with at least
+// minProcsForSegments CPUs — take the next ones. Each has its own reader of the file's object,
+// positioned with Seek, and writes with pwrite to the same open handle of the new temporary
+// file, so nothing is opened that the single-writer path does not open.
 const (
 	segmentSize = 16 << 20
 	splitSize   = 2 * segmentSize
@@ -242,8 +265,17 @@ const (
 
 // writeContent copies the file's content; with sparse set, all-zero chunks become holes.
 func (o *treeOutput) writeContent(ctx context.Context, out *os.File, f fs.File, progress restore.FileWriteProgress) error {
-	if o.helpers != nil && f.Size() >= splitSize {
-		return o.writeSegments(ctx, out, f, progress)
+	if o.readers != nil && f.Size() >= largeFileSize {
+		select {
+		case o.readers <- struct{}{}:
+			o.readerStarted()
+			defer func() { <-o.readers }()
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		if o.segments && f.Size() >= splitSize {
+			return o.writeSegments(ctx, out, f, progress)
+		}
 	}
 	in, err := f.Open(ctx)
 	if err != nil {
@@ -319,15 +351,16 @@ func (o *treeOutput) writeSegments(ctx context.Context, out *os.File, f fs.File,
 start:
 	for range segments - 1 {
 		select {
-		case o.helpers <- struct{}{}:
+		case o.readers <- struct{}{}:
+			o.readerStarted()
 			wg.Go(func() {
-				defer func() { <-o.helpers }()
+				defer func() { <-o.readers }()
 				if err := work(); err != nil {
 					cancel(err)
 				}
 			})
 		default:
-			break start // no helper free: the others are busy with files of their own
+			break start // no token free: the others are busy with large files of their own
 		}
 	}
 	if err := work(); err != nil {

@@ -96,9 +96,8 @@ func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, o
 	if parallel <= 0 {
 		parallel = DefaultRestoreParallel()
 	}
-	if runtime.GOMAXPROCS(0) >= minProcsForSegments {
-		out.helpers = make(chan struct{}, parallel)
-	}
+	out.readers = make(chan struct{}, min(parallel, maxLargeReaders))
+	out.segments = runtime.GOMAXPROCS(0) >= minProcsForSegments
 	out.flush = startFlusher(t)
 	walk := &restoreWalk{out: out, parallel: parallel, progress: func(bytes, files int64) {
 		rpt.bytesDone.Add(bytes)

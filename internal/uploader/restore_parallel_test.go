@@ -1,10 +1,12 @@
 package uploader_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ferry-backup/ferry/internal/repository"
@@ -70,6 +72,44 @@ func TestLargeFilesRestoredBySeveralWorkersAreIdentical(t *testing.T) {
 				t.Errorf("parallel %d: sparse file restored with %d bytes allocated", parallel, got)
 			}
 		}
+	}
+}
+
+// However many workers a restore has, at most MaxLargeReaders of them (helpers included) read
+// large files at once: each holds buffers of its chunks' size, and 32 of them took 1.5 GiB.
+func TestARestoreBoundsItsReadersOfLargeFiles(t *testing.T) {
+	runtime.GOMAXPROCS(16)
+	defer runtime.SetDefaultGOMAXPROCS()
+	src := t.TempDir()
+	for i := range 12 {
+		writeRandom(t, filepath.Join(src, fmt.Sprintf("d%d", i%3), fmt.Sprintf("f%d.bin", i)), 4<<20+int64(i), uint64(10+i))
+	}
+	writeRandom(t, filepath.Join(src, "big.bin"), 40<<20, 9) // segments, with helpers
+	loc := repotest.Filesystem(t)
+	rep := openRepo(t, loc, "pw")
+	res, err := uploader.Backup(t.Context(), rep, src, uploader.BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	most, started := 0, 0
+	uploader.OnLargeReaderStarted(t, func(taken int) {
+		mu.Lock()
+		defer mu.Unlock()
+		most, started = max(most, taken), started+1
+	})
+	restorer := openRepoWith(t, loc, "pw", func(o *repository.Options) { o.NoCache = true })
+	dst := filepath.Join(t.TempDir(), "restore")
+	if _, err := uploader.Restore(t.Context(), restorer, res.SnapshotID, dst, uploader.RestoreOptions{Parallel: 16}); err != nil {
+		t.Fatal(err)
+	}
+	requireSameTree(t, src, dst)
+	t.Logf("%d readers of large files, at most %d at once", started, most)
+	if started < 13 {
+		t.Errorf("%d readers of large files started, want one per large file at least (13)", started)
+	}
+	if most > uploader.MaxLargeReaders {
+		t.Errorf("%d readers of large files at once, want at most %d", most, uploader.MaxLargeReaders)
 	}
 }
 
