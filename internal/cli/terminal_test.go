@@ -104,9 +104,9 @@ func TestTerminalProgress(t *testing.T) {
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Skip("tmux is not installed: the terminal display is not checked (apt-get install tmux)")
 	}
+	bin := buildFerry(t) // before the test's minute starts: linking takes a while on a loaded machine
 	c, ctx := testenv.Get(t).Client, testenv.Context(t)
 	ns := testenv.Namespace(t, "cli-tty")
-	bin := buildFerry(t)
 	p := startPane(t, fmt.Sprintf("%s --kubeconfig %s -n %s backup create tb --wait; echo \"exit status $?\"; exec sleep 600",
 		bin, testenv.Get(t).Kubeconfig, ns))
 
