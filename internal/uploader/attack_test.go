@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -177,6 +178,13 @@ func TestRestoreUnderSymlinkRacesWritesNothingOutside(t *testing.T) {
 		var wg sync.WaitGroup
 		wg.Add(1)
 		go a.run(stop, &wg, targets)
+		// The restore starts once the attacker has swapped something, however the two goroutines
+		// are scheduled: every round is raced.
+		for deadline := time.Now().Add(time.Minute); a.swaps.Load() == 0; runtime.Gosched() {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the attacker swapped nothing in a minute", round)
+			}
+		}
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		_, err := uploader.Restore(ctx, rep, res.SnapshotID, vol, uploader.RestoreOptions{})
 		cancel()
