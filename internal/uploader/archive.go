@@ -62,7 +62,7 @@ func RestoreArchive(ctx context.Context, r io.Reader, dir string, opts ArchiveOp
 	}
 	defer t.Close()
 	x := &extraction{
-		out:  &treeOutput{t: t, overwrite: !opts.KeepExisting, owners: os.Geteuid() == 0, sparse: opts.WriteSparseFiles},
+		out:  &treeOutput{t: t, overwrite: !opts.KeepExisting, direct: !opts.KeepExisting, owners: os.Geteuid() == 0, sparse: opts.WriteSparseFiles},
 		opts: opts, made: map[string]bool{"": true},
 		rpt: newReporter(opts.Progress, opts.ProgressInterval, shared.ProgressStageRestoring),
 	}

@@ -86,7 +86,7 @@ func Restore(ctx context.Context, rep repo.Repository, snapshotID, dir string, o
 		return RestoreStats{}, fmt.Errorf("restore into %s: %w", target, err)
 	}
 	defer t.Close()
-	out := &treeOutput{t: t, overwrite: !opts.KeepExisting, owners: os.Geteuid() == 0, sparse: opts.WriteSparseFiles}
+	out := &treeOutput{t: t, overwrite: !opts.KeepExisting, direct: !opts.KeepExisting, owners: os.Geteuid() == 0, sparse: opts.WriteSparseFiles}
 
 	rpt := newReporter(opts.Progress, opts.ProgressInterval, shared.ProgressStageRestoring)
 	rpt.totalBytes.Store(man.Stats.TotalFileSize)

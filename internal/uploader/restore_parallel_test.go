@@ -1,6 +1,7 @@
 package uploader_test
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -127,19 +128,36 @@ func TestCorruptedLargeFileFailsItsRestoreAndLeavesNoTemporaryFile(t *testing.T)
 	}
 	corruptPacks(t, loc)
 	fresh := openRepoWith(t, loc, "pw", func(o *repository.Options) { o.NoCache = true })
-	dst := t.TempDir()
-	if _, err := uploader.Restore(t.Context(), fresh, res.SnapshotID, dst, uploader.RestoreOptions{Parallel: 4}); err == nil {
-		t.Fatal("restore of a corrupted large file succeeded")
-	} else {
-		t.Logf("restore reported: %v", err)
-	}
-	err = filepath.WalkDir(dst, func(p string, d os.DirEntry, err error) error {
-		if err == nil && strings.HasPrefix(d.Name(), ".ferry-restore-") {
-			t.Errorf("temporary file left behind: %s", p)
+	// Into an empty volume (the file is written under its name) and over an older copy (written
+	// aside, renamed over it only when whole): nothing partly written is left, and the older copy
+	// is kept.
+	for _, old := range []string{"", "the older copy"} {
+		dst := t.TempDir()
+		if old != "" {
+			if err := os.WriteFile(filepath.Join(dst, "large.bin"), []byte(old), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
+		if _, err := uploader.Restore(t.Context(), fresh, res.SnapshotID, dst, uploader.RestoreOptions{Parallel: 4}); err == nil {
+			t.Fatal("restore of a corrupted large file succeeded")
+		} else {
+			t.Logf("restore reported: %v", err)
+		}
+		err = filepath.WalkDir(dst, func(p string, d os.DirEntry, err error) error {
+			if err == nil && strings.HasPrefix(d.Name(), ".ferry-restore-") {
+				t.Errorf("temporary file left behind: %s", p)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(dst, "large.bin"))
+		switch {
+		case old == "" && !errors.Is(err, os.ErrNotExist):
+			t.Errorf("a partly written large.bin was left (%d bytes, %v)", len(got), err)
+		case old != "" && string(got) != old:
+			t.Errorf("the older large.bin was replaced by %d bytes (%v)", len(got), err)
+		}
 	}
 }
