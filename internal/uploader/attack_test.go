@@ -73,6 +73,46 @@ func (a *attacker) run(stop <-chan struct{}, wg *sync.WaitGroup, targets []strin
 	}
 }
 
+// plant puts, at names the restore is about to write, symlinks to the other tenant's secret
+// and directory, FIFOs and hard links to the secret, and takes each away again (unless the
+// restore replaced it meanwhile), until stop is closed; it counts its plants as swaps.
+func (a *attacker) plant(stop <-chan struct{}, wg *sync.WaitGroup, names []string) {
+	defer wg.Done()
+	secretFile := filepath.Join(a.outside, "secret.txt")
+	secret, err := os.Lstat(secretFile)
+	if err != nil {
+		return
+	}
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		p := filepath.Join(a.vol, names[i%len(names)])
+		switch i % 4 {
+		case 0:
+			err = os.Symlink(secretFile, p)
+		case 1:
+			err = os.Symlink(a.outside, p)
+		case 2:
+			err = syscall.Mkfifo(p, 0o644)
+		case 3:
+			err = os.Link(secretFile, p)
+		}
+		if err != nil {
+			continue // taken: by the restore's file or an earlier plant
+		}
+		a.swaps.Add(1)
+		if i%3 == 0 {
+			continue // left in place for the restore to meet
+		}
+		if st, err := os.Lstat(p); err == nil && (!st.Mode().IsRegular() || os.SameFile(st, secret)) {
+			_ = os.Remove(p)
+		}
+	}
+}
+
 // outsideWithSecret makes the other tenant's directory: a secret no snapshot may hold.
 func outsideWithSecret(t *testing.T) (dir string, secret []byte) {
 	dir = t.TempDir()
@@ -143,7 +183,7 @@ func TestBackupUnderSymlinkAndFIFORacesReadsNothingOutside(t *testing.T) {
 func TestRestoreUnderSymlinkRacesWritesNothingOutside(t *testing.T) {
 	rep := openRepo(t, repotest.Filesystem(t), "pw")
 	src := t.TempDir()
-	var targets []string
+	var targets, files, dirs []string
 	for i := range 6 {
 		d := filepath.Join(src, fmt.Sprintf("d%d", i))
 		if err := os.MkdirAll(filepath.Join(d, "sub"), 0o755); err != nil {
@@ -153,10 +193,11 @@ func TestRestoreUnderSymlinkRacesWritesNothingOutside(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(d, "sub", fmt.Sprintf("f%d", j)), []byte("PAYLOAD"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			targets = append(targets, fmt.Sprintf("d%d/sub/f%d", i, j))
+			files = append(files, fmt.Sprintf("d%d/sub/f%d", i, j))
 		}
-		targets = append(targets, fmt.Sprintf("d%d", i), fmt.Sprintf("d%d/sub", i))
+		dirs = append(dirs, fmt.Sprintf("d%d", i), fmt.Sprintf("d%d/sub", i))
 	}
+	targets = append(append(targets, files...), dirs...)
 	res, err := uploader.Backup(t.Context(), rep, src, uploader.BackupOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -168,16 +209,27 @@ func TestRestoreUnderSymlinkRacesWritesNothingOutside(t *testing.T) {
 	var swaps int64
 	for round := range attackRounds {
 		vol := t.TempDir()
-		// The tenant's volume already has the snapshot's directories (a restore into a running
-		// pod), so that the attacker has something to swap from the first moment.
-		if err := os.CopyFS(vol, os.DirFS(src)); err != nil {
-			t.Fatal(err)
-		}
 		a := &attacker{vol: vol, outside: outside}
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		wg.Add(1)
-		go a.run(stop, &wg, targets)
+		if round%2 == 0 {
+			// The tenant's volume already has the snapshot's tree (a restore into a running
+			// pod), so that the attacker has something to swap from the first moment.
+			if err := os.CopyFS(vol, os.DirFS(src)); err != nil {
+				t.Fatal(err)
+			}
+			go a.run(stop, &wg, targets)
+		} else {
+			// Only the directories: the restore creates each file under its free name, while
+			// the tenant plants entries at the names it has yet to write.
+			for _, d := range dirs {
+				if err := os.MkdirAll(filepath.Join(vol, d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			go a.plant(stop, &wg, files)
+		}
 		// The restore starts once the attacker has swapped something, however the two goroutines
 		// are scheduled: every round is raced.
 		for deadline := time.Now().Add(time.Minute); a.swaps.Load() == 0; runtime.Gosched() {

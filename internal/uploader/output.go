@@ -214,26 +214,26 @@ func (o *treeOutput) writeNew(rel string, mode uint32, fill func(*os.File) error
 	return nil
 }
 
-// fillDirect lets fill write fd, created under name in dir; on failure it removes name if it
-// still is that file (a tenant may have renamed it away meanwhile: what took its place stays).
+// fillDirect lets fill write fd, created under name in dir; if that or closing it fails, it
+// removes name if it still is that file (a tenant may have renamed it away meanwhile: what took
+// its place stays). A crash leaves the partly written file under its name (see direct).
 func (o *treeOutput) fillDirect(dir int, name, rel string, fd int, fill func(*os.File) error) error {
 	out := os.NewFile(uintptr(fd), rel)
 	err := fill(out)
-	if err != nil {
-		var mine unix.Stat_t
-		if unix.Fstat(fd, &mine) == nil {
-			if there, serr := lstatAt(dir, name); serr == nil && sameFile(&mine, &there) {
-				_ = unix.Unlinkat(dir, name, 0)
-			}
+	var mine unix.Stat_t
+	statErr := unix.Fstat(fd, &mine)
+	if cerr := out.Close(); err == nil {
+		err = cerr // a file system may report a failed write only when the file is closed
+	}
+	if err == nil {
+		return nil
+	}
+	if statErr == nil {
+		if there, serr := lstatAt(dir, name); serr == nil && sameFile(&mine, &there) {
+			_ = unix.Unlinkat(dir, name, 0)
 		}
 	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", rel, err)
-	}
-	return nil
+	return fmt.Errorf("write %s: %w", rel, err)
 }
 
 // rename moves the entry written under tmp to name: over what is there when overwriting (rename
@@ -295,8 +295,8 @@ func (o *treeOutput) readerStarted() {
 // into segments of segmentSize bytes: the worker that writes the file takes them in order, and
 // helpers — taken only while a reader's token is free, and only with at least
 // minProcsForSegments CPUs — take the next ones. Each has its own reader of the file's object,
-// positioned with Seek, and writes with pwrite to the same open handle of the new temporary
-// file, so nothing is opened that the single-writer path does not open.
+// positioned with Seek, and writes with pwrite to the same open handle of the new file, so
+// nothing is opened that the single-writer path does not open.
 const (
 	segmentSize = 16 << 20
 	splitSize   = 2 * segmentSize
@@ -527,6 +527,8 @@ func WriteBeneath(dir, rel string, data []byte) error {
 		return err
 	}
 	defer t.Close()
+	// Not direct: the marker must appear whole or not at all (renamed into place), as Velero's
+	// restore-wait container takes its presence as the restore's end.
 	o := &treeOutput{t: t, overwrite: true}
 	parts := strings.Split(rel, "/")
 	for i := range parts[:len(parts)-1] {
