@@ -15,9 +15,9 @@ import (
 // flush, its index entry in memory twice (in the pending pack and in the index to write), about
 // 400 bytes a content, and flushes on its own only every 10 minutes: a volume of millions of
 // small files would hold them all. Flushing on a count bounds that memory to some 40 MiB (80
-// while a slow store finishes a flush) whatever the number of files, at the price of one index blob per flush (maintenance compacts
-// them) and a smaller last pack. Kopia's own checkpoints flush the same way mid-upload, so a
-// flush never makes an unfinished snapshot visible.
+// while a slow store finishes a flush) whatever the number of files, at the price of one index
+// blob per flush (maintenance compacts them) and a smaller last pack. Kopia's own checkpoints
+// flush the same way mid-upload, so a flush never makes an unfinished snapshot visible.
 const DefaultFlushContents = 100_000
 
 // contentFlusher counts the contents an upload writes and flushes the write session every
