@@ -55,7 +55,7 @@ const (
 	minRestoreParallel        = 4
 	maxDefaultRestoreParallel = 16
 	// minProcsForSegments is the GOMAXPROCS from which large files are written by several
-	// workers (output.go, segmentSize). Each segment re-reads the chunk it starts in, which
+	// workers (content.go, segmentSize). Each segment re-reads the chunk it starts in, which
 	// costs CPU: with 2 CPUs a 100 MiB file restored 1.5x slower in segments (docs/performance.md).
 	minProcsForSegments = 4
 )
